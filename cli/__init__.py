@@ -1,0 +1,1 @@
+"""The `provenance` command: argument parsing, progress bars and rendering, nothing a library user needs."""

@@ -1,0 +1,140 @@
+"""The Typer application: each command parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli.progress import ByteProgress
+from cli.render.json import render_json
+from cli.render.table import render_table
+from provenance.errors import ProvenanceError
+from provenance.report import Report
+
+app = typer.Typer(
+    name="provenance",
+    help="Fingerprint model checkpoints tensor by tensor and verify them against release manifests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")]
+ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+SymlinkFlag = Annotated[
+    bool, typer.Option("--allow-symlinks", help="Follow symlinks that point outside the checkpoint.")
+]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _finish(report: Report, as_json: bool, show_all: bool = False) -> None:
+    for warning in report.warnings:
+        err.print(f"warning: {warning}")
+    if as_json:
+        render_json(report)
+    else:
+        render_table(report, out, show_all=show_all)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def fingerprint(
+    path: Annotated[Path, typer.Argument(help="Checkpoint directory or single weights file.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Manifest file to write (default: stdout).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Release name (default: the folder's name).")] = None,
+    force: ForceFlag = False,
+    allow_symlinks: SymlinkFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
+    import provenance
+    from manifests import build_manifest, write_atomic
+    from manifests.io import dump_json
+
+    if output is not None and output.exists() and not force:
+        raise ProvenanceError(f"{output} already exists; pass --force to overwrite it")
+    exclude = frozenset({output}) if output is not None else frozenset()
+    checkpoint = provenance.fingerprint(
+        path, allow_symlinks=allow_symlinks, exclude=exclude, progress=ByteProgress(quiet)
+    )
+    release = name or path.resolve().name
+    manifest = build_manifest(checkpoint, release)
+    data = dump_json(manifest.statement())
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        write_atomic(output, data, force=force)
+        err.print(
+            f"wrote {output}: release {release!r}, {len(checkpoint.files)} files, "
+            f"{checkpoint.tensor_count} tensors (unsigned)"
+        )
+
+
+@app.command()
+def verify(
+    path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
+    manifest: Annotated[str, typer.Option("--manifest", "-m", help="Reference manifest file.")],
+    as_json: JsonFlag = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
+    allow_symlinks: SymlinkFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
+    from manifests import verify_download
+
+    report = verify_download(path, manifest, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet))
+    _finish(report, as_json, show_all)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="Reference side: a checkpoint or a manifest.")],
+    b: Annotated[Path, typer.Argument(help="Compared side: a checkpoint or a manifest.")],
+    as_json: JsonFlag = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
+    allow_symlinks: SymlinkFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Compare two checkpoints or manifests, tensor by tensor (A is the reference)."""
+    from manifests.comparison import diff_paths
+
+    _finish(diff_paths(a, b, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet)), as_json, show_all)
+
+
+@app.command()
+def demo(
+    folder: Annotated[
+        Path | None, typer.Option("--dir", help="Where to build the sample (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Build the bundled sample release, fingerprint it, then verify a damaged copy of it."""
+    from cli.demo import run_demo
+
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="provenance-demo-") as tmp:
+            run_demo(Path(tmp), out)
+    else:
+        run_demo(folder, out)
+
+
+def main() -> None:
+    """Console entry point: turns every expected failure into one line on stderr and its exit code."""
+    try:
+        app()
+    except ProvenanceError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -1,0 +1,67 @@
+"""A byte-rate progress bar on stderr that appears only when the work lasts more than a second."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+DELAY = 1.0
+
+
+class ByteProgress:
+    """The engine's ProgressReporter, drawn with rich; silent when stderr is not a terminal or `quiet`."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self._enabled = not quiet and sys.stderr.isatty()
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._done = 0
+        self._total = 0
+        self._label = ""
+        self._started_at = 0.0
+
+    def begin(self, total: int, label: str) -> None:
+        self._done, self._total, self._label = 0, total, label
+        self._started_at = time.monotonic()
+
+    def advance(self, amount: int) -> None:
+        if not self._enabled:
+            return
+        with self._lock:
+            self._done += amount
+            if self._progress is None:
+                if time.monotonic() - self._started_at < DELAY:
+                    return
+                self._progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                    transient=True,
+                )
+                self._progress.start()
+                self._task = self._progress.add_task(self._label, total=self._total, completed=self._done)
+                return
+            assert self._task is not None
+            self._progress.update(self._task, completed=self._done)
+
+    def end(self) -> None:
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None

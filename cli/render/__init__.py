@@ -1,0 +1,1 @@
+"""Renderers for reports: a table for people, JSON for scripts."""

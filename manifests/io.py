@@ -1,0 +1,68 @@
+"""Reading and writing documents: capped reads, atomic writes that never clobber without --force."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from provenance.errors import ManifestError, OutputExists, UnreadableInput
+
+DOCUMENT_CAP = 512 << 20  # a manifest of 100,000 tensors is ~30 MB; anything near this cap is hostile
+
+
+def write_atomic(path: Path, data: bytes, *, force: bool = False, mode: int = 0o644) -> None:
+    """Write `data` to `path` in one step: readers see the old file or the new one, never a torn one.
+
+    Without `force` an existing file is never replaced, even one created while we were writing.
+    """
+    if path.exists() and not force:
+        raise OutputExists(f"{path} already exists; pass --force to overwrite it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UnreadableInput(f"cannot write {path}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UnreadableInput(f"cannot write in {folder}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name appeared meanwhile: no silent overwrite
+            except FileExistsError:
+                raise OutputExists(f"{path} already exists; pass --force to overwrite it") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def read_json(path: Path, what: str = "manifest") -> Any:
+    """Parse a JSON document of bounded size, with one clear line for every way it can fail."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not path.is_file():
+        raise UnreadableInput(f"{what} {path} is not a file")
+    if size > DOCUMENT_CAP:
+        raise ManifestError(f"{what} {path} is {size:,} bytes, over the {DOCUMENT_CAP:,}-byte cap; refusing it")
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ManifestError(f"{what} {path} is not valid JSON; is it the right file?") from None
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def dump_json(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

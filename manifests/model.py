@@ -1,0 +1,274 @@
+"""The manifest: an OpenSSF Model Signing v1.0 in-toto statement with one namespaced extension.
+
+The OMS part (subject, serialization, one sha256 resource per file) is exactly what `model_signing`
+writes and verifies. Everything this project adds lives under `predicate["weights_provenance/v1"]`,
+described by `manifests/schema.json`; model_signing ignores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from provenance.dtypes import DTYPE_BITS
+from provenance.errors import ManifestError, ProvenanceError
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
+from provenance.paths import DEFAULT_IGNORE, check_relative
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+EXTENSION_KEY = "weights_provenance/v1"
+_HEX = {"sha256": 64, "blake3": 64, "md5": 32}
+_HEX_RE = re.compile(r"[0-9a-f]+")
+
+
+def tool_version() -> str:
+    try:
+        return f"weights-provenance {metadata.version('weights-provenance')}"
+    except metadata.PackageNotFoundError:
+        return "weights-provenance"
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Who and what the manifest speaks for."""
+
+    name: str
+    created: str | None = None
+    tool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    release: Release
+    checkpoint: Checkpoint
+    ignore_paths: tuple[str, ...] = DEFAULT_IGNORE
+    allow_symlinks: bool = False
+    tensor_level: bool = True  # False for statements with no extension (model_signing's own)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject_digest(self) -> str:
+        return subject_digest(self.resources())
+
+    def resources(self) -> list[dict[str, str]]:
+        """The OMS resources: one sha256 entry per file that has one, sorted by name."""
+        return [
+            {"algorithm": "sha256", "digest": f.digests["sha256"], "name": f.path}
+            for f in sorted(self.checkpoint.files, key=lambda f: f.path)
+            if "sha256" in f.digests
+        ]
+
+    def statement(self) -> dict[str, Any]:
+        """The in-toto statement, ready to be written as the unsigned manifest or signed as a payload."""
+        resources = self.resources()
+        predicate: dict[str, Any] = {
+            "serialization": {
+                "method": "files",
+                "hash_type": "sha256",
+                "allow_symlinks": self.allow_symlinks,
+                "ignore_paths": list(self.ignore_paths),
+            },
+            "resources": resources,
+        }
+        if self.tensor_level:
+            predicate[EXTENSION_KEY] = self._extension()
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": self.release.name, "digest": {"sha256": subject_digest(resources)}}],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": predicate,
+        }
+
+    def _extension(self) -> dict[str, Any]:
+        release = {"name": self.release.name, "created": self.release.created, "tool": self.release.tool}
+        return {
+            "release": {k: v for k, v in release.items() if v is not None},
+            "files": [_file_entry(f) for f in sorted(self.checkpoint.files, key=lambda f: f.path)],
+        }
+
+
+def subject_digest(resources: list[dict[str, str]]) -> str:
+    """SHA-256 over the raw bytes of the sorted resource digests, as model_signing computes it."""
+    hasher = hashlib.sha256()
+    for resource in sorted(resources, key=lambda r: r["name"]):
+        hasher.update(bytes.fromhex(resource["digest"]))
+    return hasher.hexdigest()
+
+
+def _file_entry(f: FileFingerprint) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": f.path, "size": f.size, "role": f.role.value}
+    if f.format:
+        entry["format"] = f.format
+    entry["digests"] = dict(sorted(f.digests.items()))
+    if f.container_blake3 is not None:
+        entry["container_blake3"] = f.container_blake3
+        entry["tensors"] = [
+            {
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "begin": t.start,
+                "end": t.end,
+                "blake3": t.blake3,
+            }
+            for t in f.tensors
+        ]
+    return entry
+
+
+def build_manifest(checkpoint: Checkpoint, name: str, *, created: datetime | None = None) -> Manifest:
+    """A manifest for a fingerprinted checkpoint; every file must carry a SHA-256."""
+    for f in checkpoint.files:
+        if "sha256" not in f.digests:
+            raise ProvenanceError(f"{f.path} has no SHA-256; fingerprint the checkpoint in full")
+    moment = (created or datetime.now(UTC)).replace(microsecond=0)
+    release = Release(name=name, created=moment.strftime("%Y-%m-%dT%H:%M:%SZ"), tool=tool_version())
+    return Manifest(release=release, checkpoint=checkpoint)
+
+
+# ---------------------------------------------------------------- parsing, with every field validated
+
+
+def _fail(why: str) -> ManifestError:
+    return ManifestError(f"manifest is not valid: {why}")
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(f"{where} must be an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _fail(f"{where} must be a list")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(f"{where} must be a string")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _fail(f"{where} must be a non-negative integer")
+    return value
+
+
+def _digest(value: Any, algorithm: str, where: str) -> str:
+    if algorithm not in _HEX:
+        raise _fail(f"{where}: unknown digest algorithm {algorithm!r}")
+    if not isinstance(value, str) or len(value) != _HEX[algorithm] or not _HEX_RE.fullmatch(value):
+        raise _fail(f"{where} must be {_HEX[algorithm]} lowercase hex digits")
+    return value
+
+
+def manifest_from_statement(statement: Any) -> Manifest:
+    """Validate an in-toto statement (ours or model_signing's) and return the manifest it describes."""
+    statement = _obj(statement, "the document")
+    if statement.get("_type") != STATEMENT_TYPE:
+        raise _fail(f"_type is {statement.get('_type')!r}, expected {STATEMENT_TYPE}")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise _fail(f"predicateType is {statement.get('predicateType')!r}, expected {PREDICATE_TYPE}")
+    subjects = _list(statement.get("subject"), "subject")
+    if len(subjects) != 1:
+        raise _fail("subject must hold exactly one entry")
+    subject = _obj(subjects[0], "subject[0]")
+    name = _str(subject.get("name"), "subject name")
+    claimed = _digest(_obj(subject.get("digest"), "subject digest").get("sha256"), "sha256", "subject digest")
+    predicate = _obj(statement.get("predicate"), "predicate")
+    serialization = _obj(predicate.get("serialization"), "serialization")
+    if serialization.get("method") != "files" or serialization.get("hash_type") != "sha256":
+        raise _fail("only the 'files' serialization with sha256 is supported")
+    ignore = tuple(_str(p, "ignore_paths entry") for p in _list(serialization.get("ignore_paths", []), "ignore_paths"))
+    allow_symlinks = serialization.get("allow_symlinks", False)
+    if not isinstance(allow_symlinks, bool):
+        raise _fail("allow_symlinks must be true or false")
+
+    resources: dict[str, str] = {}
+    raw_resources = _list(predicate.get("resources"), "resources")
+    for i, item in enumerate(raw_resources):
+        item = _obj(item, f"resources[{i}]")
+        path = check_relative(_str(item.get("name"), f"resources[{i}].name"))
+        if item.get("algorithm") != "sha256":
+            raise _fail(f"resource {path} uses {item.get('algorithm')!r}; v1.0 manifests use sha256")
+        if path in resources:
+            raise _fail(f"resource {path} is listed twice")
+        resources[path] = _digest(item.get("digest"), "sha256", f"resource {path}")
+    if subject_digest([{"name": k, "digest": v} for k, v in resources.items()]) != claimed:
+        raise _fail("the subject digest does not match the resources; the manifest was altered")
+
+    extension = predicate.get(EXTENSION_KEY)
+    if extension is None:
+        files = tuple(FileFingerprint(p, None, Role.OTHER, digests={"sha256": d}) for p, d in sorted(resources.items()))
+        return Manifest(Release(name), Checkpoint(files), ignore, allow_symlinks, tensor_level=False)
+    extension = _obj(extension, EXTENSION_KEY)
+    release_doc = _obj(extension.get("release", {}), "release")
+    release = Release(
+        name=_str(release_doc.get("name", name), "release name"),
+        created=_str(release_doc["created"], "release created") if "created" in release_doc else None,
+        tool=_str(release_doc["tool"], "release tool") if "tool" in release_doc else None,
+    )
+    files_list: list[FileFingerprint] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(_list(extension.get("files"), "files")):
+        fp = _file_from_entry(_obj(entry, f"files[{i}]"))
+        if fp.path in seen:
+            raise _fail(f"file {fp.path} is listed twice")
+        seen.add(fp.path)
+        if resources.get(fp.path) != fp.digests.get("sha256"):
+            raise _fail(f"file {fp.path}: its sha256 disagrees with the signed resources")
+        files_list.append(fp)
+    if set(resources) - seen:
+        raise _fail(f"resources not described by the extension: {sorted(set(resources) - seen)[:3]}")
+    return Manifest(release, Checkpoint(tuple(sorted(files_list, key=lambda f: f.path))), ignore, allow_symlinks)
+
+
+def _file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
+    path = check_relative(_str(entry.get("name"), "file name"))
+    size = _count(entry.get("size"), f"{path}: size")
+    try:
+        role = Role(str(entry.get("role")))
+    except ValueError:
+        raise _fail(f"{path}: unknown role {entry.get('role')!r}") from None
+    digests = {
+        _str(k, f"{path}: digest name"): _digest(v, k, f"{path}: {k}")
+        for k, v in _obj(entry.get("digests", {}), f"{path}: digests").items()
+    }
+    fmt = entry.get("format")
+    if fmt is not None:
+        _str(fmt, f"{path}: format")
+    container = entry.get("container_blake3")
+    tensors: list[TensorFingerprint] = []
+    if container is not None:
+        _digest(container, "blake3", f"{path}: container_blake3")
+        cursor = 0
+        for j, raw in enumerate(_list(entry.get("tensors"), f"{path}: tensors")):
+            t = _tensor_from_entry(_obj(raw, f"{path}: tensors[{j}]"), path)
+            if t.start < cursor or t.end > size:
+                raise _fail(f"{path}: tensor {t.name!r} overlaps another or lies outside the file")
+            cursor = t.end
+            tensors.append(t)
+    elif not digests:
+        raise _fail(f"{path}: no digest at all")
+    return FileFingerprint(path, size, role, fmt, digests, tuple(tensors), container)
+
+
+def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
+    name = _str(raw.get("name"), f"{path}: tensor name")
+    dtype = _str(raw.get("dtype"), f"{path}: {name}: dtype")
+    if dtype not in DTYPE_BITS:
+        raise _fail(f"{path}: {name}: unknown dtype {dtype!r}")
+    shape = tuple(_count(d, f"{path}: {name}: shape") for d in _list(raw.get("shape"), f"{path}: {name}: shape"))
+    begin = _count(raw.get("begin"), f"{path}: {name}: begin")
+    end = _count(raw.get("end"), f"{path}: {name}: end")
+    if end < begin:
+        raise _fail(f"{path}: {name}: end before begin")
+    return TensorFingerprint(name, dtype, shape, begin, end, _digest(raw.get("blake3"), "blake3", f"{path}: {name}"))

@@ -1,0 +1,32 @@
+"""Verify a download against a named reference: open it, check what is known of its signature, compare."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import provenance
+from manifests.reference import open_reference
+from provenance.report import Report
+from provenance.scan import ProgressReporter
+
+
+def verify_download(
+    target: Path,
+    manifest: str | Path,
+    *,
+    allow_symlinks: bool = False,
+    progress: ProgressReporter | None = None,
+) -> Report:
+    """The `provenance verify` operation: the report carries the verdict and the signature status."""
+    reference = open_reference(manifest)
+    manifest_path = Path(manifest)
+    report = provenance.verify(
+        target,
+        reference.manifest.checkpoint,
+        reference_label=f"{reference.manifest.release.name} ({reference.source})",
+        allow_symlinks=allow_symlinks,
+        exclude=frozenset({manifest_path}) if manifest_path.exists() else frozenset(),
+        progress=progress,
+    )
+    return dataclasses.replace(report, signature=reference.signature, warnings=reference.warnings)

@@ -1,0 +1,93 @@
+"""The public operations: fingerprint a checkpoint, verify one against a reference, diff two."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provenance.compare import compare
+from provenance.fingerprint import Checkpoint
+from provenance.report import Report
+from provenance.scan import ProgressReporter, content_plan, fingerprint_plan, plan_against, scan
+
+EVIDENCE_BYTES = "every byte read: BLAKE3 per tensor and of the container bytes"
+EVIDENCE_FILES = "every byte read: whole-file digests (no tensor-level reference)"
+
+
+def fingerprint(
+    target: Path,
+    *,
+    allow_symlinks: bool = False,
+    exclude: frozenset[Path] = frozenset(),
+    progress: ProgressReporter | None = None,
+) -> Checkpoint:
+    """Fingerprint a checkpoint for a manifest: SHA-256 per file, BLAKE3 per tensor and per other file.
+
+    Malformed weights files raise MalformedContainer: a manifest is never built from a broken release.
+    """
+    return scan(
+        target,
+        fingerprint_plan,
+        strict=True,
+        allow_symlinks=allow_symlinks,
+        exclude=exclude,
+        progress=progress,
+        label="fingerprinting",
+    )
+
+
+def verify(
+    target: Path,
+    reference: Checkpoint,
+    *,
+    reference_label: str = "reference",
+    allow_symlinks: bool = False,
+    exclude: frozenset[Path] = frozenset(),
+    progress: ProgressReporter | None = None,
+) -> Report:
+    """Check a checkpoint on disk against a reference, reading each byte once with what it needs.
+
+    Damaged files do not stop the check: they are reported `corrupt` and the verdict says what they cost.
+    """
+    candidate = scan(
+        target,
+        plan_against(reference),
+        strict=False,
+        allow_symlinks=allow_symlinks,
+        exclude=exclude,
+        progress=progress,
+        label="verifying",
+    )
+    tensor_level = any(f.has_layout for f in reference.files)
+    return compare(
+        reference,
+        candidate,
+        reference_label=reference_label,
+        candidate_label=str(target),
+        evidence=EVIDENCE_BYTES if tensor_level else EVIDENCE_FILES,
+    )
+
+
+def read_checkpoint(
+    target: Path,
+    *,
+    strict: bool = True,
+    allow_symlinks: bool = False,
+    progress: ProgressReporter | None = None,
+) -> Checkpoint:
+    """Fingerprint a checkpoint with BLAKE3 alone, to compare it with another on disk.
+
+    A reference side is read `strict` (a broken reference is an error); a compared side is not.
+    """
+    return scan(
+        target,
+        content_plan,
+        strict=strict,
+        allow_symlinks=allow_symlinks,
+        progress=progress,
+        label=f"reading {target.name}",
+    )
+
+
+def diff(a: Checkpoint, b: Checkpoint, *, a_label: str = "A", b_label: str = "B", evidence: str = "") -> Report:
+    """How checkpoint B differs from checkpoint A, with A as the reference."""
+    return compare(a, b, reference_label=a_label, candidate_label=b_label, evidence=evidence or EVIDENCE_BYTES)

@@ -1,0 +1,236 @@
+"""The single streaming pass: one sequential read per file feeds every digest that file needs.
+
+Files are read through bounded, read-only mmap windows (no copy into Python buffers, memory flat
+whatever the checkpoint's size), each byte handed once to each algorithm: SHA-256 over the whole file
+when asked, BLAKE3 over each tensor, and one BLAKE3 over the bytes between tensors. Several files are
+hashed at once: hashlib and blake3 release the GIL, so threads use every core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+from provenance.errors import FileChanged, MalformedContainer, TruncatedContainer, UnreadableInput
+from provenance.fingerprint import FileFingerprint, TensorFingerprint, role_of
+from provenance.formats.detect import reader_for
+from provenance.formats.interface import Layout
+
+WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
+PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads too
+ALGORITHMS = ("sha256", "blake3", "md5")
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HashPlan:
+    """What to compute for one file: whole-file digests, and per-tensor parts for weights files."""
+
+    digests: frozenset[str] = frozenset()
+    parts: bool = False
+
+
+def _new_hasher(algorithm: str) -> Any:
+    if algorithm == "blake3":
+        return blake3(max_threads=blake3.AUTO)
+    return hashlib.new(algorithm)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class _PartHashers:
+    """BLAKE3 per tensor plus one BLAKE3 of every byte outside the tensors, fed window by window."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        segments: list[tuple[int, int, int]] = []  # (start, end, tensor index or -1 for container bytes)
+        cursor = 0
+        for index, tensor in enumerate(layout.tensors):
+            if tensor.start > cursor:
+                segments.append((cursor, tensor.start, -1))
+            segments.append((tensor.start, tensor.end, index))
+            cursor = max(cursor, tensor.end)
+        if layout.expected_size > cursor:
+            segments.append((cursor, layout.expected_size, -1))
+        self.segments = segments
+        self.next = 0
+        self.container = blake3()
+        self.open: Any = None  # hasher of a tensor that continues into the next window
+        self.digests: list[str | None] = [None] * len(layout.tensors)
+
+    def feed(self, view: memoryview, base: int) -> None:
+        limit = base + len(view)
+        segments, digests = self.segments, self.digests
+        while self.next < len(segments):
+            start, end, index = segments[self.next]
+            if start >= limit and not (start == end == limit):
+                return
+            piece = view[max(start, base) - base : min(end, limit) - base]
+            if index < 0:
+                self.container.update(piece)
+            elif start >= base and end <= limit:  # whole tensor inside this window: one call
+                if len(piece) >= PARALLEL_TENSOR:
+                    digests[index] = blake3(piece, max_threads=blake3.AUTO).hexdigest()
+                else:
+                    digests[index] = blake3(piece).hexdigest()
+            else:
+                if self.open is None:
+                    self.open = blake3(max_threads=blake3.AUTO)
+                self.open.update(piece)
+                if end <= limit:
+                    digests[index] = self.open.hexdigest()
+                    self.open = None
+            if end > limit:
+                return
+            self.next += 1
+
+    def finish(self, size: int) -> tuple[tuple[TensorFingerprint, ...], str | None]:
+        empty = memoryview(b"")
+        self.feed(empty, size)  # empty tensors that sit at the very end of the file
+        tensors = tuple(
+            TensorFingerprint(t.name, t.dtype, t.shape, t.start, t.end, self.digests[i] if t.end <= size else None)
+            for i, t in enumerate(self.layout.tensors)
+        )
+        whole = size >= self.layout.expected_size
+        return tensors, self.container.hexdigest() if whole else None
+
+
+def hash_file(
+    root: Path, path: str, plan: HashPlan, *, strict: bool = True, progress: Progress | None = None
+) -> FileFingerprint:
+    """Hash one file of a checkpoint in one sequential pass.
+
+    With `strict`, a malformed weights file raises MalformedContainer; without it (verifying a download),
+    the fingerprint records the error and the comparison reports the file as corrupt.
+    """
+    full = root / path
+    reader = reader_for(path)
+    role = role_of(path, reader is not None)
+    try:
+        stream = open(full, "rb", buffering=0)  # noqa: SIM115 - closed below, after the last window
+    except OSError as exc:
+        raise UnreadableInput(f"cannot open {full}: {exc.strerror}; check the path and its permissions") from None
+    with stream:
+        before = os.fstat(stream.fileno())
+        size = before.st_size
+        parts: _PartHashers | None = None
+        expected: int | None = None
+        if plan.parts and reader is not None:
+            try:
+                layout = reader.read_layout(stream, size, path)
+            except MalformedContainer as exc:
+                if strict:
+                    raise
+                if progress:
+                    progress(size)
+                return FileFingerprint(path, size, role, format=reader.name, error=exc.reason)
+            parts = _PartHashers(layout)
+            if layout.expected_size != size:
+                expected = layout.expected_size
+                if strict:
+                    raise TruncatedContainer(path, f"cut short: {size:,} of {expected:,} bytes")
+        hashers = {name: _new_hasher(name) for name in ALGORITHMS if name in plan.digests}
+        if hashers or parts:
+            _stream_windows(stream.fileno(), size, before, full, list(hashers.values()), parts, progress)
+        elif progress:
+            progress(size)
+        if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
+            raise FileChanged(f"{full} changed while it was being read; wait until nothing writes it, then retry")
+    tensors: tuple[TensorFingerprint, ...] = ()
+    container = None
+    error = None
+    if parts is not None:
+        tensors, container = parts.finish(size)
+        if expected is not None and size < expected:
+            error = f"cut short: {size:,} of {expected:,} bytes"
+    return FileFingerprint(
+        path=path,
+        size=size,
+        role=role,
+        format=reader.name if reader and plan.parts else None,
+        digests={name: h.hexdigest() for name, h in hashers.items()},
+        tensors=tensors,
+        container_blake3=container,
+        expected_size=expected,
+        error=error,
+    )
+
+
+def _stream_windows(
+    fd: int,
+    size: int,
+    before: os.stat_result,
+    full: Path,
+    hashers: list[Any],
+    parts: _PartHashers | None,
+    progress: Progress | None,
+) -> None:
+    offset = 0
+    while offset < size:
+        if os.fstat(fd).st_size != before.st_size:  # a mapped page past a new end of file would fault
+            raise FileChanged(f"{full} changed size while it was being read; wait until nothing writes it")
+        length = min(WINDOW, size - offset)
+        with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset) as window:
+            window.madvise(mmap.MADV_SEQUENTIAL)
+            view = memoryview(window)
+            try:
+                for hasher in hashers:
+                    hasher.update(view)
+                if parts is not None:
+                    parts.feed(view, offset)
+            finally:
+                view.release()
+        offset += length
+        if progress:
+            progress(length)
+
+
+def hash_files(
+    root: Path,
+    jobs: Sequence[tuple[str, HashPlan]],
+    *,
+    strict: bool = True,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> list[FileFingerprint]:
+    """Hash many files of one checkpoint in parallel; results come back in the order of `jobs`."""
+    if not jobs:
+        return []
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    sizes = {path: _size(root / path) for path, _ in jobs}
+    order = sorted(range(len(jobs)), key=lambda i: -sizes[jobs[i][0]])  # largest first: even finish
+    results: list[FileFingerprint | None] = [None] * len(jobs)
+    if workers == 1:
+        for i in order:
+            results[i] = hash_file(root, jobs[i][0], jobs[i][1], strict=strict, progress=progress)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
+            futures = {
+                i: pool.submit(hash_file, root, jobs[i][0], jobs[i][1], strict=strict, progress=progress) for i in order
+            }
+            for i, future in futures.items():
+                results[i] = future.result()
+    return [r for r in results if r is not None]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
+
+
+def total_size(root: Path, paths: Sequence[str]) -> int:
+    """Bytes a pass over these files reads: the total for a progress bar."""
+    return sum(_size(root / p) for p in paths)

@@ -1,0 +1,82 @@
+"""Fingerprints: what the engine learns about each file and tensor, and what a manifest records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """What a file is to a release: weights are compared tensor by tensor, the rest byte for byte."""
+
+    WEIGHTS = "weights"
+    INDEX = "index"  # a shard index (*.index.json): it belongs to the container, like a header
+    OTHER = "other"  # config, tokenizer, params: must be identical
+
+
+def role_of(path: str, is_weights: bool) -> Role:
+    if is_weights:
+        return Role.WEIGHTS
+    if path.endswith(".index.json"):
+        return Role.INDEX
+    return Role.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class TensorFingerprint:
+    """A tensor and the BLAKE3 of its elements; `blake3` is None when its bytes were not all present."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+    blake3: str | None
+
+    @property
+    def intact(self) -> bool:
+        return self.blake3 is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FileFingerprint:
+    """One file of a checkpoint.
+
+    `digests` holds whole-file digests by algorithm (sha256, blake3, md5). A weights file instead (or as
+    well) carries its tensors and `container_blake3`, the BLAKE3 of every byte outside the tensors in file
+    order: with the size and the tensor offsets, these prove byte identity without a whole-file digest.
+    `error` says why a candidate file could not be read whole (cut short, unreadable header).
+    """
+
+    path: str
+    size: int | None
+    role: Role
+    format: str | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    tensors: tuple[TensorFingerprint, ...] = ()
+    container_blake3: str | None = None
+    expected_size: int | None = None
+    error: str | None = None
+
+    @property
+    def has_layout(self) -> bool:
+        """Whether the whole tensor table and container digest are known (a complete weights file)."""
+        return self.container_blake3 is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """All files of a checkpoint (or of a manifest's release), sorted by path."""
+
+    files: tuple[FileFingerprint, ...]
+    weight_map: dict[str, str] = field(default_factory=dict)  # tensor -> file, from the shard indexes
+
+    @property
+    def tensor_count(self) -> int:
+        return sum(len(f.tensors) for f in self.files)
+
+    def file(self, path: str) -> FileFingerprint | None:
+        for f in self.files:
+            if f.path == path:
+                return f
+        return None

@@ -1,0 +1,30 @@
+"""Which reader owns a file: by name, so that a file is never parsed by a format it does not claim."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from provenance.formats.interface import FormatReader, Layout
+from provenance.formats.safetensors import SafetensorsReader
+
+READERS: tuple[FormatReader, ...] = (SafetensorsReader(),)
+
+
+def reader_for(path: str) -> FormatReader | None:
+    """The reader that claims this file name, or None for files that hold no weights."""
+    for reader in READERS:
+        if reader.claims(path):
+            return reader
+    return None
+
+
+def is_weights_file(path: str) -> bool:
+    return reader_for(path) is not None
+
+
+def read_layout(stream: BinaryIO, file_size: int, path: str) -> Layout:
+    """Parse a weights file's structure with the reader that claims it."""
+    reader = reader_for(path)
+    if reader is None:
+        raise ValueError(f"{path} is not a weights file")
+    return reader.read_layout(stream, file_size, path)

@@ -1,0 +1,87 @@
+"""Relative paths inside a checkpoint: the only kind a manifest may name or a scan may follow."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+from provenance.errors import UnreadableInput, UnsafePath
+
+# The paths model_signing leaves out by default; recorded in every manifest's ignore_paths.
+DEFAULT_IGNORE = (".git", ".gitattributes", ".github", ".gitignore")
+
+
+def check_relative(name: str) -> str:
+    """Return `name` if it is a normalized relative POSIX path that stays inside its root, else raise."""
+    if not isinstance(name, str) or not name:
+        raise UnsafePath("a manifest names a file with an empty path; the manifest is damaged")
+    if "\x00" in name or "\\" in name:
+        raise UnsafePath(f"path {name!r} contains a NUL or backslash; the manifest is damaged or hostile")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UnsafePath(f"path {name!r} is absolute; manifests name files relative to the checkpoint")
+    parts = name.split("/")
+    if ".." in parts:
+        raise UnsafePath(f"path {name!r} climbs out of the checkpoint with '..'; refusing it")
+    if posixpath.normpath(name) != name or "." in parts:
+        raise UnsafePath(f"path {name!r} is not normalized; the manifest is damaged or hostile")
+    return name
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def list_files(
+    target: Path,
+    *,
+    allow_symlinks: bool = False,
+    ignore: tuple[str, ...] = DEFAULT_IGNORE,
+    exclude: frozenset[Path] = frozenset(),
+) -> tuple[Path, list[str]]:
+    """The root and the sorted relative paths of the files a checkpoint consists of.
+
+    `target` is a directory or a single file. Symlinks that resolve inside the directory are followed;
+    one that leaves it is refused unless `allow_symlinks`. Paths in `exclude` (the manifest being written
+    or read, when it sits inside the checkpoint) are left out.
+    """
+    if not target.exists():
+        raise UnreadableInput(f"{target} does not exist; give the checkpoint's directory or file")
+    if target.is_file():
+        return target.parent, [target.name]
+    if not target.is_dir():
+        raise UnreadableInput(f"{target} is neither a file nor a directory")
+    root = target.resolve()
+    excluded = {p.resolve() for p in exclude}
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = Path(dirpath).relative_to(root)
+        dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in ignore)
+        for dirname in dirnames:
+            if (Path(dirpath) / dirname).is_symlink():
+                _check_link(Path(dirpath) / dirname, root, allow_symlinks)
+        for filename in filenames:
+            rel = (rel_dir / filename).as_posix()
+            full = Path(dirpath) / filename
+            if rel in ignore or full.resolve() in excluded:
+                continue
+            if full.is_symlink():
+                _check_link(full, root, allow_symlinks)
+                if not full.resolve().is_file():
+                    continue
+            elif not full.is_file():
+                continue  # sockets, fifos, devices: never part of a checkpoint
+            found.append(rel)
+    return root, sorted(found)
+
+
+def _check_link(link: Path, root: Path, allow_symlinks: bool) -> None:
+    if not allow_symlinks and not _inside(link.resolve(), root):
+        raise UnsafePath(
+            f"{link} is a symlink that leaves the checkpoint (to {link.resolve()}); "
+            "pass --allow-symlinks if that is intended"
+        )

@@ -1,0 +1,153 @@
+"""The result of a comparison: verdict, per-file and per-tensor statuses, and the reasons behind them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    IDENTICAL = "identical"
+    EQUIVALENT = "equivalent"
+    CONVERTED = "converted"
+    MODIFIED = "modified"
+    INCOMPLETE = "incomplete"
+    UNRELATED = "unrelated"
+    UNDECIDED = "undecided"
+
+    @property
+    def passes(self) -> bool:
+        """Whether this verdict means "these are the reference's weights" (exit code 0)."""
+        return self in (Verdict.IDENTICAL, Verdict.EQUIVALENT)
+
+
+class TensorStatus(StrEnum):
+    MATCH = "match"
+    CAST = "cast"
+    QUANTIZED = "quantized"
+    MODIFIED = "modified"
+    MISSING = "missing"
+    EXTRA = "extra"
+    CORRUPT = "corrupt"
+
+
+class FileStatus(StrEnum):
+    MATCH = "match"
+    MODIFIED = "modified"
+    MISSING = "missing"
+    EXTRA = "extra"
+    CORRUPT = "corrupt"
+
+
+class SignatureStatus(StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    UNSIGNED = "unsigned"
+    UNTRUSTED = "untrusted"
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureInfo:
+    """Whether the reference was signed, and by whom."""
+
+    status: SignatureStatus = SignatureStatus.UNSIGNED
+    signer: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    name: str
+    status: FileStatus
+    role: str
+    size: int | None = None
+    expected_size: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorResult:
+    """A reference tensor (or, for `extra`, a candidate tensor) and what became of it."""
+
+    name: str
+    status: TensorStatus
+    file: str | None
+    dtype: str
+    shape: tuple[int, ...]
+    candidate_name: str | None = None
+    candidate_file: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    files: tuple[FileResult, ...]
+    tensors: tuple[TensorResult, ...]
+    reference: str
+    candidate: str
+    evidence: str
+    signature: SignatureInfo = field(default_factory=SignatureInfo)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict.passes else 1
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {
+            "files": dict(Counter(f.status.value for f in self.files)),
+            "tensors": dict(Counter(t.status.value for t in self.tensors)),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `--json` document: stable keys that scripts may rely on."""
+        return {
+            "verdict": self.verdict.value,
+            "reasons": list(self.reasons),
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "evidence": self.evidence,
+            "signature": {
+                "status": self.signature.status.value,
+                "signer": self.signature.signer,
+                "detail": self.signature.detail,
+            },
+            "summary": self.summary(),
+            "files": [
+                _drop_none(
+                    {
+                        "name": f.name,
+                        "status": f.status.value,
+                        "role": f.role,
+                        "size": f.size,
+                        "expected_size": f.expected_size,
+                        "detail": f.detail,
+                    }
+                )
+                for f in self.files
+            ],
+            "tensors": [
+                _drop_none(
+                    {
+                        "name": t.name,
+                        "status": t.status.value,
+                        "file": t.file,
+                        "dtype": t.dtype,
+                        "shape": list(t.shape),
+                        "candidate_name": t.candidate_name,
+                        "candidate_file": t.candidate_file,
+                        "detail": t.detail,
+                    }
+                )
+                for t in self.tensors
+            ],
+            "warnings": list(self.warnings),
+        }
+
+
+def _drop_none(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if v is not None}
