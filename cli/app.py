@@ -24,7 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
@@ -34,9 +33,15 @@ SymlinkFlag = Annotated[
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
+def say(line: str) -> None:
+    """One unwrapped line on stderr: errors and warnings must stay greppable, whatever the terminal width."""
+    sys.stderr.write(" ".join(line.split()) + "\n")
+    sys.stderr.flush()
+
+
 def _finish(report: Report, as_json: bool, show_all: bool = False) -> None:
     for warning in report.warnings:
-        err.print(f"warning: {warning}")
+        say(f"warning: {warning}")
     if as_json:
         render_json(report)
     else:
@@ -73,7 +78,7 @@ def fingerprint(
         sys.stdout.buffer.write(data)
     else:
         write_atomic(output, data, force=force)
-        err.print(
+        say(
             f"wrote {output}: release {release!r}, {len(checkpoint.files)} files, "
             f"{checkpoint.tensor_count} tensors (unsigned)"
         )
@@ -131,10 +136,10 @@ def main() -> None:
     try:
         app()
     except ProvenanceError as exc:
-        err.print(f"error: {exc}", markup=False)
+        say(f"error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        say("interrupted")
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)

@@ -27,16 +27,15 @@ class _Located:
 def _file_status(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileStatus, str | None]:
     if cand.error is not None:
         return FileStatus.CORRUPT, cand.error
-    short = ref.size is not None and cand.size is not None and cand.size < ref.size
+    if ref.has_layout and cand.has_layout:  # both well-formed containers: compare them part by part
+        ref_parts = [(t.start, t.end, t.blake3) for t in ref.tensors]
+        cand_parts = [(t.start, t.end, t.blake3) for t in cand.tensors]
+        same = ref.size == cand.size and ref.container_blake3 == cand.container_blake3 and ref_parts == cand_parts
+        return (FileStatus.MATCH, None) if same else (FileStatus.MODIFIED, "bytes differ")
     if ref.size is not None and cand.size is not None and ref.size != cand.size:
-        if short:
+        if cand.size < ref.size:  # what an unfinished download leaves
             return FileStatus.CORRUPT, f"short: {cand.size:,} of {ref.size:,} bytes"
         return FileStatus.MODIFIED, f"{cand.size:,} bytes, expected {ref.size:,}"
-    if ref.has_layout and cand.has_layout:
-        same = ref.container_blake3 == cand.container_blake3 and [(t.start, t.end, t.blake3) for t in ref.tensors] == [
-            (t.start, t.end, t.blake3) for t in cand.tensors
-        ]
-        return (FileStatus.MATCH, None) if same else (FileStatus.MODIFIED, "bytes differ")
     common = [a for a in ref.digests if a in cand.digests]
     if not common:
         raise ProvenanceError(
@@ -100,8 +99,18 @@ def compare(
         for r in files
         if r.status is FileStatus.MODIFIED and r.role == Role.WEIGHTS.value and not _has_layout(reference, r.name)
     ]
+    # A lost weights file costs nothing when every tensor it held turned up elsewhere (re-sharded copies).
+    held_elsewhere = {
+        f.path
+        for f in reference.files
+        if f.has_layout and all(t.status is TensorStatus.MATCH for t in tensors if t.file == f.path)
+    }
     lost_files = [
-        r for r in files if r.status in (FileStatus.MISSING, FileStatus.CORRUPT) and r.role != Role.INDEX.value
+        r
+        for r in files
+        if r.status in (FileStatus.MISSING, FileStatus.CORRUPT)
+        and r.role != Role.INDEX.value
+        and r.name not in held_elsewhere
     ]
 
     if ref_tensor_count and cand_intact and not matched:

@@ -107,7 +107,13 @@ class _PartHashers:
 
 
 def hash_file(
-    root: Path, path: str, plan: HashPlan, *, strict: bool = True, progress: Progress | None = None
+    root: Path,
+    path: str,
+    plan: HashPlan,
+    *,
+    strict: bool = True,
+    progress: Progress | None = None,
+    window: int = WINDOW,
 ) -> FileFingerprint:
     """Hash one file of a checkpoint in one sequential pass.
 
@@ -142,7 +148,7 @@ def hash_file(
                     raise TruncatedContainer(path, f"cut short: {size:,} of {expected:,} bytes")
         hashers = {name: _new_hasher(name) for name in ALGORITHMS if name in plan.digests}
         if hashers or parts:
-            _stream_windows(stream.fileno(), size, before, full, list(hashers.values()), parts, progress)
+            _stream_windows(stream.fileno(), size, before, full, list(hashers.values()), parts, progress, window)
         elif progress:
             progress(size)
         if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
@@ -175,12 +181,13 @@ def _stream_windows(
     hashers: list[Any],
     parts: _PartHashers | None,
     progress: Progress | None,
+    window_size: int,
 ) -> None:
     offset = 0
     while offset < size:
         if os.fstat(fd).st_size != before.st_size:  # a mapped page past a new end of file would fault
             raise FileChanged(f"{full} changed size while it was being read; wait until nothing writes it")
-        length = min(WINDOW, size - offset)
+        length = min(window_size, size - offset)
         with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset) as window:
             window.madvise(mmap.MADV_SEQUENTIAL)
             view = memoryview(window)

@@ -1,0 +1,73 @@
+"""Shared fixtures: the sample release built with the real safetensors writer, and the real CLI entry point."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cli.app import main
+from provenance.sample import build_sample_release
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REAL = SHARED / "fixtures" / "real"
+REAL_TOKENIZER = REAL / "tokenizer.model"
+
+needs_shared = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/fixtures/real is absent (a user's clone)")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run the real console entry point in-process and return its exit code, stdout and stderr."""
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["provenance", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A release in 3 shards with index, config and tokenizer (the real LLaMA tokenizer.model if present)."""
+    folder = build_sample_release(tmp_path_factory.mktemp("release") / "release")
+    if REAL_TOKENIZER.is_file():
+        shutil.copyfile(REAL_TOKENIZER, folder / "tokenizer.model")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def release_manifest(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import provenance
+    from manifests import build_manifest, write_atomic
+    from manifests.io import dump_json
+
+    path = tmp_path_factory.mktemp("manifest") / "release.manifest.json"
+    write_atomic(path, dump_json(build_manifest(provenance.fingerprint(release_dir), "sample-release").statement()))
+    return path
+
+
+@pytest.fixture
+def copy_of_release(release_dir: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the release to damage."""
+    destination = tmp_path / "download"
+    shutil.copytree(release_dir, destination)
+    return destination

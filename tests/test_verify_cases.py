@@ -1,0 +1,261 @@
+"""Each way a download can differ from its release, checked through the real CLI: verdict, statuses, exit code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from provenance.sample import cut_short, flip_bit, sample_tensors, write_sharded
+from tests.conftest import REAL_TOKENIZER, CliResult
+
+SHARD2 = "model-00002-of-00003.safetensors"
+SHARD3 = "model-00003-of-00003.safetensors"
+Run = Callable[..., CliResult]
+
+
+def verify_json(run_cli: Run, target: Path, manifest: Path) -> tuple[int, dict[str, Any]]:
+    result = run_cli("verify", target, "--manifest", manifest, "--json", "-q")
+    assert "Traceback" not in result.err
+    return result.code, json.loads(result.out)
+
+
+def statuses(report: dict[str, Any], kind: str) -> dict[str, str]:
+    return {entry["name"]: entry["status"] for entry in report[kind]}
+
+
+def all_tensors() -> list[str]:
+    return list(sample_tensors())
+
+
+def weights_only(folder: Path) -> None:
+    """Remove the weights files and index, keeping config and tokenizer, before re-writing the weights."""
+    for path in folder.glob("model*"):
+        path.unlink()
+
+
+def test_exact_copy_is_identical(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert set(statuses(report, "files").values()) == {"match"}
+    assert statuses(report, "tensors") == dict.fromkeys(all_tensors(), "match")
+    assert report["signature"]["status"] == "unsigned"
+    assert report["summary"]["tensors"] == {"match": len(all_tensors())}
+    if REAL_TOKENIZER.is_file():
+        assert statuses(report, "files")["tokenizer.model"] == "match"
+
+
+def test_unsigned_manifest_warns_on_stderr_only(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json", "-q")
+    assert json.loads(result.out)["verdict"] == "identical"
+    assert "warning:" in result.err and "unsigned" in result.err
+
+
+def test_resharded_copy_is_equivalent(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    weights_only(copy_of_release)
+    write_sharded(copy_of_release, sample_tensors(), 2)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "equivalent")
+    assert statuses(report, "tensors") == dict.fromkeys(all_tensors(), "match")
+    files = statuses(report, "files")
+    assert files["model-00001-of-00002.safetensors"] == "extra"
+    assert files["model-00001-of-00003.safetensors"] == "missing"
+    assert files["config.json"] == "match"
+    assert any("re-sharded from 3 files into 2" in r for r in report["reasons"])
+
+
+def test_renamed_shards_are_equivalent(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    weights_only(copy_of_release)
+    write_sharded(copy_of_release, sample_tensors(), 3, prefix="weights")
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "equivalent")
+    assert set(statuses(report, "tensors").values()) == {"match"}
+    assert any("renamed" in r for r in report["reasons"])
+
+
+def test_reordered_tensors_with_other_metadata_are_equivalent(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    weights_only(copy_of_release)
+    tensors = sample_tensors()
+    write_sharded(
+        copy_of_release, tensors, 3, metadata={"format": "np", "converted_by": "someone"}, order=list(reversed(tensors))
+    )
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "equivalent")
+    assert set(statuses(report, "tensors").values()) == {"match"}
+    assert statuses(report, "files")[SHARD2] == "modified"  # same name, other bytes: the container differs
+
+
+def test_one_flipped_bit_is_modified_and_named(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    flip_bit(copy_of_release / SHARD2, "model.layers.2.mlp.up_proj.weight", byte=7, bit=5)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    tensors = statuses(report, "tensors")
+    assert tensors.pop("model.layers.2.mlp.up_proj.weight") == "modified"
+    assert set(tensors.values()) == {"match"}
+    assert statuses(report, "files")[SHARD2] == "modified"
+    assert report["summary"]["tensors"] == {"match": len(all_tensors()) - 1, "modified": 1}
+
+
+def test_truncated_shard_is_incomplete(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    shard = copy_of_release / SHARD2
+    full = load_file(str(shard))
+    cut_short(shard, 0.5)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "incomplete")
+    assert statuses(report, "files")[SHARD2] == "corrupt"
+    tensors = statuses(report, "tensors")
+    in_shard = {t["name"]: t["status"] for t in report["tensors"] if t.get("file") == SHARD2}
+    assert set(in_shard) == set(full)
+    assert "match" in in_shard.values() and "corrupt" in in_shard.values()  # intact ones still match
+    assert set(in_shard.values()) == {"match", "corrupt"}
+    assert {s for n, s in tensors.items() if n not in in_shard} == {"match"}
+
+
+def test_shard_cut_inside_its_header_is_incomplete(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    shard = copy_of_release / SHARD3
+    with open(shard, "r+b") as stream:
+        stream.truncate(100)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "incomplete")
+    assert statuses(report, "files")[SHARD3] == "corrupt"
+    assert {t["status"] for t in report["tensors"] if t.get("file") == SHARD3} == {"missing"}
+
+
+def test_missing_shard_is_incomplete(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    (copy_of_release / SHARD3).unlink()
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "incomplete")
+    assert statuses(report, "files")[SHARD3] == "missing"
+    in_shard = {t["status"] for t in report["tensors"] if t.get("file") == SHARD3}
+    assert in_shard == {"missing"}
+    assert {t["status"] for t in report["tensors"] if t.get("file") != SHARD3} == {"match"}
+
+
+def test_missing_shard_of_a_resharded_copy_is_incomplete_through_its_index(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    weights_only(copy_of_release)
+    write_sharded(copy_of_release, sample_tensors(), 2)
+    (copy_of_release / "model-00002-of-00002.safetensors").unlink()
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "incomplete")
+    assert set(statuses(report, "tensors").values()) == {"match", "missing"}
+
+
+def test_added_tensor_is_modified(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    shard = copy_of_release / SHARD2
+    tensors = load_file(str(shard))
+    tensors["backdoor.weight"] = np.ones((4, 4), dtype=np.float16)
+    save_file(tensors, str(shard), metadata={"format": "pt"})
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert statuses(report, "tensors")["backdoor.weight"] == "extra"
+    assert [t["name"] for t in report["tensors"] if t["status"] != "match"] == ["backdoor.weight"]
+
+
+def test_removed_tensor_is_modified(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    shard = copy_of_release / SHARD2
+    tensors = load_file(str(shard))
+    removed = sorted(tensors)[0]
+    del tensors[removed]
+    save_file(tensors, str(shard), metadata={"format": "pt"})
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert [(t["name"], t["status"]) for t in report["tensors"] if t["status"] != "match"] == [(removed, "missing")]
+    assert any("removed" in r for r in report["reasons"])
+
+
+def test_unrelated_weights_are_unrelated(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    weights_only(copy_of_release)
+    write_sharded(copy_of_release, sample_tensors(seed=1), 3)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "unrelated")
+    assert "match" not in statuses(report, "tensors").values()
+
+
+def test_changed_config_is_modified(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    config = copy_of_release / "config.json"
+    config.write_text(config.read_text().replace('"num_hidden_layers": 4', '"num_hidden_layers": 5'))
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert statuses(report, "files")["config.json"] == "modified"
+    assert set(statuses(report, "tensors").values()) == {"match"}
+
+
+def test_missing_tokenizer_is_incomplete(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    (copy_of_release / "tokenizer.json").unlink()
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "incomplete")
+    assert statuses(report, "files")["tokenizer.json"] == "missing"
+
+
+def test_extra_non_weight_file_is_listed_but_harmless(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    (copy_of_release / "README.md").write_text("mirrored by someone\n")
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert statuses(report, "files")["README.md"] == "extra"
+
+
+def test_manifest_inside_the_checkpoint_is_not_an_extra_file(run_cli: Run, copy_of_release: Path) -> None:
+    manifest = copy_of_release / "release.manifest.json"
+    assert run_cli("fingerprint", copy_of_release, "-o", manifest, "-q").code == 0
+    code, report = verify_json(run_cli, copy_of_release, manifest)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert "release.manifest.json" not in statuses(report, "files")
+
+
+def test_single_file_against_the_release_is_incomplete(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    code, report = verify_json(run_cli, copy_of_release / "config.json", release_manifest)
+    assert (code, report["verdict"]) == (1, "incomplete")
+    files = statuses(report, "files")
+    assert files.pop("config.json") == "match"
+    assert set(files.values()) == {"missing"}
+
+
+def test_table_output_names_the_changed_tensor(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    flip_bit(copy_of_release / SHARD2, "model.layers.2.mlp.up_proj.weight")
+    result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "-q")
+    assert result.code == 1
+    assert result.out.startswith("verdict: modified")
+    assert "model.layers.2.mlp.up_proj.weight" in result.out
+    assert "values differ" in result.out
+
+
+@pytest.mark.parametrize("target", ["download", "manifest"])
+def test_diff_of_two_checkpoints_and_of_checkpoint_and_manifest(
+    run_cli: Run, release_dir: Path, release_manifest: Path, copy_of_release: Path, target: str
+) -> None:
+    flip_bit(copy_of_release / SHARD2, "model.layers.2.mlp.up_proj.weight")
+    reference = release_dir if target == "download" else release_manifest
+    result = run_cli("diff", reference, copy_of_release, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (1, "modified")
+    assert [t["name"] for t in report["tensors"] if t["status"] != "match"] == ["model.layers.2.mlp.up_proj.weight"]
+
+
+def test_diff_of_identical_checkpoints(run_cli: Run, release_dir: Path, copy_of_release: Path) -> None:
+    result = run_cli("diff", release_dir, copy_of_release, "--json", "-q")
+    assert (result.code, json.loads(result.out)["verdict"]) == (0, "identical")
+
+
+def test_diff_of_two_manifests(run_cli: Run, release_manifest: Path, copy_of_release: Path, tmp_path: Path) -> None:
+    shutil.rmtree(copy_of_release / "tokenizer.json", ignore_errors=True)
+    (copy_of_release / "tokenizer.json").unlink(missing_ok=True)
+    other = tmp_path / "other.json"
+    assert run_cli("fingerprint", copy_of_release, "-o", other, "-q").code == 0
+    result = run_cli("diff", release_manifest, other, "--json")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (1, "incomplete")
+    assert statuses(report, "files")["tokenizer.json"] == "missing"
