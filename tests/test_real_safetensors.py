@@ -25,7 +25,7 @@ def assert_agrees_with_safetensors(path: Path, window: int | None = None) -> int
     ours = {t.name: t for t in fingerprint.tensors}
     with safe_open(str(path), "np") as reader:
         assert sorted(reader.keys()) == sorted(ours)
-        for name in reader.keys():
+        for name in sorted(ours):
             tensor = ours[name]
             array = reader.get_tensor(name)
             assert reader.get_slice(name).get_dtype() == tensor.dtype
