@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from cli.progress import ByteProgress
-from cli.render.json import render_json
-from cli.render.table import render_table
 from provenance.errors import ProvenanceError
-from provenance.report import Report
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from provenance.report import Report
 
 app = typer.Typer(
     name="provenance",
@@ -23,7 +24,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
+
+
+def stdout_console() -> Console:
+    """rich is imported only when a table is drawn: `--json` and scripts skip its import time."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
@@ -43,9 +51,13 @@ def _finish(report: Report, as_json: bool, show_all: bool = False) -> None:
     for warning in report.warnings:
         say(f"warning: {warning}")
     if as_json:
+        from cli.render.json import render_json
+
         render_json(report)
     else:
-        render_table(report, out, show_all=show_all)
+        from cli.render.table import render_table
+
+        render_table(report, stdout_console(), show_all=show_all)
     raise typer.Exit(report.exit_code)
 
 
@@ -126,9 +138,9 @@ def demo(
 
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="provenance-demo-") as tmp:
-            run_demo(Path(tmp), out)
+            run_demo(Path(tmp), stdout_console())
     else:
-        run_demo(folder, out)
+        run_demo(folder, stdout_console())
 
 
 def main() -> None:

@@ -5,23 +5,19 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 DELAY = 1.0
 
 
 class ByteProgress:
-    """The engine's ProgressReporter, drawn with rich; silent when stderr is not a terminal or `quiet`."""
+    """The engine's ProgressReporter, drawn with rich; silent when stderr is not a terminal or `quiet`.
+
+    rich is imported only once the bar is due, so short runs and scripts do not pay for it.
+    """
 
     def __init__(self, quiet: bool = False) -> None:
         self._enabled = not quiet and sys.stderr.isatty()
@@ -43,22 +39,34 @@ class ByteProgress:
         with self._lock:
             self._done += amount
             if self._progress is None:
-                if time.monotonic() - self._started_at < DELAY:
-                    return
-                self._progress = Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    TimeRemainingColumn(),
-                    console=Console(stderr=True),
-                    transient=True,
-                )
-                self._progress.start()
-                self._task = self._progress.add_task(self._label, total=self._total, completed=self._done)
+                if time.monotonic() - self._started_at >= DELAY:
+                    self._show()
                 return
             assert self._task is not None
             self._progress.update(self._task, completed=self._done)
+
+    def _show(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self._label, total=self._total, completed=self._done)
 
     def end(self) -> None:
         with self._lock:

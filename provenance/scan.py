@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from provenance.engine import HashPlan, hash_files, total_size
+from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.paths import list_files
@@ -94,6 +95,8 @@ def scan(
 ) -> Checkpoint:
     """Fingerprint every file of a checkpoint (a directory or one file) according to `plan`."""
     root, paths = list_files(target, allow_symlinks=allow_symlinks, exclude=exclude)
+    if not paths:
+        raise UnreadableInput(f"{target} holds no files; give the checkpoint's directory")
     files = _run(root, [(p, plan(p)) for p in paths], strict=strict, progress=progress, label=label)
     return Checkpoint(files=tuple(files), weight_map=read_weight_maps(root, paths))
 
