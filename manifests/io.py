@@ -65,4 +65,52 @@ def read_json(path: Path, what: str = "manifest") -> Any:
 
 
 def dump_json(document: Any) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Indented JSON for people, with each flat object (a tensor entry) on one line.
+
+    json.dumps(indent=...) falls back to the pure-Python encoder, which takes seconds on a manifest of
+    100,000 tensors; flat objects are encoded here by the C encoder, one call each.
+    """
+    out: list[str] = []
+    _emit(document, 0, out)
+    out.append("\n")
+    return "".join(out).encode("utf-8")
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def _is_flat(value: Any) -> bool:
+    """Scalars, or lists of scalars, all the way down one level: such a value fits on one line."""
+    items = value.values() if type(value) is dict else value
+    for item in items:
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is not list:
+            return False
+        for element in item:
+            if type(element) not in _SCALARS:
+                return False
+    return True
+
+
+def _emit(value: Any, depth: int, out: list[str]) -> None:
+    if not isinstance(value, (dict, list)) or not value or (_is_flat(value) and (isinstance(value, list) or depth > 1)):
+        out.append(_encode(value))
+        return
+    pad = "  " * (depth + 1)
+    if isinstance(value, dict):
+        out.append("{\n")
+        for k, (key, item) in enumerate(value.items()):
+            out.append(f"{pad}{json.dumps(key, ensure_ascii=False)}: ")
+            _emit(item, depth + 1, out)
+            out.append(",\n" if k < len(value) - 1 else "\n")
+        out.append("  " * depth + "}")
+    else:
+        out.append("[\n")
+        for k, item in enumerate(value):
+            out.append(pad)
+            _emit(item, depth + 1, out)
+            out.append(",\n" if k < len(value) - 1 else "\n")
+        out.append("  " * depth + "]")

@@ -256,9 +256,24 @@ def _match_tensors(
         if f.path in unlaid:
             continue
         for t in f.tensors:
-            if not any(id(c) in used for c in by_name[t.name] if c.tensor is t):
+            if any(id(c) in used for c in by_name[t.name] if c.tensor is t):
+                continue
+            if t.intact:
                 extras.append(t.name)
                 tensors.append(TensorResult(t.name, TensorStatus.EXTRA, None, t.dtype, t.shape, None, f.path))
+            else:  # named only by a damaged file's header: evidence of damage, not of an addition
+                tensors.append(
+                    TensorResult(
+                        t.name,
+                        TensorStatus.CORRUPT,
+                        None,
+                        t.dtype,
+                        t.shape,
+                        None,
+                        f.path,
+                        "declared by a cut-short file; not in the reference",
+                    )
+                )
     return tensors, unexplained, extras
 
 

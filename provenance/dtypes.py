@@ -27,14 +27,3 @@ DTYPE_BITS: dict[str, int] = {
     "F64": 64,
     "C64": 64,
 }
-
-
-def byte_length(dtype: str, shape: tuple[int, ...]) -> int | None:
-    """Bytes a row-major tensor of this dtype and shape occupies, or None if it is not whole bytes."""
-    count = 1
-    for dim in shape:
-        count *= dim
-    bits = count * DTYPE_BITS[dtype]
-    if bits % 8:
-        return None
-    return bits // 8

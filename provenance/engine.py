@@ -71,19 +71,25 @@ class _PartHashers:
 
     def feed(self, view: memoryview, base: int) -> None:
         limit = base + len(view)
-        segments, digests = self.segments, self.digests
-        while self.next < len(segments):
-            start, end, index = segments[self.next]
-            if start >= limit and not (start == end == limit):
-                return
-            piece = view[max(start, base) - base : min(end, limit) - base]
-            if index < 0:
-                self.container.update(piece)
-            elif start >= base and end <= limit:  # whole tensor inside this window: one call
-                if len(piece) >= PARALLEL_TENSOR:
+        segments, digests, container = self.segments, self.digests, self.container
+        i, count = self.next, len(segments)
+        while i < count:
+            start, end, index = segments[i]
+            if start >= base and end <= limit:  # the common case: the whole segment is in this window
+                piece = view[start - base : end - base]
+                if index < 0:
+                    container.update(piece)
+                elif end - start >= PARALLEL_TENSOR:
                     digests[index] = blake3(piece, max_threads=blake3.AUTO).hexdigest()
                 else:
                     digests[index] = blake3(piece).hexdigest()
+                i += 1
+                continue
+            if start >= limit:
+                break
+            piece = view[max(start, base) - base : min(end, limit) - base]
+            if index < 0:
+                container.update(piece)
             else:
                 if self.open is None:
                     self.open = blake3(max_threads=blake3.AUTO)
@@ -92,15 +98,19 @@ class _PartHashers:
                     digests[index] = self.open.hexdigest()
                     self.open = None
             if end > limit:
-                return
-            self.next += 1
+                break
+            i += 1
+        self.next = i
 
     def finish(self, size: int) -> tuple[tuple[TensorFingerprint, ...], str | None]:
         empty = memoryview(b"")
         self.feed(empty, size)  # empty tensors that sit at the very end of the file
+        digests = self.digests
         tensors = tuple(
-            TensorFingerprint(t.name, t.dtype, t.shape, t.start, t.end, self.digests[i] if t.end <= size else None)
-            for i, t in enumerate(self.layout.tensors)
+            [
+                TensorFingerprint(t.name, t.dtype, t.shape, t.start, t.end, digests[i] if t.end <= size else None)
+                for i, t in enumerate(self.layout.tensors)
+            ]
         )
         whole = size >= self.layout.expected_size
         return tensors, self.container.hexdigest() if whole else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Role(StrEnum):
@@ -22,9 +23,11 @@ def role_of(path: str, is_weights: bool) -> Role:
     return Role.OTHER
 
 
-@dataclass(frozen=True, slots=True)
-class TensorFingerprint:
-    """A tensor and the BLAKE3 of its elements; `blake3` is None when its bytes were not all present."""
+class TensorFingerprint(NamedTuple):
+    """A tensor and the BLAKE3 of its elements; `blake3` is None when its bytes were not all present.
+
+    A named tuple for the same reason as TensorRecord: one is made per tensor on the hot path.
+    """
 
     name: str
     dtype: str

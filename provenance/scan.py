@@ -98,7 +98,8 @@ def scan(
     if not paths:
         raise UnreadableInput(f"{target} holds no files; give the checkpoint's directory")
     files = _run(root, [(p, plan(p)) for p in paths], strict=strict, progress=progress, label=label)
-    return Checkpoint(files=tuple(files), weight_map=read_weight_maps(root, paths))
+    # Only a checkpoint under verification needs its shard indexes (to explain a missing tensor).
+    return Checkpoint(files=tuple(files), weight_map={} if strict else read_weight_maps(root, paths))
 
 
 def read_weight_maps(root: Path, paths: list[str]) -> dict[str, str]:
@@ -123,6 +124,6 @@ def read_weight_maps(root: Path, paths: list[str]) -> dict[str, str]:
             continue
         folder = posixpath.dirname(path)
         for tensor, file in weight_map.items():
-            if isinstance(tensor, str) and isinstance(file, str):
-                mapping[tensor] = posixpath.normpath(posixpath.join(folder, file))
+            if isinstance(file, str):
+                mapping[tensor] = posixpath.normpath(posixpath.join(folder, file)) if folder else file
     return mapping

@@ -13,9 +13,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import provenance
 from manifests import EXTENSION_KEY, build_manifest, manifest_from_statement
+from manifests.io import dump_json
 from provenance.errors import ManifestError, UnsafePath
 from tests.conftest import CliResult
 
@@ -227,3 +230,16 @@ def test_git_files_are_ignored_as_model_signing_does(run_cli: Run, copy_of_relea
     statement = json.loads(result.out)
     assert not [r for r in statement["predicate"]["resources"] if r["name"].startswith(".git")]
     assert ".git" in statement["predicate"]["serialization"]["ignore_paths"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+@settings(max_examples=300, deadline=None)
+def test_dump_json_round_trips(value: Any) -> None:
+    assert json.loads(dump_json(value)) == value

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class TensorRecord:
-    """One tensor: its bytes are file[start:end], row-major, little-endian, in `dtype`."""
+class TensorRecord(NamedTuple):
+    """One tensor: its bytes are file[start:end], row-major, little-endian, in `dtype`.
+
+    A named tuple rather than a frozen dataclass: headers hold up to hundreds of thousands of these,
+    and construction cost is the per-tensor overhead.
+    """
 
     name: str
     dtype: str

@@ -8,14 +8,20 @@ duplicate tensor names are refused instead of silently keeping the last.
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from typing import Any, BinaryIO
 
-from provenance.dtypes import DTYPE_BITS, byte_length
+from provenance.dtypes import DTYPE_BITS
 from provenance.errors import MalformedContainer, TruncatedContainer
 from provenance.formats.interface import Layout, TensorRecord
 
 HEADER_CAP = 100_000_000
+MAX_DEPTH = 128  # serde_json's nesting limit
+USIZE_MAX = 2**64 - 1  # sizes are 64-bit in the safetensors package; larger ones are refused there
+_NEGATIVE_ZERO = re.compile(rb"-0(?![0-9.eE])")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 METADATA_KEY = "__metadata__"
 
 
@@ -24,16 +30,87 @@ class _DuplicateKey(ValueError):
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):  # rare: find the culprit only then
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return result
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _no_negative_zero(text: str) -> int:
+    if text == "-0":
+        raise ValueError("-0 is not a count")
+    return int(text)
+
+
+def _check_unicode(value: Any) -> None:
+    """Refuse lone surrogates, which Python's JSON accepts from escapes and strict parsers refuse."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _too_deep(value: Any, depth: int) -> bool:
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return False
+
+
+def _parse_json(raw: bytes, path: str) -> Any:
+    """Parse a header as strictly as the `safetensors` package (serde_json) does.
+
+    Python's json is laxer: NaN and Infinity, numbers out of range, `-0` as an integer, lone surrogate
+    escapes and duplicate keys all pass it. The checks that cost a Python call per value run only when a
+    cheap scan of the raw bytes says they may be needed.
+    """
+    hooks: dict[str, Any] = {
+        "object_pairs_hook": _no_duplicates,
+        "parse_constant": _reject_constant,
+        "parse_float": _finite_float,
+    }
+    if _NEGATIVE_ZERO.search(raw):
+        hooks["parse_int"] = _no_negative_zero
+    try:
+        header = json.loads(raw.decode("utf-8"), **hooks)
+        if _SURROGATE_ESCAPE.search(raw):
+            _check_unicode(header)
+    except _DuplicateKey as dup:
+        raise MalformedContainer(path, f"key {str(dup)!r} appears twice in the header") from None
+    except (UnicodeError, ValueError, RecursionError):
+        raise MalformedContainer(path, "header is not valid UTF-8 JSON") from None
+    return header
+
+
+def _position(record: TensorRecord) -> tuple[int, int]:
+    return (record.start, record.end)
 
 
 class SafetensorsReader:
@@ -58,21 +135,14 @@ class SafetensorsReader:
             raise TruncatedContainer(
                 path, f"header of {header_len:,} bytes runs past the end of the file ({file_size:,} bytes)"
             )
-        raw = stream.read(header_len)
-        try:
-            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-        except _DuplicateKey as dup:
-            raise MalformedContainer(path, f"name {str(dup)!r} appears twice in the header") from None
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise MalformedContainer(path, "header is not valid UTF-8 JSON") from None
+        header = _parse_json(stream.read(header_len), path)
         if not isinstance(header, dict):
             raise MalformedContainer(path, "header is not a JSON object")
         data_start = 8 + header_len
         metadata = self._metadata(header.pop(METADATA_KEY, None), path)
-        tensors = sorted(
-            (self._tensor(name, info, data_start, path) for name, info in header.items()),
-            key=lambda t: (t.start, t.end),
-        )
+        parse = self._tensor
+        tensors = [parse(name, info, data_start, path) for name, info in header.items()]
+        tensors.sort(key=_position)
         cursor = data_start
         for tensor in tensors:
             if tensor.start < cursor:
@@ -96,26 +166,35 @@ class SafetensorsReader:
 
     @staticmethod
     def _tensor(name: str, info: object, data_start: int, path: str) -> TensorRecord:
-        if not isinstance(info, dict):
+        # The hot loop of a 100,000-tensor header: exact type checks (a bool is not a count), no generators.
+        if type(info) is not dict:
             raise MalformedContainer(path, f"entry {name!r} is not an object")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        bits = DTYPE_BITS.get(dtype) if type(dtype) is str else None
+        if bits is None:
             raise MalformedContainer(path, f"tensor {name!r} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        if type(shape) is not list:
             raise MalformedContainer(path, f"tensor {name!r} has an invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(_is_count(o) for o in offsets)
-            or offsets[0] > offsets[1]
-        ):
+        count = 1
+        for dim in shape:
+            if type(dim) is not int or dim < 0 or dim > USIZE_MAX:
+                raise MalformedContainer(path, f"tensor {name!r} has an invalid shape {shape!r}")
+            count *= dim
+            if count > USIZE_MAX:
+                raise MalformedContainer(path, f"tensor {name!r} has more elements than any file can hold")
+        if type(offsets) is not list or len(offsets) != 2:
             raise MalformedContainer(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
-        dims = tuple(shape)
-        expected = byte_length(dtype, dims)
-        if expected != offsets[1] - offsets[0]:
+        begin, end = offsets
+        if type(begin) is not int or type(end) is not int or begin < 0 or begin > end or end > USIZE_MAX:
+            raise MalformedContainer(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        total_bits = count * bits
+        if total_bits > USIZE_MAX:
+            raise MalformedContainer(path, f"tensor {name!r} has more elements than any file can hold")
+        if len(info) > 3 and _too_deep(info, 2):
+            raise MalformedContainer(path, f"entry {name!r} nests deeper than {MAX_DEPTH} levels")
+        if total_bits % 8 or total_bits // 8 != end - begin:
+            expected = "a whole number of bytes" if total_bits % 8 else f"{total_bits // 8:,}"
             raise MalformedContainer(
-                path,
-                f"tensor {name!r} spans {offsets[1] - offsets[0]:,} bytes but {dtype}{list(dims)} needs "
-                + ("a whole number of bytes" if expected is None else f"{expected:,}"),
+                path, f"tensor {name!r} spans {end - begin:,} bytes but {dtype}{shape} needs {expected}"
             )
-        return TensorRecord(name, dtype, dims, data_start + offsets[0], data_start + offsets[1])
+        return TensorRecord(name, str(dtype), tuple(shape), data_start + begin, data_start + end)
