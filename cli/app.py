@@ -99,7 +99,19 @@ def fingerprint(
 @app.command()
 def verify(
     path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
-    manifest: Annotated[str, typer.Option("--manifest", "-m", help="Reference manifest file.")],
+    manifest: Annotated[
+        str,
+        typer.Option("--manifest", "-m", help="Reference: a manifest or a signature bundle (ours or model_signing's)."),
+    ],
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--key", "-k", help="Public key the manifest must be signed by (repeatable). Requires a signature."
+        ),
+    ] = None,
+    allow_older: Annotated[
+        bool, typer.Option("--allow-older", help="Accept a manifest older than one already verified for this release.")
+    ] = False,
     as_json: JsonFlag = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
     allow_symlinks: SymlinkFlag = False,
@@ -108,8 +120,50 @@ def verify(
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
     from manifests import verify_download
 
-    report = verify_download(path, manifest, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet))
+    report = verify_download(
+        path, manifest, keys=key, allow_older=allow_older, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet)
+    )
     _finish(report, as_json, show_all)
+
+
+@app.command()
+def keygen(
+    name: Annotated[Path, typer.Argument(help="Writes NAME.key (private, mode 0600) and NAME.pub (PEM).")],
+    curve: Annotated[str, typer.Option("--curve", help="p256 (default), p384 or p521.")] = "p256",
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Encrypt the private key; the password is read from PROVENANCE_KEY_PASSWORD "
+            "or asked twice on the terminal, never taken from the command line.",
+        ),
+    ] = False,
+    force: ForceFlag = False,
+) -> None:
+    """Generate an EC key pair for signing manifests."""
+    from manifests.keys import PASSWORD_ENV, generate_key_pair, new_password
+
+    password = new_password() if encrypt else None
+    private, public = generate_key_pair(name, curve=curve, password=password, force=force)
+    say(f"wrote {private} (private{', encrypted' if password else ''}, mode 0600) and {public}")
+    if encrypt and password is not None:
+        say(f"signing with it reads the password from {PASSWORD_ENV} or asks for it")
+
+
+@app.command()
+def sign(
+    manifest: Annotated[Path, typer.Argument(help="The unsigned manifest to sign.")],
+    key: Annotated[Path, typer.Option("--key", "-k", help="Private key (NAME.key from `provenance keygen`).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Signature bundle to write (default: MANIFEST with .sig).")
+    ] = None,
+    force: ForceFlag = False,
+) -> None:
+    """Sign a manifest: a Sigstore bundle that `model_signing verify key` accepts too."""
+    from manifests.signing_ops import sign_manifest_file
+
+    written = sign_manifest_file(manifest, key, output=output, force=force)
+    say(f"wrote {written}")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Open what `--manifest` names: a manifest file today; signature bundles and registry names build on it."""
+"""Open what `--manifest` names: a manifest, or a signature bundle with the manifest inside it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from pathlib import Path
 
 from manifests.io import read_json
 from manifests.model import Manifest, manifest_from_statement
-from provenance.errors import ManifestError, UnreadableInput
-from provenance.report import SignatureInfo, SignatureStatus
+from manifests.signing import check_signature, is_bundle
+from manifests.trust import SeenReleases, TrustStore
+from provenance.errors import ManifestError, SignatureError, UnreadableInput
+from provenance.report import SignatureInfo
+
+_BUNDLE_MARKS = (b"dsseEnvelope", b"sigstore.bundle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,26 +22,49 @@ class Reference:
     manifest: Manifest
     source: str
     signature: SignatureInfo = field(default_factory=SignatureInfo)
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        if self.signature.status is SignatureStatus.UNSIGNED:
-            return (f"{self.source} is unsigned: it proves nothing about who published it",)
-        return ()
+    warnings: tuple[str, ...] = ()
 
 
-def open_reference(spec: str | Path) -> Reference:
-    """Load the reference a user named on the command line."""
+def open_reference(
+    spec: str | Path,
+    *,
+    trust: TrustStore | None = None,
+    seen: SeenReleases | None = None,
+    allow_older: bool = False,
+) -> Reference:
+    """Load the reference a user named, checking its signature against `trust` when it is signed.
+
+    Without `trust`, a signature bundle is opened as untrusted: its structure is checked, not its math.
+    """
     path = Path(spec)
     if not path.exists():
-        raise UnreadableInput(f"manifest {spec} does not exist; give the path of a manifest file")
-    document = read_json(path)
-    if isinstance(document, dict) and "dsseEnvelope" in document:
-        raise ManifestError(
-            f"{spec} is a signature bundle; this version reads unsigned manifests only: "
-            "verify it with the manifest it was made from"
+        raise UnreadableInput(f"manifest {spec} does not exist; give the path of a manifest or signature file")
+    trust = trust or TrustStore()
+    try:
+        document = read_json(path)
+    except ManifestError:
+        if trust.required or _looks_like_bundle(path):
+            raise SignatureError(f"signature {spec} is damaged (cut short or not JSON); fetch it again") from None
+        raise
+    if is_bundle(document):
+        signed = check_signature(document, trust, seen=seen, allow_older=allow_older)
+        return Reference(signed.manifest, str(spec), signed.signature, signed.warnings)
+    manifest = manifest_from_statement(document)
+    if trust.required:
+        raise SignatureError(
+            f"{spec} is an unsigned manifest, but a signature was required "
+            f"({'--key' if trust.given else 'trust policy'}); give the signature bundle instead"
         )
-    return Reference(manifest_from_statement(document), str(spec))
+    return Reference(manifest, str(spec), warnings=(f"{spec} is unsigned: it proves nothing about who published it",))
+
+
+def _looks_like_bundle(path: Path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4096)
+    except OSError:
+        return False
+    return any(mark in head for mark in _BUNDLE_MARKS)
 
 
 def is_manifest_file(path: Path) -> bool:

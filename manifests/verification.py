@@ -1,4 +1,4 @@
-"""Verify a download against a named reference: open it, check what is known of its signature, compare."""
+"""Verify a download against a named reference: open it, check its signature, compare."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import provenance
 from manifests.reference import open_reference
+from manifests.trust import SeenReleases, load_trust
 from provenance.report import Report
 from provenance.scan import ProgressReporter
 
@@ -15,11 +16,17 @@ def verify_download(
     target: Path,
     manifest: str | Path,
     *,
+    keys: list[Path] | None = None,
+    allow_older: bool = False,
     allow_symlinks: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Report:
-    """The `provenance verify` operation: the report carries the verdict and the signature status."""
-    reference = open_reference(manifest)
+    """The `provenance verify` operation: the report carries the verdict and the signature status.
+
+    With `keys`, the manifest must be signed by one of them (else SignatureError, exit 3); without, the
+    trusted-keys folders and the trust policy decide.
+    """
+    reference = open_reference(manifest, trust=load_trust(keys), seen=SeenReleases(), allow_older=allow_older)
     manifest_path = Path(manifest)
     report = provenance.verify(
         target,

@@ -71,3 +71,12 @@ def copy_of_release(release_dir: Path, tmp_path: Path) -> Path:
     destination = tmp_path / "download"
     shutil.copytree(release_dir, destination)
     return destination
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trusted keys, policy and the record of seen releases live in per-test folders, never the user's."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.delenv("PROVENANCE_KEY_PASSWORD", raising=False)

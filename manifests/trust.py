@@ -1,0 +1,104 @@
+"""Which keys are trusted, and which manifest of a release was the newest seen (rollback protection).
+
+Trusted keys are PEM public keys named by their file stem, in two folders: the one shipped with the
+package (`manifests/trusted_keys/`) and the user's (`$XDG_CONFIG_HOME/weights-provenance/trusted_keys/`).
+A file `policy.json` in the user's folder with {"require_trusted_signature": true} makes a trusted
+signature mandatory for every `verify`, as `--key` does for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manifests.io import write_atomic
+from manifests.signing.interface import Verifier
+from provenance.errors import ProvenanceError
+
+APP = "weights-provenance"
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / APP
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / APP
+
+
+def bundled_keys_dir() -> Path:
+    return Path(__file__).with_name("trusted_keys")
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """Named public keys, and whether a trusted signature is required."""
+
+    keys: tuple[Verifier, ...] = ()
+    required: bool = False
+    given: bool = False  # keys came from --key: only they count
+
+    def by_hint(self, hint: str) -> Verifier | None:
+        return next((k for k in self.keys if k.hint == hint), None)
+
+
+def _keys_in(folder: Path) -> list[Verifier]:
+    if not folder.is_dir():
+        return []
+    from manifests.keys import load_verifier  # cryptography loads only when there are keys to read
+
+    return [load_verifier(path, path.stem) for path in sorted(folder.glob("*.pub"))]
+
+
+def load_trust(keys: list[Path] | None = None, *, key_dir: Path | None = None) -> TrustStore:
+    """The keys that count for this run: those given with --key, else the trusted folders."""
+    if keys:
+        from manifests.keys import load_verifier
+
+        return TrustStore(tuple(load_verifier(p) for p in keys), required=True, given=True)
+    folders = [bundled_keys_dir(), key_dir or config_dir() / "trusted_keys"]
+    found = [k for folder in folders for k in _keys_in(folder)]
+    policy = config_dir() / "policy.json"
+    required = False
+    if policy.is_file():
+        try:
+            required = bool(json.loads(policy.read_text()).get("require_trusted_signature", False))
+        except (OSError, ValueError, AttributeError):
+            required = True  # a damaged policy must not silently relax verification
+    return TrustStore(tuple(found), required=required)
+
+
+@dataclass
+class SeenReleases:
+    """The newest `created` date seen per release and signing key, kept between runs."""
+
+    path: Path = field(default_factory=lambda: state_dir() / "seen-releases.json")
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def newest(self, release: str, hint: str) -> str | None:
+        entry = self._load().get(release)
+        value = entry.get(hint) if isinstance(entry, dict) else None
+        return value if isinstance(value, str) else None
+
+    def record(self, release: str, hint: str, created: str) -> None:
+        data = self._load()
+        entry = data.setdefault(release, {})
+        if not isinstance(entry, dict):
+            entry = data[release] = {}
+        if created > entry.get(hint, ""):
+            entry[hint] = created
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(self.path, json.dumps(data, indent=2).encode(), force=True)
+            except (OSError, ProvenanceError):  # the record is a safeguard, not a requirement
+                return
