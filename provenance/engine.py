@@ -25,7 +25,7 @@ from provenance.formats.detect import reader_for
 from provenance.formats.interface import Layout
 
 WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
-PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads too
+PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
 ALGORITHMS = ("sha256", "blake3", "md5")
 
 Progress = Callable[[int], None]
@@ -39,9 +39,9 @@ class HashPlan:
     parts: bool = False
 
 
-def _new_hasher(algorithm: str) -> Any:
+def _new_hasher(algorithm: str, threads: int) -> Any:
     if algorithm == "blake3":
-        return blake3(max_threads=blake3.AUTO)
+        return blake3(max_threads=threads)
     return hashlib.new(algorithm)
 
 
@@ -52,8 +52,9 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 class _PartHashers:
     """BLAKE3 per tensor plus one BLAKE3 of every byte outside the tensors, fed window by window."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, threads: int = 1) -> None:
         self.layout = layout
+        self.threads = threads  # BLAKE3 threads for one large tensor: 1 when other files keep the cores busy
         segments: list[tuple[int, int, int]] = []  # (start, end, tensor index or -1 for container bytes)
         cursor = 0
         for index, tensor in enumerate(layout.tensors):
@@ -79,8 +80,8 @@ class _PartHashers:
                 piece = view[start - base : end - base]
                 if index < 0:
                     container.update(piece)
-                elif end - start >= PARALLEL_TENSOR:
-                    digests[index] = blake3(piece, max_threads=blake3.AUTO).hexdigest()
+                elif self.threads > 1 and end - start >= PARALLEL_TENSOR:
+                    digests[index] = blake3(piece, max_threads=self.threads).hexdigest()
                 else:
                     digests[index] = blake3(piece).hexdigest()
                 i += 1
@@ -92,7 +93,7 @@ class _PartHashers:
                 container.update(piece)
             else:
                 if self.open is None:
-                    self.open = blake3(max_threads=blake3.AUTO)
+                    self.open = blake3(max_threads=self.threads)
                 self.open.update(piece)
                 if end <= limit:
                     digests[index] = self.open.hexdigest()
@@ -124,11 +125,13 @@ def hash_file(
     strict: bool = True,
     progress: Progress | None = None,
     window: int = WINDOW,
+    threads: int = 1,
 ) -> FileFingerprint:
     """Hash one file of a checkpoint in one sequential pass.
 
     With `strict`, a malformed weights file raises MalformedContainer; without it (verifying a download),
-    the fingerprint records the error and the comparison reports the file as corrupt.
+    the fingerprint records the error and the comparison reports the file as corrupt. `threads` is how
+    many cores this file may use: more than one only when fewer files than cores are being read.
     """
     full = root / path
     reader = reader_for(path)
@@ -151,14 +154,21 @@ def hash_file(
                 if progress:
                     progress(size)
                 return FileFingerprint(path, size, role, format=reader.name, error=exc.reason)
-            parts = _PartHashers(layout)
+            parts = _PartHashers(layout, threads)
             if layout.expected_size != size:
                 expected = layout.expected_size
                 if strict:
                     raise TruncatedContainer(path, f"cut short: {size:,} of {expected:,} bytes")
-        hashers = {name: _new_hasher(name) for name in ALGORITHMS if name in plan.digests}
+        hashers = {name: _new_hasher(name, threads) for name in ALGORITHMS if name in plan.digests}
         if hashers or parts:
-            _stream_windows(stream.fileno(), size, before, full, list(hashers.values()), parts, progress, window)
+            companion = ThreadPoolExecutor(1, "hash-whole") if threads > 1 and hashers and parts else None
+            try:
+                _stream_windows(
+                    stream.fileno(), size, before, full, list(hashers.values()), parts, progress, window, companion
+                )
+            finally:
+                if companion is not None:
+                    companion.shutdown()
         elif progress:
             progress(size)
         if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
@@ -192,6 +202,7 @@ def _stream_windows(
     parts: _PartHashers | None,
     progress: Progress | None,
     window_size: int,
+    companion: ThreadPoolExecutor | None,
 ) -> None:
     offset = 0
     while offset < size:
@@ -202,15 +213,25 @@ def _stream_windows(
             window.madvise(mmap.MADV_SEQUENTIAL)
             view = memoryview(window)
             try:
-                for hasher in hashers:
-                    hasher.update(view)
-                if parts is not None:
+                if companion is not None and parts is not None:
+                    # One file alone: whole-file digests on a second core while this one digests the parts.
+                    pending = companion.submit(_update_all, hashers, view)
                     parts.feed(view, offset)
+                    pending.result()
+                else:
+                    _update_all(hashers, view)
+                    if parts is not None:
+                        parts.feed(view, offset)
             finally:
                 view.release()
         offset += length
         if progress:
             progress(length)
+
+
+def _update_all(hashers: list[Any], view: memoryview) -> None:
+    for hasher in hashers:
+        hasher.update(view)
 
 
 def hash_files(
@@ -224,18 +245,25 @@ def hash_files(
     """Hash many files of one checkpoint in parallel; results come back in the order of `jobs`."""
     if not jobs:
         return []
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    workers = workers or min(len(jobs), cores)
     sizes = {path: _size(root / path) for path, _ in jobs}
+    # Files in parallel keep the cores busy with one thread each; a lone large file (a 13 GB
+    # consolidated.00.pth) gets the spare cores for its own hashing instead.
+    large = sum(1 for size in sizes.values() if size >= WINDOW)
+    threads = max(1, cores // max(1, min(large, workers)))
     order = sorted(range(len(jobs)), key=lambda i: -sizes[jobs[i][0]])  # largest first: even finish
     results: list[FileFingerprint | None] = [None] * len(jobs)
+
+    def run(i: int) -> FileFingerprint:
+        return hash_file(root, jobs[i][0], jobs[i][1], strict=strict, progress=progress, threads=threads)
+
     if workers == 1:
         for i in order:
-            results[i] = hash_file(root, jobs[i][0], jobs[i][1], strict=strict, progress=progress)
+            results[i] = run(i)
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-            futures = {
-                i: pool.submit(hash_file, root, jobs[i][0], jobs[i][1], strict=strict, progress=progress) for i in order
-            }
+            futures = {i: pool.submit(run, i) for i in order}
             for i, future in futures.items():
                 results[i] = future.result()
     return [r for r in results if r is not None]
