@@ -35,6 +35,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 DATA_DIR = BENCH_DIR / "data"
 VENV_DIR = BENCH_DIR / ".venv"
+PROJECT_VENV = BENCH_DIR / ".venv-project"
 RESULTS_FILE = BENCH_DIR / "results.md"
 TIME_BIN = "/usr/bin/time"
 MODEL_SIGNING_VERSION = "1.1.1"
@@ -77,14 +78,21 @@ class Tools:
 
 
 def find_provenance() -> str:
-    """The real console script beside this interpreter: a pyenv shim in PATH adds ~0.3 s of bash per call here."""
-    beside = Path(sys.executable).parent / "provenance"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("provenance")
-    if found is None:
-        raise BenchError("`provenance` is not installed: run `pip install -e .` from the repository root")
-    return found
+    """The project as a user installs it: a regular (byte-compiled) install of this checkout in a clean venv.
+
+    An editable install in a shared interpreter measures something else: no compiled bytecode when
+    PYTHONDONTWRITEBYTECODE is set, and whatever .pth files that interpreter runs at every start.
+    """
+    python = PROJECT_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {PROJECT_VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PROJECT_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO_DIR)], check=True)
+    else:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO_DIR)], check=True
+        )
+    return str(PROJECT_VENV / "bin" / "provenance")
 
 
 def require_system_tools() -> tuple[str, str, str]:

@@ -11,7 +11,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 from provenance.dtypes import DTYPE_BITS
@@ -27,6 +26,8 @@ _HEX_RE = re.compile(r"[0-9a-f]+")
 
 
 def tool_version() -> str:
+    from importlib import metadata  # slow to import; only fingerprinting needs it
+
     try:
         return f"weights-provenance {metadata.version('weights-provenance')}"
     except metadata.PackageNotFoundError:

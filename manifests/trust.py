@@ -47,11 +47,12 @@ class TrustStore:
 
 
 def _keys_in(folder: Path) -> list[Verifier]:
-    if not folder.is_dir():
+    paths = sorted(folder.glob("*.pub")) if folder.is_dir() else []
+    if not paths:
         return []
     from manifests.keys import load_verifier  # cryptography loads only when there are keys to read
 
-    return [load_verifier(path, path.stem) for path in sorted(folder.glob("*.pub"))]
+    return [load_verifier(path, path.stem) for path in paths]
 
 
 def load_trust(keys: list[Path] | None = None, *, key_dir: Path | None = None) -> TrustStore:
