@@ -345,3 +345,36 @@ def test_model_signing_signature_verifies_here_at_file_level(
     (copy_of_release / "config.json").write_text("{}")
     result, report = verify(run_cli, copy_of_release, out, "--key", keys["alice.pub"])
     assert (result.code, report["verdict"]) == (1, "modified")
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.mark.parametrize("name", ["model_signing-1.1.1", "provenance-v1"])
+def test_golden_signatures_verify_forever(run_cli: Run, name: str) -> None:
+    """Signatures made once by model_signing 1.1.1 and by our first format: a format change must keep these."""
+    result, report = verify(run_cli, GOLDEN / "model", GOLDEN / f"{name}.sig", "--key", GOLDEN / f"{name}.pub")
+    assert (result.code, report["verdict"], report["signature"]["status"]) == (0, "identical", "valid")
+    assert {f["name"]: f["status"] for f in report["files"]} == {"config.json": "match", "model.safetensors": "match"}
+    expected_tensors = {} if name.startswith("model_signing") else {"match": 3}
+    assert report["summary"]["tensors"] == expected_tensors
+
+
+@needs_model_signing
+def test_golden_signature_of_ours_verifies_with_model_signing() -> None:
+    result = subprocess.run(
+        [
+            str(MODEL_SIGNING),
+            "verify",
+            "key",
+            str(GOLDEN / "model"),
+            "--signature",
+            str(GOLDEN / "provenance-v1.sig"),
+            "--public_key",
+            str(GOLDEN / "provenance-v1.pub"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

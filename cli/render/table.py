@@ -1,11 +1,18 @@
-"""The human rendering: verdict and reasons first, then what differs, then the counts."""
+"""The human rendering: verdict and reasons first, then what differs, then the counts.
+
+Plain aligned lines rather than a grid: tensor names are long, and a wrapped name cannot be copied or
+grepped. Tensors lost with a whole file are shown as one line for that file.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+from collections import defaultdict
+from collections.abc import Callable
 
-from provenance.report import FileStatus, Report, TensorStatus, Verdict
+from rich.console import Console
+from rich.markup import escape
+
+from provenance.report import FileStatus, Report, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
     Verdict.IDENTICAL: "bold green",
@@ -16,7 +23,7 @@ _VERDICT_STYLE = {
     Verdict.MODIFIED: "bold red",
     Verdict.UNRELATED: "bold red",
 }
-_STATUS_STYLE = {
+_STYLE = {
     "match": "green",
     "extra": "cyan",
     "missing": "yellow",
@@ -29,60 +36,82 @@ _RANK = {"modified": 0, "extra": 1, "corrupt": 2, "missing": 3, "cast": 4, "quan
 MAX_ROWS = 40
 
 
-def _size(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
+def _status(value: str) -> str:
+    return f"[{_STYLE[value]}]{value:<9}[/]"
+
+
+def _shape(t: TensorResult) -> str:
+    return f"{t.dtype}[{', '.join(map(str, t.shape))}]"
 
 
 def render_table(report: Report, console: Console, *, show_all: bool = False) -> None:
-    console.print(f"verdict: [{_VERDICT_STYLE[report.verdict]}]{report.verdict.value}[/]")
-    console.print(f"reference: {report.reference}", highlight=False)
-    console.print(f"candidate: {report.candidate}", highlight=False)
-    signer = f" ({report.signature.signer})" if report.signature.signer else ""
-    console.print(f"signature: {report.signature.status.value}{signer}", highlight=False)
-    console.print(f"evidence:  {report.evidence}", highlight=False)
+    def line(text: str = "") -> None:
+        console.print(text, soft_wrap=True, highlight=False)
+
+    line(f"verdict: [{_VERDICT_STYLE[report.verdict]}]{report.verdict.value}[/]")
+    line(f"reference: {escape(report.reference)}")
+    line(f"candidate: {escape(report.candidate)}")
+    signer = f" by {report.signature.signer}" if report.signature.signer else ""
+    what = f": {report.signature.detail}" if report.signature.detail else ""
+    line(f"signature: {report.signature.status.value}{escape(signer + what)}")
+    line(f"evidence:  {escape(report.evidence)}")
     for reason in report.reasons:
-        console.print(f"  - {reason}", highlight=False)
+        line(f"  - {escape(reason)}")
 
     files = sorted(report.files, key=lambda f: (_RANK[f.status.value], f.name))
-    shown_files = files if show_all else [f for f in files if f.status is not FileStatus.MATCH]
-    if shown_files:
-        table = Table(title="files", title_justify="left", box=None, pad_edge=False)
-        for column in ("status", "file", "role", "size", "detail"):
-            table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
-        for f in shown_files:
-            table.add_row(
-                f"[{_STATUS_STYLE[f.status.value]}]{f.status.value}[/]",
-                f.name,
-                f.role,
-                _size(f.size),
-                f.detail or "",
-            )
-        console.print(table)
-
-    tensors = sorted(report.tensors, key=lambda t: _RANK[t.status.value])
-    shown = tensors if show_all else [t for t in tensors if t.status is not TensorStatus.MATCH]
+    shown = files if show_all else [f for f in files if f.status is not FileStatus.MATCH]
     if shown:
-        table = Table(title="tensors", title_justify="left", box=None, pad_edge=False)
-        for column in ("status", "tensor", "file", "dtype", "shape", "detail"):
-            table.add_column(column, overflow="fold")
-        for t in shown[: None if show_all else MAX_ROWS]:
-            where = t.file or ""
-            if t.candidate_file and t.candidate_file != t.file:
-                where = f"{where} -> {t.candidate_file}" if where else t.candidate_file
-            name = t.name if not t.candidate_name else f"{t.name} (as {t.candidate_name})"
-            table.add_row(
-                f"[{_STATUS_STYLE[t.status.value]}]{t.status.value}[/]",
-                name,
-                where,
-                t.dtype,
-                "x".join(map(str, t.shape)) or "scalar",
-                t.detail or "",
-            )
-        console.print(table)
-        if not show_all and len(shown) > MAX_ROWS:
-            console.print(f"... and {len(shown) - MAX_ROWS} more (--all, or --json, lists every tensor)")
+        line()
+        line(f"files ({len(shown)} of {len(files)}{'' if show_all else ' differ'}):")
+        width = max(len(f.name) for f in shown)
+        for f in shown:
+            size = "" if f.size is None else f"{f.size:,} bytes"
+            detail = f"  {f.detail}" if f.detail else ""
+            line(f"  {_status(f.status.value)} {escape(f.name):<{width}}  {size}{escape(detail)}")
+
+    _render_tensors(report, line, show_all)
     counts = report.summary()
-    line = "; ".join(
+    summary = "; ".join(
         f"{kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(c.items())) for kind, c in counts.items() if c
     )
-    console.print(f"summary: {line}", highlight=False)
+    line()
+    line(f"summary: {summary}")
+
+
+def _render_tensors(report: Report, line: Callable[..., None], show_all: bool) -> None:
+    tensors = sorted(report.tensors, key=lambda t: _RANK[t.status.value])
+    shown = tensors if show_all else [t for t in tensors if t.status is not TensorStatus.MATCH]
+    if not shown:
+        return
+    lost_files = {f.name for f in report.files if f.status in (FileStatus.MISSING, FileStatus.CORRUPT)}
+    by_file: dict[str, list[TensorResult]] = defaultdict(list)
+    for t in report.tensors:
+        if t.file:
+            by_file[t.file].append(t)
+    grouped = {
+        name
+        for name, members in by_file.items()
+        if name in lost_files and all(t.status is TensorStatus.MISSING for t in members)
+    }
+    rest = [t for t in shown if not (t.status is TensorStatus.MISSING and t.file in grouped)]
+    width = max((len(t.name) for t in rest), default=0)
+    rows: list[tuple[int, str]] = [
+        (_RANK["missing"], f"  {_status('missing')} {len(by_file[name])} tensors of {escape(name)}, which is lost")
+        for name in sorted(grouped)
+    ]
+    for t in rest:
+        alias = f" (as {t.candidate_name})" if t.candidate_name else ""
+        where = t.candidate_file if t.candidate_file else t.file
+        detail = f"  {t.detail}" if t.detail else ""
+        text = (
+            f"  {_status(t.status.value)} {escape(t.name):<{width}}  {_shape(t)}{escape(detail + alias)}"
+            f"  [dim]{escape(where or '')}[/]"
+        )
+        rows.append((_RANK[t.status.value], text))
+    rows.sort(key=lambda row: row[0])
+    line()
+    line(f"tensors ({len(shown)} of {len(tensors)}{'' if show_all else ' differ'}):")
+    for _, row in rows[: None if show_all else MAX_ROWS]:
+        line(row)
+    if not show_all and len(rows) > MAX_ROWS:
+        line(f"  ... and {len(rows) - MAX_ROWS} more (--all or --json lists every tensor)")
