@@ -378,3 +378,15 @@ def test_golden_signature_of_ours_verifies_with_model_signing() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_download_file_resolving_outside_through_a_symlink_is_refused(
+    run_cli: Run, signed: Path, copy_of_release: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    """A mirror that swaps a release file for a symlink to elsewhere on disk is never read through it."""
+    outside = tmp_path / "elsewhere.json"
+    outside.write_bytes((copy_of_release / "config.json").read_bytes())
+    (copy_of_release / "config.json").unlink()
+    (copy_of_release / "config.json").symlink_to(outside)
+    result, _ = verify(run_cli, copy_of_release, signed, "--key", keys["alice.pub"])
+    assert (result.code, result.err.count("\n")) == (2, 1) and "leaves the checkpoint" in result.err
