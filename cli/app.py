@@ -43,7 +43,9 @@ QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.
 
 def say(line: str) -> None:
     """One unwrapped line on stderr: errors and warnings must stay greppable, whatever the terminal width."""
-    sys.stderr.write(" ".join(line.split()) + "\n")
+    from cli.render.text import printable
+
+    sys.stderr.write(printable(" ".join(line.split())) + "\n")
     sys.stderr.flush()
 
 
@@ -75,10 +77,10 @@ def fingerprint(
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
     import provenance
     from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
+    from manifests.io import dump_json, refuse_overwrite
 
-    if output is not None and output.exists() and not force:
-        raise ProvenanceError(f"{output} already exists; pass --force to overwrite it")
+    if output is not None:
+        refuse_overwrite(output, force)  # before hashing, not after
     exclude = frozenset({output}) if output is not None else frozenset()
     checkpoint = provenance.fingerprint(
         path, allow_symlinks=allow_symlinks, exclude=exclude, progress=ByteProgress(quiet)
@@ -200,12 +202,24 @@ def demo(
 def main() -> None:
     """Console entry point: turns every expected failure into one line on stderr and its exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except ProvenanceError as exc:
         say(f"error: {exc}")
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         say("interrupted")
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except Exception as exc:
+        # click's usage errors (typer vendors click, so they are matched by shape, not by class)
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+        else:
+            context = getattr(exc, "ctx", None)
+            command = getattr(context, "command_path", "provenance")
+            say(f"error: {exc.format_message()} (see: {command} --help)")
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import provenance
 from manifests.reference import is_manifest_file, open_reference
+from manifests.trust import load_trust
 from provenance.report import Report
 from provenance.scan import ProgressReporter, plan_against, scan
 
 
 def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: ProgressReporter | None = None) -> Report:
-    """How B differs from A, reading from disk only the digests the other side can be compared with."""
-    ref_a = open_reference(a) if is_manifest_file(a) else None
-    ref_b = open_reference(b) if is_manifest_file(b) else None
+    """How B differs from A, reading from disk only the digests the other side can be compared with.
+
+    A signed side is checked against the trusted keys and the trust policy, as `verify` does; the report
+    carries the reference side's signature status and both sides' warnings.
+    """
+    trust = load_trust()
+    ref_a = open_reference(a, trust=trust) if is_manifest_file(a) else None
+    ref_b = open_reference(b, trust=trust) if is_manifest_file(b) else None
     if ref_a is not None and ref_b is not None:
-        return provenance.diff(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
-    if ref_a is not None:
-        return provenance.verify(
+        report = provenance.diff(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
+    elif ref_a is not None:
+        report = provenance.verify(
             b,
             ref_a.manifest.checkpoint,
             reference_label=str(a),
             allow_symlinks=allow_symlinks,
+            ignore=ref_a.manifest.ignore_paths,
             progress=progress,
         )
-    if ref_b is not None:
+    elif ref_b is not None:
         side_a = scan(
             a,
             plan_against(ref_b.manifest.checkpoint),
@@ -33,7 +41,13 @@ def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: Prog
             progress=progress,
             label=f"reading {a.name}",
         )
-        return provenance.diff(side_a, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
-    side_a = provenance.read_checkpoint(a, allow_symlinks=allow_symlinks, progress=progress)
-    side_b = provenance.read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, progress=progress)
-    return provenance.diff(side_a, side_b, a_label=str(a), b_label=str(b))
+        report = provenance.diff(side_a, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
+    else:
+        side_a = provenance.read_checkpoint(a, allow_symlinks=allow_symlinks, progress=progress)
+        side_b = provenance.read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, progress=progress)
+        report = provenance.diff(side_a, side_b, a_label=str(a), b_label=str(b))
+    signed = ref_a or ref_b
+    if signed is None:
+        return report
+    warnings = tuple(w for ref in (ref_a, ref_b) if ref is not None for w in ref.warnings)
+    return dataclasses.replace(report, signature=signed.signature, warnings=warnings)

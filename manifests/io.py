@@ -11,7 +11,15 @@ from typing import Any
 
 from provenance.errors import ManifestError, OutputExists, UnreadableInput
 
-DOCUMENT_CAP = 512 << 20  # a manifest of 100,000 tensors is ~30 MB; anything near this cap is hostile
+DOCUMENT_CAP = 128 << 20  # a manifest of 100,000 tensors is ~21 MB; anything near this cap is hostile
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """Fail before any work when an output already exists and --force was not given."""
+    if path.is_dir():
+        raise UnreadableInput(f"{path} is a directory; give a file name to write")
+    if path.exists() and not force:
+        raise OutputExists(f"{path} already exists; pass --force to overwrite it")
 
 
 def write_atomic(path: Path, data: bytes, *, force: bool = False, mode: int = 0o644) -> None:
@@ -19,8 +27,7 @@ def write_atomic(path: Path, data: bytes, *, force: bool = False, mode: int = 0o
 
     Without `force` an existing file is never replaced, even one created while we were writing.
     """
-    if path.exists() and not force:
-        raise OutputExists(f"{path} already exists; pass --force to overwrite it")
+    refuse_overwrite(path, force)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UnreadableInput(f"cannot write {path}: folder {folder} does not exist")
@@ -37,13 +44,26 @@ def write_atomic(path: Path, data: bytes, *, force: bool = False, mode: int = 0o
         if force:
             os.replace(tmp, path)
         else:
-            try:
-                os.link(tmp, path)  # fails if the name appeared meanwhile: no silent overwrite
-            except FileExistsError:
-                raise OutputExists(f"{path} already exists; pass --force to overwrite it") from None
+            _link_new(tmp, path)
+    except FileExistsError:
+        raise OutputExists(f"{path} already exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise UnreadableInput(f"cannot write {path}: {exc.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the written file its name only if the name is free: a hard link fails if it appeared meanwhile."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system (some network and FUSE mounts)
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
 
 
 def read_json(path: Path, what: str = "manifest") -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from manifests.io import write_atomic
+from manifests.io import refuse_overwrite, write_atomic
 from manifests.signing.ec_key import CURVES, EcSigner, EcVerifier, public_pem
 from provenance.errors import ProvenanceError, UnreadableInput
 
@@ -26,10 +26,8 @@ def generate_key_pair(
         raise ProvenanceError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
     base = Path(name)
     private_path, public_path = base.with_name(base.name + ".key"), base.with_name(base.name + ".pub")
-    if not force:
-        for path in (private_path, public_path):
-            if path.exists():
-                raise ProvenanceError(f"{path} already exists; pass --force to overwrite it")
+    for path in (private_path, public_path):
+        refuse_overwrite(path, force)
     key = ec.generate_private_key(CURVES[curve])
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()

@@ -15,7 +15,8 @@ from typing import Any
 
 from provenance.dtypes import DTYPE_BITS
 from provenance.errors import ManifestError, ProvenanceError
-from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
+from provenance.formats.detect import is_weights_file
 from provenance.paths import DEFAULT_IGNORE, check_relative
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -206,9 +207,14 @@ def manifest_from_statement(statement: Any) -> Manifest:
     if subject_digest([{"name": k, "digest": v} for k, v in resources.items()]) != claimed:
         raise _fail("the subject digest does not match the resources; the manifest was altered")
 
+    if not raw_resources and not predicate.get(EXTENSION_KEY, {}).get("files"):
+        raise _fail("it lists no files, so nothing could be verified against it")
     extension = predicate.get(EXTENSION_KEY)
     if extension is None:
-        files = tuple(FileFingerprint(p, None, Role.OTHER, digests={"sha256": d}) for p, d in sorted(resources.items()))
+        files = tuple(
+            FileFingerprint(p, None, role_of(p, is_weights_file(p)), digests={"sha256": d})
+            for p, d in sorted(resources.items())
+        )
         return Manifest(Release(name), Checkpoint(files), ignore, allow_symlinks, tensor_level=False)
     extension = _obj(extension, EXTENSION_KEY)
     release_doc = _obj(extension.get("release", {}), "release")

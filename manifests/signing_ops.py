@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from manifests.io import read_json, write_atomic
+from manifests.io import read_json, refuse_overwrite, write_atomic
 from manifests.keys import load_signer
 from manifests.model import manifest_from_statement
 from manifests.signing import is_bundle, sign_manifest
-from provenance.errors import ManifestError, OutputExists
+from provenance.errors import ManifestError
 
 
 def default_signature_path(manifest: Path) -> Path:
@@ -20,8 +20,7 @@ def default_signature_path(manifest: Path) -> Path:
 def sign_manifest_file(manifest: Path, key: Path, *, output: Path | None = None, force: bool = False) -> Path:
     """Sign the manifest at `manifest` with the private key at `key`; return the bundle's path."""
     output = output or default_signature_path(manifest)
-    if output.exists() and not force:
-        raise OutputExists(f"{output} already exists; pass --force to overwrite it")
+    refuse_overwrite(output, force)
     document = read_json(manifest)
     if is_bundle(document):
         raise ManifestError(f"{manifest} is already a signature bundle; sign the unsigned manifest")

@@ -34,6 +34,7 @@ def verify_download(
         reference_label=f"{reference.manifest.release.name} ({reference.source})",
         allow_symlinks=allow_symlinks,
         exclude=frozenset({manifest_path}) if manifest_path.exists() else frozenset(),
+        ignore=reference.manifest.ignore_paths,
         progress=progress,
     )
     return dataclasses.replace(report, signature=reference.signature, warnings=reference.warnings)

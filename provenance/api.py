@@ -6,6 +6,7 @@ from pathlib import Path
 
 from provenance.compare import compare
 from provenance.fingerprint import Checkpoint
+from provenance.paths import DEFAULT_IGNORE
 from provenance.report import Report
 from provenance.scan import ProgressReporter, content_plan, fingerprint_plan, plan_against, scan
 
@@ -42,11 +43,13 @@ def verify(
     reference_label: str = "reference",
     allow_symlinks: bool = False,
     exclude: frozenset[Path] = frozenset(),
+    ignore: tuple[str, ...] = DEFAULT_IGNORE,
     progress: ProgressReporter | None = None,
 ) -> Report:
     """Check a checkpoint on disk against a reference, reading each byte once with what it needs.
 
     Damaged files do not stop the check: they are reported `corrupt` and the verdict says what they cost.
+    `ignore` is the reference's ignore_paths: files it left out are not candidates either.
     """
     candidate = scan(
         target,
@@ -54,6 +57,7 @@ def verify(
         strict=False,
         allow_symlinks=allow_symlinks,
         exclude=exclude,
+        ignore=ignore,
         progress=progress,
         label="verifying",
     )

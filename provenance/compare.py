@@ -1,27 +1,38 @@
 """Match a candidate's files and tensors against a reference's and classify the difference.
 
-Tensors are matched by name first, then by digest (same dtype and shape), so re-sharded, renamed and
-re-ordered copies are recognised as the same numbers. The verdict then follows DESIGN.md: a tensor absent
-because its shard is missing or cut short makes the checkpoint incomplete; one absent from complete,
-well-formed containers was removed, which is a modification.
+Tensors are matched by name (the copy in the reference's own file first, then a copy with the same
+digest, then any copy), then by digest under another name, so re-sharded, renamed and re-ordered copies
+are recognised as the same numbers and a leftover duplicate of a shard changes nothing. The verdict then
+follows DESIGN.md: a tensor absent because its shard is missing or cut short makes the checkpoint
+incomplete; one absent from complete, well-formed containers was removed, which is a modification.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from provenance.errors import ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 
 _NAMES_SHOWN = 3
+_FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)
 
 
 @dataclass(frozen=True, slots=True)
 class _Located:
     file: str
     tensor: TensorFingerprint
+
+
+@dataclass
+class _TensorOutcome:
+    results: list[TensorResult] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # missing from complete, well-formed files
+    lost: list[str] = field(default_factory=list)  # missing with a shard that is gone or cut short
+    added: list[str] = field(default_factory=list)
 
 
 def _file_status(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileStatus, str | None]:
@@ -66,45 +77,78 @@ def compare(
     evidence: str = "",
 ) -> Report:
     """Compare a candidate checkpoint with a reference and return the full report."""
+    if not reference.files:
+        raise ProvenanceError("the reference lists no files: nothing can be verified against it")
     cand_by_path = {f.path: f for f in candidate.files}
     ref_paths = {f.path for f in reference.files}
-
     files: list[FileResult] = []
     file_status: dict[str, FileStatus] = {}
     for ref in reference.files:
         cand = cand_by_path.get(ref.path)
-        if cand is None:
-            status, detail = FileStatus.MISSING, None
-        else:
-            status, detail = _file_status(ref, cand)
+        status, detail = (FileStatus.MISSING, None) if cand is None else _file_status(ref, cand)
         file_status[ref.path] = status
         files.append(FileResult(ref.path, status, ref.role.value, cand.size if cand else None, ref.size, detail))
     for cand in candidate.files:
         if cand.path not in ref_paths:
             files.append(FileResult(cand.path, FileStatus.EXTRA, cand.role.value, cand.size, None, cand.error))
 
-    tensors, missing_unexplained, extras = _match_tensors(reference, candidate, file_status)
+    outcome = _match_tensors(reference, candidate, file_status)
+    verdict, reasons = _decide(reference, candidate, files, file_status, outcome)
+    return Report(
+        verdict=verdict,
+        reasons=tuple(reasons),
+        files=tuple(files),
+        tensors=tuple(outcome.results),
+        reference=reference_label,
+        candidate=candidate_label,
+        evidence=evidence,
+    )
 
-    reasons: list[str] = []
-    modified = [t.name for t in tensors if t.status is TensorStatus.MODIFIED]
-    matched = [t for t in tensors if t.status in (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)]
-    missing = [t.name for t in tensors if t.status is TensorStatus.MISSING]
+
+def _decide(
+    reference: Checkpoint,
+    candidate: Checkpoint,
+    files: list[FileResult],
+    file_status: dict[str, FileStatus],
+    outcome: _TensorOutcome,
+) -> tuple[Verdict, list[str]]:
+    tensors = outcome.results
+    laid_out = [f for f in reference.files if f.has_layout]
+    ref_tensors = [t for t in tensors if t.file is not None]
+    found = [t for t in ref_tensors if t.status in _FOUND]
+    changed = [t.name for t in ref_tensors if t.status is TensorStatus.MODIFIED]
     corrupt = [t.name for t in tensors if t.status is TensorStatus.CORRUPT]
-    ref_tensor_count = sum(len(f.tensors) for f in reference.files if f.has_layout)
     cand_intact = sum(1 for f in candidate.files for t in f.tensors if t.intact)
 
-    changed_files = [r for r in files if r.status is FileStatus.MODIFIED and r.role == Role.OTHER.value]
-    changed_unlaid = [
-        r
-        for r in files
-        if r.status is FileStatus.MODIFIED and r.role == Role.WEIGHTS.value and not _has_layout(reference, r.name)
-    ]
+    # Vectors and empty tensors (norms at init, rotary frequencies, biases) are shared by unrelated models
+    # of one architecture; only a matching matrix is evidence that the weights derive from the reference.
+    has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
+    evidence = [t for t in found if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
+    if ref_tensors and cand_intact and not evidence:
+        return Verdict.UNRELATED, [
+            f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor"
+            + (" (apart from vectors any model of this shape may share)" if found else "")
+        ]
+
+    reasons: list[str] = []
+    if changed:
+        reasons.append(f"{_plural(len(changed), 'tensor')} changed: {_names(changed)}")
+    if outcome.added:
+        reasons.append(f"{_plural(len(outcome.added), 'tensor')} added: {_names(outcome.added)}")
+    if outcome.removed:
+        reasons.append(
+            f"{_plural(len(outcome.removed), 'tensor')} removed from complete files: {_names(outcome.removed)}"
+        )
+    unlaid = {f.path for f in reference.files if not f.has_layout}
+    for r in files:
+        if r.status is FileStatus.MODIFIED and (
+            r.role == Role.OTHER.value or (r.name in unlaid and r.role != Role.INDEX.value)
+        ):
+            reasons.append(f"{r.name} differs ({r.detail})")
+    modified = bool(reasons)
+
     # A lost weights file costs nothing when every tensor it held turned up elsewhere (re-sharded copies).
-    held_elsewhere = {
-        f.path
-        for f in reference.files
-        if f.has_layout and all(t.status is TensorStatus.MATCH for t in tensors if t.file == f.path)
-    }
+    held_elsewhere = {f.path for f in laid_out if all(t.status in _FOUND for t in ref_tensors if t.file == f.path)}
     lost_files = [
         r
         for r in files
@@ -112,57 +156,35 @@ def compare(
         and r.role != Role.INDEX.value
         and r.name not in held_elsewhere
     ]
+    for r in lost_files:
+        reasons.append(f"{r.name} is {'missing' if r.status is FileStatus.MISSING else r.detail}")
+    if outcome.lost:
+        reasons.append(f"{_plural(len(outcome.lost), 'tensor')} missing with their shard: {_names(outcome.lost)}")
+    if corrupt:
+        reasons.append(f"{_plural(len(corrupt), 'tensor')} cut short: {_names(corrupt)}")
+    if modified:
+        return Verdict.MODIFIED, reasons
 
-    if ref_tensor_count and cand_intact and not matched:
-        verdict = Verdict.UNRELATED
-        reasons.append(f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor")
-    else:
-        if modified:
-            reasons.append(f"{_plural(len(modified), 'tensor')} changed: {_names(modified)}")
-        if extras:
-            reasons.append(f"{_plural(len(extras), 'tensor')} added: {_names(extras)}")
-        if missing_unexplained:
+    if not laid_out:
+        # A file-level reference (a checksum list, a model_signing manifest) cannot see inside weights files:
+        # if its weights files are absent while others are present, only a tensor-level manifest can tell.
+        lost_weights = [r for r in lost_files if r.role == Role.WEIGHTS.value]
+        new_weights = [r for r in files if r.status is FileStatus.EXTRA and r.role == Role.WEIGHTS.value]
+        if lost_weights and new_weights:
             reasons.append(
-                f"{_plural(len(missing_unexplained), 'tensor')} removed from complete files: "
-                f"{_names(missing_unexplained)}"
+                f"the reference records whole-file digests only and the candidate holds its weights in "
+                f"{_plural(len(new_weights), 'other file')}: a tensor-level manifest would decide"
             )
-        for r in changed_files + changed_unlaid:
-            reasons.append(f"{r.name} differs ({r.detail})")
-        if reasons:
-            verdict = Verdict.MODIFIED
-        for r in lost_files:
-            reasons.append(f"{r.name} is {'missing' if r.status is FileStatus.MISSING else r.detail}")
-        explained = [n for n in missing if n not in set(missing_unexplained)]
-        if explained:
-            reasons.append(f"{_plural(len(explained), 'tensor')} missing with their shard: {_names(explained)}")
-        if corrupt:
-            reasons.append(f"{_plural(len(corrupt), 'tensor')} cut short: {_names(corrupt)}")
-        if not modified and not extras and not missing_unexplained and not changed_files and not changed_unlaid:
-            if lost_files or missing or corrupt:
-                verdict = Verdict.INCOMPLETE
-            elif all(file_status[p] is FileStatus.MATCH for p in ref_paths):
-                verdict = Verdict.IDENTICAL
-                reasons.append("every reference file is present and byte-identical")
-            else:
-                verdict = Verdict.EQUIVALENT
-                reasons.append(
-                    f"all {_plural(ref_tensor_count, 'tensor')} are bit-identical; only the container differs "
-                    f"({_container_change(reference, candidate)})"
-                )
-    return Report(
-        verdict=verdict,
-        reasons=tuple(reasons),
-        files=tuple(files),
-        tensors=tuple(tensors),
-        reference=reference_label,
-        candidate=candidate_label,
-        evidence=evidence,
-    )
-
-
-def _has_layout(checkpoint: Checkpoint, path: str) -> bool:
-    found = checkpoint.file(path)
-    return found is not None and found.has_layout
+            return Verdict.UNDECIDED, reasons
+    if lost_files or outcome.lost or corrupt:
+        return Verdict.INCOMPLETE, reasons
+    if all(status is FileStatus.MATCH for status in file_status.values()):
+        return Verdict.IDENTICAL, [*reasons, "every reference file is present and byte-identical"]
+    return Verdict.EQUIVALENT, [
+        *reasons,
+        f"all {_plural(len(ref_tensors), 'tensor')} are bit-identical; only the container differs "
+        f"({_container_change(reference, candidate)})",
+    ]
 
 
 def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
@@ -175,106 +197,114 @@ def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
     return "headers, metadata or tensor order differ"
 
 
-def _match_tensors(
-    reference: Checkpoint, candidate: Checkpoint, file_status: dict[str, FileStatus]
-) -> tuple[list[TensorResult], list[str], list[str]]:
-    """Statuses of reference tensors, the missing ones not explained by a lost shard, and added ones."""
-    by_name: dict[str, list[_Located]] = defaultdict(list)
-    by_content: dict[tuple[str | None, str, tuple[int, ...]], list[_Located]] = defaultdict(list)
-    for f in candidate.files:
-        for t in f.tensors:
-            located = _Located(f.path, t)
-            by_name[t.name].append(located)
-            if t.intact:
-                by_content[(t.blake3, t.dtype, t.shape)].append(located)
+def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: dict[str, FileStatus]) -> _TensorOutcome:
+    pool = [_Located(f.path, t) for f in candidate.files for t in f.tensors]
+    by_name: dict[str, list[int]] = defaultdict(list)
+    by_content: dict[tuple[str | None, str, tuple[int, ...]], list[int]] = defaultdict(list)
+    for i, c in enumerate(pool):
+        by_name[c.tensor.name].append(i)
+        if c.tensor.intact:
+            by_content[(c.tensor.blake3, c.tensor.dtype, c.tensor.shape)].append(i)
     used: set[int] = set()
-
-    def take(located: _Located) -> None:
-        used.add(id(located))
-
-    results: dict[tuple[str, str], TensorResult] = {}
-    pending: list[tuple[FileFingerprint, TensorFingerprint]] = []
     ref_tensors = [(f, t) for f in reference.files if f.has_layout for t in f.tensors]
+    hits: dict[tuple[str, str], int] = {}
+
+    def claim(key: tuple[str, str], options: list[int], accept: Callable[[_Located], bool]) -> None:
+        for i in options:
+            if i not in used and accept(pool[i]):
+                used.add(i)
+                hits[key] = i
+                return
+
+    # Preference order: the reference's own file, then a bit-identical copy, then any copy by that name.
     for f, t in ref_tensors:
-        hit = next((c for c in by_name.get(t.name, ()) if id(c) not in used), None)
-        if hit is None:
-            pending.append((f, t))
+        claim((f.path, t.name), by_name.get(t.name, []), lambda c: c.file == f.path)  # noqa: B023 - called at once
+    for f, t in ref_tensors:
+        if (f.path, t.name) not in hits:
+            claim((f.path, t.name), by_name.get(t.name, []), lambda c: c.tensor.blake3 == t.blake3)  # noqa: B023
+    for f, t in ref_tensors:
+        if (f.path, t.name) not in hits:
+            claim((f.path, t.name), by_name.get(t.name, []), lambda c: c.tensor.intact)
+    for f, t in ref_tensors:
+        if (f.path, t.name) not in hits:
+            claim((f.path, t.name), by_name.get(t.name, []), lambda c: True)
+    renamed: set[tuple[str, str]] = set()
+    for f, t in ref_tensors:
+        if (f.path, t.name) not in hits:
+            claim((f.path, t.name), by_content.get((t.blake3, t.dtype, t.shape), []), lambda c: True)
+            if (f.path, t.name) in hits:
+                renamed.add((f.path, t.name))
+
+    outcome = _TensorOutcome()
+    status_of: dict[tuple[str, str], TensorStatus] = {}
+    for f, t in ref_tensors:
+        key = (f.path, t.name)
+        if key not in hits:
+            status_of[key] = TensorStatus.MISSING
+            outcome.results.append(TensorResult(t.name, TensorStatus.MISSING, f.path, t.dtype, t.shape))
             continue
-        take(hit)
-        c = hit.tensor
-        if not c.intact:
+        c = pool[hits[key]]
+        if key in renamed:
+            status, detail = TensorStatus.MATCH, "same numbers under another name"
+        elif not c.tensor.intact:
             status, detail = TensorStatus.CORRUPT, "cut short"
-        elif (c.blake3, c.dtype, c.shape) == (t.blake3, t.dtype, t.shape):
+        elif (c.tensor.blake3, c.tensor.dtype, c.tensor.shape) == (t.blake3, t.dtype, t.shape):
             status, detail = TensorStatus.MATCH, None
         else:
-            status, detail = TensorStatus.MODIFIED, _difference(t, c)
-        results[(f.path, t.name)] = TensorResult(
-            t.name, status, f.path, t.dtype, t.shape, None, hit.file if hit.file != f.path else None, detail
-        )
-    for f, t in pending:
-        hit = next((c for c in by_content.get((t.blake3, t.dtype, t.shape), ()) if id(c) not in used), None)
-        if hit is not None:
-            take(hit)
-            results[(f.path, t.name)] = TensorResult(
+            status, detail = TensorStatus.MODIFIED, _difference(t, c.tensor)
+        status_of[key] = status
+        outcome.results.append(
+            TensorResult(
                 t.name,
-                TensorStatus.MATCH,
+                status,
                 f.path,
                 t.dtype,
                 t.shape,
-                hit.tensor.name,
-                hit.file if hit.file != f.path else None,
-                "same numbers under another name",
+                c.tensor.name if key in renamed else None,
+                c.file if c.file != f.path else None,
+                detail,
             )
-        else:
-            results[(f.path, t.name)] = TensorResult(t.name, TensorStatus.MISSING, f.path, t.dtype, t.shape)
+        )
 
-    # A missing tensor is explained by a lost shard when its reference file is gone (and none of that
-    # file's tensors turned up elsewhere), when the candidate's own index puts it in a lost file, or when
-    # some candidate weights file is unreadable (it may have held anything).
-    found_elsewhere = {
-        f.path
-        for f in reference.files
-        if any(results[(f.path, t.name)].status is not TensorStatus.MISSING for t in f.tensors)
-    }
+    # Why is a tensor missing? Its shard is gone (and none of that shard's tensors turned up elsewhere, or
+    # an unreadable candidate file may have held them), or the candidate's own index puts it in a lost file.
+    # Otherwise it was removed from complete, well-formed files.
+    partly_found = {path for (path, _), status in status_of.items() if status is not TensorStatus.MISSING}
     cand_lost = {f.path for f in candidate.files if f.error is not None}
     cand_paths = {f.path for f in candidate.files}
     unreadable = any(f.error is not None and not f.tensors for f in candidate.files if f.role is Role.WEIGHTS)
-    unexplained: list[str] = []
-    for f, t in pending:
-        if results[(f.path, t.name)].status is not TensorStatus.MISSING:
+    for f, t in ref_tensors:
+        if status_of[(f.path, t.name)] is not TensorStatus.MISSING:
             continue
-        shard_lost = file_status[f.path] in (FileStatus.MISSING, FileStatus.CORRUPT) and f.path not in found_elsewhere
+        shard_gone = file_status[f.path] in (FileStatus.MISSING, FileStatus.CORRUPT)
         indexed = candidate.weight_map.get(t.name)
-        index_lost = indexed is not None and (indexed not in cand_paths or indexed in cand_lost)
-        if not (shard_lost or index_lost or unreadable):
-            unexplained.append(t.name)
+        if (shard_gone and (f.path not in partly_found or unreadable)) or (
+            indexed is not None and (indexed not in cand_paths or indexed in cand_lost)
+        ):
+            outcome.lost.append(t.name)
+        else:
+            outcome.removed.append(t.name)
 
-    tensors = [results[(f.path, t.name)] for f, t in ref_tensors]
-    extras: list[str] = []
+    # Candidate tensors left over: another copy of a tensor already matched changes nothing; a new intact
+    # tensor was added; a tensor named only by a cut-short header is damage, not an addition.
+    ref_digests = {(t.name, t.blake3) for _, t in ref_tensors}
+    ref_names = {t.name for _, t in ref_tensors}
     unlaid = {f.path for f in reference.files if not f.has_layout}  # compared as whole files only
-    for f in candidate.files:
-        if f.path in unlaid:
+    for i, c in enumerate(pool):
+        if i in used or c.file in unlaid:
             continue
-        for t in f.tensors:
-            if any(id(c) in used for c in by_name[t.name] if c.tensor is t):
-                continue
-            if t.intact:
-                extras.append(t.name)
-                tensors.append(TensorResult(t.name, TensorStatus.EXTRA, None, t.dtype, t.shape, None, f.path))
-            else:  # named only by a damaged file's header: evidence of damage, not of an addition
-                tensors.append(
-                    TensorResult(
-                        t.name,
-                        TensorStatus.CORRUPT,
-                        None,
-                        t.dtype,
-                        t.shape,
-                        None,
-                        f.path,
-                        "declared by a cut-short file; not in the reference",
-                    )
-                )
-    return tensors, unexplained, extras
+        t = c.tensor
+        if t.intact and (t.name, t.blake3) in ref_digests:
+            status, detail = TensorStatus.EXTRA, "another copy of a tensor already matched"
+        elif not t.intact and t.name in ref_names:
+            status, detail = TensorStatus.EXTRA, "cut-short copy of a tensor already matched"
+        elif t.intact:
+            status, detail = TensorStatus.EXTRA, None
+            outcome.added.append(t.name)
+        else:
+            status, detail = TensorStatus.CORRUPT, "declared by a cut-short file; not in the reference"
+        outcome.results.append(TensorResult(t.name, status, None, t.dtype, t.shape, None, c.file, detail))
+    return outcome
 
 
 def _difference(ref: TensorFingerprint, cand: TensorFingerprint) -> str:

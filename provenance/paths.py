@@ -45,9 +45,10 @@ def list_files(
 ) -> tuple[Path, list[str]]:
     """The root and the sorted relative paths of the files a checkpoint consists of.
 
-    `target` is a directory or a single file. Symlinks that resolve inside the directory are followed;
-    one that leaves it is refused unless `allow_symlinks`. Paths in `exclude` (the manifest being written
-    or read, when it sits inside the checkpoint) are left out.
+    `target` is a directory or a single file. File symlinks that resolve inside the directory are
+    followed; one that leaves it is refused unless `allow_symlinks`; symlinked directories are refused.
+    Paths in `ignore` (a manifest's ignore_paths) and in `exclude` (the manifest being written or read,
+    when it sits inside the checkpoint) are left out.
     """
     if not target.exists():
         raise UnreadableInput(f"{target} does not exist; give the checkpoint's directory or file")
@@ -63,10 +64,14 @@ def list_files(
         dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in ignore)
         for dirname in dirnames:
             if (Path(dirpath) / dirname).is_symlink():
-                _check_link(Path(dirpath) / dirname, root, allow_symlinks)
+                raise UnsafePath(
+                    f"{Path(dirpath) / dirname} is a symlinked directory, which is not followed; "
+                    "copy or link the files themselves"
+                )
         for filename in filenames:
             rel = (rel_dir / filename).as_posix()
             full = Path(dirpath) / filename
+            _check_name(rel)
             if rel in ignore or full.resolve() in excluded:
                 continue
             if full.is_symlink():
@@ -77,6 +82,16 @@ def list_files(
                 continue  # sockets, fifos, devices: never part of a checkpoint
             found.append(rel)
     return root, sorted(found)
+
+
+def _check_name(rel: str) -> None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePath(
+            f"{rel.encode('utf-8', 'backslashreplace').decode()} is not a valid UTF-8 name; manifests name "
+            "files in UTF-8: rename it"
+        ) from None
 
 
 def _check_link(link: Path, root: Path, allow_symlinks: bool) -> None:

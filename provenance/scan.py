@@ -12,7 +12,7 @@ from provenance.engine import HashPlan, hash_files, total_size
 from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, role_of
 from provenance.formats.detect import is_weights_file
-from provenance.paths import list_files
+from provenance.paths import DEFAULT_IGNORE, list_files
 
 INDEX_CAP = 64 << 20  # a shard index larger than this is not read for its weight map
 
@@ -90,11 +90,12 @@ def scan(
     strict: bool,
     allow_symlinks: bool = False,
     exclude: frozenset[Path] = frozenset(),
+    ignore: tuple[str, ...] = DEFAULT_IGNORE,
     progress: ProgressReporter | None = None,
     label: str = "hashing",
 ) -> Checkpoint:
     """Fingerprint every file of a checkpoint (a directory or one file) according to `plan`."""
-    root, paths = list_files(target, allow_symlinks=allow_symlinks, exclude=exclude)
+    root, paths = list_files(target, allow_symlinks=allow_symlinks, exclude=exclude, ignore=ignore)
     if not paths:
         raise UnreadableInput(f"{target} holds no files; give the checkpoint's directory")
     files = _run(root, [(p, plan(p)) for p in paths], strict=strict, progress=progress, label=label)

@@ -243,3 +243,42 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 def test_dump_json_round_trips(value: Any) -> None:
     assert json.loads(dump_json(value)) == value
+
+
+def test_manifest_listing_no_files_is_refused(run_cli: Run, copy_of_release: Path, tmp_path: Path) -> None:
+    import hashlib as h
+
+    empty = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "nothing", "digest": {"sha256": h.sha256(b"").hexdigest()}}],
+        "predicateType": "https://model_signing/signature/v1.0",
+        "predicate": {
+            "serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": False, "ignore_paths": []},
+            "resources": [],
+            EXTENSION_KEY: {"files": []},
+        },
+    }
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    result = run_cli("verify", copy_of_release, "--manifest", tmp_path / "empty.json")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "no files" in result.err
+
+
+def test_non_utf8_file_name_is_one_clear_line(run_cli: Run, copy_of_release: Path) -> None:
+    os.rename(copy_of_release / "config.json", os.path.join(os.fsencode(copy_of_release), b"conf\xffig.json"))
+    result = run_cli("fingerprint", copy_of_release, "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "UTF-8" in result.err
+
+
+def test_output_that_is_a_directory_is_one_clear_line(run_cli: Run, release_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    result = run_cli("fingerprint", release_dir, "-o", tmp_path / "out", "--force", "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "directory" in result.err
+
+
+def test_symlinked_directory_is_refused_not_skipped(run_cli: Run, copy_of_release: Path, tmp_path: Path) -> None:
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "extra.json").write_text("{}")
+    (copy_of_release / "more").symlink_to(tmp_path / "more", target_is_directory=True)
+    for flags in ((), ("--allow-symlinks",)):
+        result = run_cli("fingerprint", copy_of_release, "-q", *flags)
+        assert (result.code, result.err.count("\n")) == (2, 1) and "symlinked directory" in result.err

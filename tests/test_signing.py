@@ -293,7 +293,7 @@ def test_signed_manifest_naming_a_path_outside_is_refused(
     bundle = make_bundle(json.dumps(statement).encode(), load_signer(keys["alice.key"]))
     (tmp_path / "hostile.sig").write_text(json.dumps(bundle))
     result, _ = verify(run_cli, copy_of_release, tmp_path / "hostile.sig", "--key", keys["alice.pub"])
-    assert result.code in (2, 3) and "climbs out" in result.err and result.err.count("\n") == 1
+    assert result.code == 3 and "climbs out" in result.err and result.err.count("\n") == 1
 
 
 @needs_model_signing
@@ -390,3 +390,22 @@ def test_download_file_resolving_outside_through_a_symlink_is_refused(
     (copy_of_release / "config.json").symlink_to(outside)
     result, _ = verify(run_cli, copy_of_release, signed, "--key", keys["alice.pub"])
     assert (result.code, result.err.count("\n")) == (2, 1) and "leaves the checkpoint" in result.err
+
+
+def test_diff_checks_signatures_as_verify_does(
+    run_cli: Run, signed: Path, release_dir: Path, keys: dict[str, Path]
+) -> None:
+    import os
+
+    result = run_cli("diff", signed, release_dir, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"], report["signature"]["status"]) == (0, "identical", "untrusted")
+    assert "NOT checked" in result.err
+    trusted = Path(os.environ["XDG_CONFIG_HOME"]) / "weights-provenance" / "trusted_keys"
+    trusted.mkdir(parents=True)
+    shutil.copyfile(keys["alice.pub"], trusted / "alice.pub")
+    result = run_cli("diff", signed, release_dir, "--json", "-q")
+    assert (result.code, json.loads(result.out)["signature"]["status"]) == (0, "valid")
+    rewrite_payload(signed, _rename_subject)
+    result = run_cli("diff", signed, release_dir, "--json", "-q")
+    assert (result.code, result.out) == (3, "")

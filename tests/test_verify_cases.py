@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -251,11 +252,100 @@ def test_diff_of_identical_checkpoints(run_cli: Run, release_dir: Path, copy_of_
 
 
 def test_diff_of_two_manifests(run_cli: Run, release_manifest: Path, copy_of_release: Path, tmp_path: Path) -> None:
-    shutil.rmtree(copy_of_release / "tokenizer.json", ignore_errors=True)
-    (copy_of_release / "tokenizer.json").unlink(missing_ok=True)
+    (copy_of_release / "tokenizer.json").unlink()
     other = tmp_path / "other.json"
     assert run_cli("fingerprint", copy_of_release, "-o", other, "-q").code == 0
     result = run_cli("diff", release_manifest, other, "--json")
     report = json.loads(result.out)
     assert (result.code, report["verdict"]) == (1, "incomplete")
     assert statuses(report, "files")["tokenizer.json"] == "missing"
+
+
+def test_leftover_duplicate_of_a_shard_changes_nothing(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    shutil.copyfile(copy_of_release / SHARD2, copy_of_release / "model-00002-of-00003 (1).safetensors")
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert statuses(report, "files")["model-00002-of-00003 (1).safetensors"] == "extra"
+    reference = [t for t in report["tensors"] if t.get("file")]
+    assert {t["status"] for t in reference} == {"match"}
+    assert all(t.get("candidate_file") is None for t in reference)  # each matched in its own file
+    copies = [t for t in report["tensors"] if not t.get("file")]
+    assert copies and {t["detail"] for t in copies} == {"another copy of a tensor already matched"}
+
+
+def test_partial_leftover_copy_of_a_shard_changes_nothing(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    partial = copy_of_release / "model-00002-of-00003 (1).safetensors"
+    shutil.copyfile(copy_of_release / SHARD2, partial)
+    cut_short(partial, 0.5)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "identical")
+    assert {t["status"] for t in report["tensors"] if t.get("file")} == {"match"}
+
+
+def test_junk_weights_file_does_not_excuse_a_removed_tensor(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    shard = copy_of_release / SHARD2
+    tensors = load_file(str(shard))
+    removed = sorted(tensors)[0]
+    del tensors[removed]
+    save_file(tensors, str(shard), metadata={"format": "pt"})
+    (copy_of_release / "notes.safetensors").write_text("junk\n")
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert statuses(report, "files")["notes.safetensors"] == "extra"
+    assert any("removed" in r for r in report["reasons"])
+
+
+def test_unrelated_weights_sharing_only_vectors_are_unrelated(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    """Norms and buffers shared by construction (ones, rotary frequencies) are no evidence of derivation."""
+    weights_only(copy_of_release)
+    ours, theirs = sample_tensors(seed=0), sample_tensors(seed=1)
+    mixed = {name: (ours[name] if ours[name].ndim == 1 else theirs[name]) for name in ours}
+    write_sharded(copy_of_release, mixed, 3)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "unrelated")
+    assert "vectors" in report["reasons"][0]
+
+
+def test_one_matching_matrix_is_evidence(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+    weights_only(copy_of_release)
+    ours, theirs = sample_tensors(seed=0), sample_tensors(seed=1)
+    theirs["model.embed_tokens.weight"] = ours["model.embed_tokens.weight"]
+    write_sharded(copy_of_release, theirs, 3)
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert statuses(report, "tensors")["model.embed_tokens.weight"] == "match"
+
+
+def test_file_level_reference_cannot_decide_a_resharded_copy(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    statement = json.loads(release_manifest.read_text())
+    del statement["predicate"]["weights_provenance/v1"]
+    plain = tmp_path / "file-level.json"
+    plain.write_text(json.dumps(statement))
+    weights_only(copy_of_release)
+    write_sharded(copy_of_release, sample_tensors(), 2)
+    code, report = verify_json(run_cli, copy_of_release, plain)
+    assert (code, report["verdict"]) == (1, "undecided")
+    assert "tensor-level manifest would decide" in report["reasons"][-1]
+    assert statuses(report, "files")["model.safetensors.index.json"] == "modified"
+
+
+def test_wide_hostile_header_is_read_in_bounded_time(run_cli: Run, tmp_path: Path) -> None:
+    """An ignored extra key holding millions of values must not make the depth check explode."""
+    import struct
+
+    header = json.dumps({"w": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0], "x": [{}] * 2_000_000}})
+    (tmp_path / "wide.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode())
+    started = time.monotonic()
+    result = run_cli("fingerprint", tmp_path / "wide.safetensors", "-q")
+    assert result.code == 0, result.err
+    assert time.monotonic() - started < 10

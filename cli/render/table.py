@@ -10,8 +10,9 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 
+from cli.render.text import printable
 from provenance.report import FileStatus, Report, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
@@ -32,6 +33,12 @@ _STYLE = {
     "cast": "yellow",
     "quantized": "yellow",
 }
+
+
+def escape(text: str) -> str:
+    return escape_markup(printable(text))
+
+
 _RANK = {"modified": 0, "extra": 1, "corrupt": 2, "missing": 3, "cast": 4, "quantized": 5, "match": 6}
 MAX_ROWS = 40
 

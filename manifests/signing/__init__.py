@@ -69,10 +69,14 @@ def check_signature(
                 f"the manifest is signed by key {bundle.hint[:16]}..., which is not trusted, and the trust "
                 "policy requires a trusted signature"
             )
-        info = SignatureInfo(SignatureStatus.UNTRUSTED, f"unknown key {bundle.hint[:16]}...", _what(manifest))
+        info = SignatureInfo(
+            SignatureStatus.UNTRUSTED,
+            f"unknown key {bundle.hint[:16]}...",
+            f"signature not checked (no such key given or trusted); {_what(manifest)}",
+        )
         warnings.append(
-            f"signed by an unknown key ({bundle.hint[:16]}...): the signature was not checked; "
-            "give --key with the publisher's public key to check it"
+            f"signed by an unknown key ({bundle.hint[:16]}...): the signature was NOT checked, and anyone can "
+            "write such a bundle; give --key with the publisher's public key to check it"
         )
     else:
         info = SignatureInfo(SignatureStatus.VALID, verifier.name, _what(manifest))

@@ -72,16 +72,14 @@ def _check_unicode(value: Any) -> None:
 
 
 def _too_deep(value: Any, depth: int) -> bool:
-    stack = [(value, depth)]
-    while stack:
-        item, level = stack.pop()
-        if level > MAX_DEPTH:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return False
+    """Whether containers nest past MAX_DEPTH. Recursion is bounded: json.loads already refused deeper."""
+    if depth > MAX_DEPTH:
+        return True
+    if type(value) is dict:
+        value = value.values()
+    elif type(value) is not list:
+        return False
+    return any(_too_deep(item, depth + 1) for item in value if type(item) is dict or type(item) is list)
 
 
 def _parse_json(raw: bytes, path: str) -> Any:
