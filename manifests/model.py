@@ -117,6 +117,7 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
                 "begin": t.start,
                 "end": t.end,
                 "blake3": t.blake3,
+                **({"view": True} if t.view else {}),
             }
             for t in f.tensors
         ]
@@ -259,9 +260,10 @@ def _file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
         cursor = 0
         for j, raw in enumerate(_list(entry.get("tensors"), f"{path}: tensors")):
             t = _tensor_from_entry(_obj(raw, f"{path}: tensors[{j}]"), path)
-            if t.start < cursor or t.end > size:
+            if t.end > size or (not t.view and t.start < cursor):
                 raise _fail(f"{path}: tensor {t.name!r} overlaps another or lies outside the file")
-            cursor = t.end
+            if not t.view:  # a view names the storage it reads, which other tensors may share
+                cursor = t.end
             tensors.append(t)
     elif not digests:
         raise _fail(f"{path}: no digest at all")
@@ -278,4 +280,8 @@ def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
     end = _count(raw.get("end"), f"{path}: {name}: end")
     if end < begin:
         raise _fail(f"{path}: {name}: end before begin")
-    return TensorFingerprint(name, dtype, shape, begin, end, _digest(raw.get("blake3"), "blake3", f"{path}: {name}"))
+    view = raw.get("view", False)
+    if not isinstance(view, bool):
+        raise _fail(f"{path}: {name}: view must be true or false")
+    digest = _digest(raw.get("blake3"), "blake3", f"{path}: {name}")
+    return TensorFingerprint(name, dtype, shape, begin, end, digest, view)

@@ -19,10 +19,11 @@ from typing import Any
 
 from blake3 import blake3
 
+from provenance.dtypes import DTYPE_BITS
 from provenance.errors import FileChanged, MalformedContainer, TruncatedContainer, UnreadableInput
 from provenance.fingerprint import FileFingerprint, TensorFingerprint, role_of
 from provenance.formats.detect import reader_for
-from provenance.formats.interface import Layout
+from provenance.formats.interface import Layout, ViewRecord
 
 WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
 PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
@@ -178,6 +179,8 @@ def hash_file(
     error = None
     if parts is not None:
         tensors, container = parts.finish(size)
+        if parts.layout.views:
+            tensors += _digest_views(full, size, before, parts.layout.views)
         if expected is not None and size < expected:
             error = f"cut short: {size:,} of {expected:,} bytes"
     return FileFingerprint(
@@ -227,6 +230,79 @@ def _stream_windows(
         offset += length
         if progress:
             progress(length)
+
+
+GATHER = 16 << 20  # bytes of a strided view copied at a time to make them contiguous
+
+
+def _digest_views(
+    full: Path, size: int, before: os.stat_result, views: Sequence[ViewRecord]
+) -> tuple[TensorFingerprint, ...]:
+    """Digest tensors that are strided, shared or big-endian views of a storage, in bounded memory.
+
+    The storage is mapped read-only and its elements gathered in row-major order a block of rows at a
+    time, byte-swapped to little-endian where needed: the same digest as the tensor saved contiguously.
+    """
+    import numpy as np  # only checkpoints with views pay for numpy
+
+    results: list[TensorFingerprint] = []
+    with open(full, "rb", buffering=0) as stream:
+        if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
+            raise FileChanged(f"{full} changed while it was being read; wait until nothing writes it, then retry")
+        for view in views:
+            if view.storage_end > size:
+                results.append(
+                    TensorFingerprint(
+                        view.name, view.dtype, view.shape, view.storage_start, view.storage_end, None, True
+                    )
+                )
+                continue
+            results.append(
+                TensorFingerprint(
+                    view.name,
+                    view.dtype,
+                    view.shape,
+                    view.storage_start,
+                    view.storage_end,
+                    _gather_digest(stream.fileno(), view, np),
+                    True,
+                )
+            )
+    return tuple(results)
+
+
+def _gather_digest(fd: int, view: ViewRecord, np: Any) -> str:
+    itemsize = DTYPE_BITS[view.dtype] // 8
+    hasher = blake3()
+    count = 1
+    for dim in view.shape:
+        count *= dim
+    if count == 0 or view.storage_end == view.storage_start:
+        return hasher.hexdigest()
+    aligned = view.storage_start - view.storage_start % mmap.ALLOCATIONGRANULARITY
+    length = view.storage_end - aligned
+    with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=aligned) as mapped:
+        raw = np.frombuffer(
+            mapped, dtype=np.uint8, count=view.storage_end - view.storage_start, offset=view.storage_start - aligned
+        )
+        elements = raw.view(np.dtype(f"V{itemsize}"))
+        strided = np.lib.stride_tricks.as_strided(
+            elements[view.offset :],
+            shape=view.shape or (1,),
+            strides=tuple(s * itemsize for s in view.stride) or (itemsize,),
+            writeable=False,
+        )
+        rows = max(1, GATHER // max(1, (count // max(1, strided.shape[0])) * itemsize))
+        for first in range(0, strided.shape[0], rows):
+            block = np.ascontiguousarray(strided[first : first + rows])
+            unit = itemsize // 2 if view.dtype == "C64" else itemsize  # a complex is two floats
+            data = block.view(np.uint8).reshape(-1, unit)
+            if view.big_endian and unit > 1:
+                data = data[:, ::-1]
+            hasher.update(np.ascontiguousarray(data).tobytes())
+            del block, data
+        del strided, elements, raw
+    return hasher.hexdigest()
 
 
 def _update_all(hashers: list[Any], view: memoryview) -> None:

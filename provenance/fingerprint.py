@@ -35,6 +35,7 @@ class TensorFingerprint(NamedTuple):
     start: int
     end: int
     blake3: str | None
+    view: bool = False  # start:end is the storage the tensor is gathered from, shared with others
 
     @property
     def intact(self) -> bool:

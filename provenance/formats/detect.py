@@ -6,8 +6,9 @@ from typing import BinaryIO
 
 from provenance.formats.interface import FormatReader, Layout
 from provenance.formats.safetensors import SafetensorsReader
+from provenance.formats.torch_zip import TorchZipReader
 
-READERS: tuple[FormatReader, ...] = (SafetensorsReader(),)
+READERS: tuple[FormatReader, ...] = (SafetensorsReader(), TorchZipReader())
 
 
 def reader_for(path: str) -> FormatReader | None:

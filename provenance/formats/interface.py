@@ -20,18 +20,39 @@ class TensorRecord(NamedTuple):
     end: int
 
 
+class ViewRecord(NamedTuple):
+    """A tensor that is not one plain run of little-endian bytes in the file.
+
+    A strided view of a storage (a transposed or column-major tensor), a second tensor over bytes another
+    tensor already covers (shared storage, tied weights), or big-endian data. Its elements are
+    storage[offset + sum(i * stride)], storage being file[storage_start:storage_end]; the engine gathers
+    them in row-major order, little-endian, to digest them as any other tensor.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    storage_start: int
+    storage_end: int
+    offset: int
+    stride: tuple[int, ...]
+    big_endian: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """A validated container: its tensors sorted by offset, and the size its header promises.
 
-    Every byte of [0, expected_size) that no tensor covers belongs to the container (header, padding,
-    records); the engine digests those bytes together so byte identity is provable from parts.
+    Every byte of [0, expected_size) that no plain tensor covers belongs to the container (header,
+    padding, records, and storages seen only through views); the engine digests those bytes together so
+    byte identity is provable from parts. `views` are digested on top, from the storages they read.
     """
 
     format: str
     expected_size: int
     tensors: tuple[TensorRecord, ...]
     metadata: dict[str, str]
+    views: tuple[ViewRecord, ...] = ()
 
 
 class FormatReader(Protocol):

@@ -102,9 +102,10 @@ class TensorRef:
     """A view onto a storage: elements storage[offset + sum(i * stride)] for each index i of `shape`."""
 
     storage: StorageRef
-    offset: int
+    offset: int  # in elements of `dtype`
     shape: tuple[int, ...]
     stride: tuple[int, ...]
+    dtype: str  # the storage's, or for byte storages (UntypedStorage) the one the rebuild call names
 
 
 def _count(value: Any, what: str) -> int:
@@ -119,14 +120,29 @@ def _counts(value: Any, what: str) -> tuple[int, ...]:
     return tuple(_count(v, what) for v in value)
 
 
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
+def _view(storage: Any, offset: Any, size: Any, stride: Any, dtype: str) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise UnreadablePickle("a tensor is rebuilt from something that is not a storage")
     shape = _counts(size, "a tensor's size")
     strides = _counts(stride, "a tensor's stride")
     if len(shape) != len(strides):
         raise UnreadablePickle("a tensor's size and stride have different lengths")
-    return TensorRef(storage, _count(offset, "a storage offset"), shape, strides)
+    return TensorRef(storage, _count(offset, "a storage offset"), shape, strides, dtype)
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise UnreadablePickle("a tensor is rebuilt from something that is not a storage")
+    return _view(storage, offset, size, stride, storage.dtype)
+
+
+def _rebuild_tensor_v3(
+    storage: Any, offset: Any, size: Any, stride: Any, _grad: Any, _hooks: Any, dtype: Any, *_: Any
+) -> TensorRef:
+    """torch >= 2.1 for dtypes without a typed storage (float8 ...): bytes plus the dtype to read them as."""
+    if not isinstance(dtype, StorageType):
+        raise UnreadablePickle("a tensor names a dtype that is not a torch dtype")
+    return _view(storage, offset, size, stride, dtype.dtype)
 
 
 def _rebuild_parameter(data: Any, *_: Any) -> Any:
@@ -144,6 +160,8 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("collections", "OrderedDict"): OrderedDict,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+        ("torch.storage", "UntypedStorage"): StorageType("U8"),
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
         ("torch", "Size"): _size,

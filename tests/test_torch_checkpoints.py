@@ -1,0 +1,136 @@
+"""PyTorch zip checkpoints end to end: golden files made by real torch.save, cross-format identity, refusals."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from provenance.engine import HashPlan, hash_file
+from provenance.sample import flip_bit
+from tests.conftest import REAL, CliResult, needs_shared
+
+Run = Callable[..., CliResult]
+GOLDEN = Path(__file__).resolve().parent / "golden" / "torch"
+EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+
+
+def our_digests(folder: Path, name: str) -> dict[str, dict[str, object]]:
+    fingerprint = hash_file(folder, name, HashPlan(parts=True))
+    assert fingerprint.error is None
+    return {t.name: {"dtype": t.dtype, "shape": list(t.shape), "blake3": t.blake3} for t in fingerprint.tensors}
+
+
+def test_golden_checkpoint_digests_equal_torchs_contiguous_bytes() -> None:
+    """expected.json holds what torch itself gave for each tensor when the golden file was made."""
+    assert our_digests(GOLDEN, "checkpoint.pt") == EXPECTED
+
+
+def test_golden_regenerates_identically_when_torch_is_present(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="torch is not installed: the committed goldens are checked instead")
+    import runpy
+
+    module = runpy.run_path(str(GOLDEN / "make_torch_golden.py"))
+    module["main"](tmp_path)
+    assert json.loads((tmp_path / "expected.json").read_text()) == EXPECTED
+    assert our_digests(tmp_path, "checkpoint.pt") == EXPECTED
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["test.pt", "fortran_tensor_3d.pth"])
+def test_real_torch_files_digest_as_torch_reads_them(name: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed: compared with torch.load where it is")
+    from blake3 import blake3
+
+    reference = torch.load(REAL / name, weights_only=True)
+    expected = {
+        key: blake3(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+        for key, t in reference.items()
+    }
+    assert {k: v["blake3"] for k, v in our_digests(REAL, name).items()} == expected
+
+
+def _release(folder: Path, weights: str) -> Path:
+    folder.mkdir()
+    shutil.copyfile(GOLDEN / weights, folder / weights)
+    (folder / "config.json").write_text('{"hidden_size": 6}\n')
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("reference", "candidate"),
+    [("checkpoint.pt", "checkpoint.safetensors"), ("checkpoint.safetensors", "checkpoint.pt")],
+)
+def test_same_numbers_in_the_other_format_are_equivalent(
+    run_cli: Run, tmp_path: Path, reference: str, candidate: str
+) -> None:
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", _release(tmp_path / "ref", reference), "-o", manifest, "-q").code == 0
+    result = run_cli("verify", _release(tmp_path / "cand", candidate), "--manifest", manifest, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (0, "equivalent")
+    assert set(report["summary"]["tensors"]) == {"match"} and report["summary"]["tensors"]["match"] == len(EXPECTED)
+
+
+def test_changed_tensor_in_a_torch_checkpoint_is_named(run_cli: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", _release(tmp_path / "ref", "checkpoint.pt"), "-o", manifest, "-q").code == 0
+    candidate = _release(tmp_path / "cand", "checkpoint.safetensors")
+    flip_bit(candidate / "checkpoint.safetensors", "model_state_dict.base", byte=5)
+    report = json.loads(run_cli("verify", candidate, "--manifest", manifest, "--json", "-q").out)
+    assert report["verdict"] == "modified"
+    assert [t["name"] for t in report["tensors"] if t["status"] != "match"] == ["model_state_dict.base"]
+
+
+def test_legacy_format_is_refused_clearly_for_now(run_cli: Run) -> None:
+    result = run_cli("fingerprint", GOLDEN / "checkpoint-legacy.pt", "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "legacy" in result.err
+
+
+def _zip_checkpoint(pkl: bytes, storages: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pkl)
+        archive.writestr("archive/byteorder", "little")
+        for key, data in storages.items():
+            archive.writestr(f"archive/data/{key}", data)
+    return buffer.getvalue()
+
+
+class _Evil:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (self.command,)
+
+
+def test_malicious_pytorch_model_bin_is_refused_and_nothing_runs(run_cli: Run, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "pytorch_model.bin").write_bytes(
+        _zip_checkpoint(pickle.dumps({"w": _Evil(f"touch {canary}")}, protocol=2), {})
+    )
+    for args in (("fingerprint", tmp_path / "model", "-q"),):
+        result = run_cli(*args)
+        assert (result.code, result.err.count("\n")) == (2, 1)
+        assert "posix.system" in result.err and "pytorch_model.bin" in result.err
+    assert not canary.exists()
+
+
+def test_storage_whose_declared_size_disagrees_with_its_bytes(run_cli: Run, tmp_path: Path) -> None:
+    pkl = (
+        b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\nq\x01((X\x07\x00\x00\x00storage"
+        b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuKdtQK\x00Kd\x85K\x01\x85\x89NtRs."
+    )
+    (tmp_path / "w.pt").write_bytes(_zip_checkpoint(pkl, {"0": bytes(64)}))
+    result = run_cli("fingerprint", tmp_path / "w.pt", "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "declares 100 F32 elements" in result.err
