@@ -73,8 +73,15 @@ def fingerprint(
     force: ForceFlag = False,
     allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
+    list_globals: Annotated[
+        bool,
+        typer.Option("--list-globals", help="Only list what each PyTorch pickle would import (nothing is run)."),
+    ] = False,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
+    if list_globals:
+        _list_globals(path, allow_symlinks)
+        return
     import provenance
     from manifests import build_manifest, write_atomic
     from manifests.io import dump_json, refuse_overwrite
@@ -96,6 +103,27 @@ def fingerprint(
             f"wrote {output}: release {release!r}, {len(checkpoint.files)} files, "
             f"{checkpoint.tensor_count} tensors (unsigned)"
         )
+
+
+def _list_globals(path: Path, allow_symlinks: bool) -> None:
+    from provenance.errors import MalformedContainer
+    from provenance.formats.torch_zip import TorchZipReader, pickle_globals
+    from provenance.paths import list_files
+
+    root, files = list_files(path, allow_symlinks=allow_symlinks)
+    reader = TorchZipReader()
+    for name in files:
+        if not reader.claims(name):
+            continue
+        full = root / name
+        try:
+            with open(full, "rb") as stream:
+                found = pickle_globals(stream, full.stat().st_size, name)
+        except MalformedContainer as exc:
+            print(f"{name}: not listed: {exc.reason}")
+            continue
+        for module_name, allowed in found:
+            print(f"{name}: {'allowed ' if allowed else 'REFUSED '} {module_name}")
 
 
 @app.command()

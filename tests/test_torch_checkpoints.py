@@ -134,3 +134,19 @@ def test_storage_whose_declared_size_disagrees_with_its_bytes(run_cli: Run, tmp_
     (tmp_path / "w.pt").write_bytes(_zip_checkpoint(pkl, {"0": bytes(64)}))
     result = run_cli("fingerprint", tmp_path / "w.pt", "-q")
     assert (result.code, result.err.count("\n")) == (2, 1) and "declares 100 F32 elements" in result.err
+
+
+def test_list_globals_shows_what_a_pickle_would_import_without_running_it(run_cli: Run, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "pytorch_model.bin").write_bytes(
+        _zip_checkpoint(pickle.dumps({"w": _Evil(f"touch {canary}")}, protocol=2), {})
+    )
+    shutil.copyfile(GOLDEN / "checkpoint.pt", tmp_path / "model" / "good.pt")
+    result = run_cli("fingerprint", tmp_path / "model", "--list-globals")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert "pytorch_model.bin: REFUSED  posix.system" in lines
+    assert "good.pt: allowed  torch._utils._rebuild_tensor_v2" in lines
+    assert not any(line.startswith("good.pt: REFUSED") for line in lines)
+    assert not canary.exists()
