@@ -150,3 +150,17 @@ def test_list_globals_shows_what_a_pickle_would_import_without_running_it(run_cl
     assert "good.pt: allowed  torch._utils._rebuild_tensor_v2" in lines
     assert not any(line.startswith("good.pt: REFUSED") for line in lines)
     assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    "pkl",
+    [
+        b"\x80\x02}X\x01\x00\x00\x00x" + b"]" * 5000 + b"a" * 4999 + b"s.",
+        b"\x80\x02}X\x01\x00\x00\x00x]q\x00h\x00as.",
+    ],
+    ids=["nested-5000-deep", "list-containing-itself"],
+)
+def test_deep_or_self_referential_object_trees_are_one_clear_line(run_cli: Run, tmp_path: Path, pkl: bytes) -> None:
+    (tmp_path / "w.pt").write_bytes(_zip_checkpoint(pkl, {}))
+    result = run_cli("fingerprint", tmp_path / "w.pt", "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "nests deeper" in result.err

@@ -155,13 +155,14 @@ class TorchZipReader:
         stream.seek(archive.pickle.start)
         try:
             tree = load_restricted(stream.read(archive.pickle.end - archive.pickle.start), path)
+            leaves = list(walk_tensors(tree))
         except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
             raise MalformedContainer(path, str(exc).removeprefix(f"{path}: ")) from None
         big_endian = archive.byteorder == "big"
         candidates: list[TensorRecord] = []
         views: list[ViewRecord] = []
         metadata: dict[str, str] = {}
-        for name, leaf in walk_tensors(tree):
+        for name, leaf in leaves:
             if not isinstance(leaf, TensorRef):
                 metadata[name] = f"{type(leaf).__name__} {str(leaf)[:80]}"
                 continue

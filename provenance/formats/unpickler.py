@@ -229,14 +229,19 @@ def load_restricted(data: bytes, source: str, persistent: Callable[[Any], Any] =
         raise UnreadablePickle(f"{source}: damaged pickle ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
-def walk_tensors(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+MAX_TREE_DEPTH = 64  # state dicts nest a few levels; a deeper or self-referential tree is hostile
+
+
+def walk_tensors(tree: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
     """Every leaf of a checkpoint's object tree by dotted path (list items by index), tensors and not."""
+    if depth > MAX_TREE_DEPTH:
+        raise UnreadablePickle(f"the object tree nests deeper than {MAX_TREE_DEPTH} levels or refers to itself")
     if isinstance(tree, dict):
         for key, value in tree.items():
-            yield from walk_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+            yield from walk_tensors(value, f"{prefix}.{key}" if prefix else str(key), depth + 1)
     elif isinstance(tree, list | tuple) and not isinstance(tree, TensorRef):
         for index, value in enumerate(tree):
-            yield from walk_tensors(value, f"{prefix}.{index}" if prefix else str(index))
+            yield from walk_tensors(value, f"{prefix}.{index}" if prefix else str(index), depth + 1)
     else:
         yield prefix, tree
 
