@@ -164,3 +164,15 @@ def test_deep_or_self_referential_object_trees_are_one_clear_line(run_cli: Run, 
     (tmp_path / "w.pt").write_bytes(_zip_checkpoint(pkl, {}))
     result = run_cli("fingerprint", tmp_path / "w.pt", "-q")
     assert (result.code, result.err.count("\n")) == (2, 1) and "nests deeper" in result.err
+
+
+def test_broadcast_view_far_larger_than_the_file_is_refused(run_cli: Run, tmp_path: Path) -> None:
+    """Stride 0 repeats one stored element: 2**40 of them would take hours to digest."""
+    pkl = (
+        b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\nq\x01((X\x07\x00\x00\x00storage"
+        b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00\x8a\x06\x00\x00\x00\x00\x00\x01"
+        b"\x85K\x00\x85\x89NtRs."
+    )
+    (tmp_path / "w.pt").write_bytes(_zip_checkpoint(pkl, {"0": bytes(4)}))
+    result = run_cli("fingerprint", tmp_path / "w.pt", "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "expands to" in result.err

@@ -174,6 +174,10 @@ class TorchZipReader:
             last = leaf.offset + sum((d - 1) * s for d, s in zip(leaf.shape, leaf.stride, strict=True))
             if count and (last + 1) * itemsize > entry.end - entry.start:
                 raise MalformedContainer(path, f"tensor {name!r} reaches past the end of its storage")
+            if count * itemsize > max(file_size, 1) * 4:  # stride 0 repeats elements without storing them
+                raise MalformedContainer(
+                    path, f"tensor {name!r} expands to {count * itemsize:,} bytes from a {file_size:,}-byte file"
+                )
             if not big_endian and _contiguous(leaf.shape, leaf.stride):
                 start = entry.start + leaf.offset * itemsize
                 candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, start + count * itemsize))
