@@ -88,9 +88,36 @@ def test_changed_tensor_in_a_torch_checkpoint_is_named(run_cli: Run, tmp_path: P
     assert [t["name"] for t in report["tensors"] if t["status"] != "match"] == ["model_state_dict.base"]
 
 
-def test_legacy_format_is_refused_clearly_for_now(run_cli: Run) -> None:
-    result = run_cli("fingerprint", GOLDEN / "checkpoint-legacy.pt", "-q")
-    assert (result.code, result.err.count("\n")) == (2, 1) and "legacy" in result.err
+def test_legacy_golden_digests_equal_torchs_contiguous_bytes() -> None:
+    assert our_digests(GOLDEN, "checkpoint-legacy.pt") == EXPECTED
+
+
+def test_legacy_and_zip_checkpoints_of_the_same_numbers_are_equivalent(run_cli: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", _release(tmp_path / "ref", "checkpoint.pt"), "-o", manifest, "-q").code == 0
+    result = run_cli("verify", _release(tmp_path / "cand", "checkpoint-legacy.pt"), "--manifest", manifest, "--json")
+    assert (result.code, json.loads(result.out)["verdict"]) == (0, "equivalent")
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2])
+def test_bare_malicious_pickle_under_a_bin_name_is_refused_by_name(run_cli: Run, tmp_path: Path, protocol: int) -> None:
+    canary = tmp_path / "canary"
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(_Evil(f"touch {canary}"), protocol=protocol))
+    result = run_cli("fingerprint", tmp_path / "pytorch_model.bin", "-q")
+    assert (result.code, result.err.count("\n")) == (2, 1) and "posix.system" in result.err
+    assert not canary.exists()
+
+
+def test_truncated_legacy_checkpoint_is_incomplete_on_verify(run_cli: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", _release(tmp_path / "ref", "checkpoint-legacy.pt"), "-o", manifest, "-q").code == 0
+    candidate = _release(tmp_path / "cand", "checkpoint-legacy.pt")
+    data = (candidate / "checkpoint-legacy.pt").read_bytes()
+    (candidate / "checkpoint-legacy.pt").write_bytes(data[: len(data) - 100])
+    result = run_cli("verify", candidate, "--manifest", manifest, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (1, "incomplete")
+    assert {f["name"]: f["status"] for f in report["files"]}["checkpoint-legacy.pt"] == "corrupt"
 
 
 def _zip_checkpoint(pkl: bytes, storages: dict[str, bytes]) -> bytes:

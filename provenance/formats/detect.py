@@ -6,9 +6,9 @@ from typing import BinaryIO
 
 from provenance.formats.interface import FormatReader, Layout
 from provenance.formats.safetensors import SafetensorsReader
-from provenance.formats.torch_zip import TorchZipReader
+from provenance.formats.torch import TorchReader
 
-READERS: tuple[FormatReader, ...] = (SafetensorsReader(), TorchZipReader())
+READERS: tuple[FormatReader, ...] = (SafetensorsReader(), TorchReader())
 
 
 def reader_for(path: str) -> FormatReader | None:

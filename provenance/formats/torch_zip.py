@@ -16,10 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from provenance.dtypes import DTYPE_BITS
 from provenance.errors import MalformedContainer, TruncatedContainer
-from provenance.formats.interface import Layout, TensorRecord, ViewRecord
-from provenance.formats.unpickler import TensorRef, UnreadablePickle, load_restricted, walk_tensors
 
 LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -119,115 +116,6 @@ def _torch_layout(entries: list[ZipEntry], stream: BinaryIO, path: str) -> Torch
             raise MalformedContainer(path, f"byteorder is {value!r}, not little or big")
         byteorder = value
     return TorchArchive(prefix, pickles[0], storages, tuple(entries), byteorder)
-
-
-_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides: list[int] = []
-    step = 1
-    for dim in reversed(shape):
-        strides.append(step)
-        step *= dim
-    return tuple(reversed(strides))
-
-
-def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
-    return all(d == 1 or s == r for d, s, r in zip(shape, stride, _row_major(shape), strict=True))
-
-
-class TorchZipReader:
-    """Reader for PyTorch zip checkpoints (torch.save since 1.6), without torch and without executing the pickle."""
-
-    name = "torch"
-
-    def claims(self, path: str) -> bool:
-        return path.endswith(_SUFFIXES)
-
-    def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
-        stream.seek(0)
-        if not is_zip(stream.read(4)):
-            raise MalformedContainer(
-                path, "not a PyTorch zip checkpoint (the legacy pre-zip format and other .bin formats are not read yet)"
-            )
-        archive = read_archive(stream, file_size, path)
-        stream.seek(archive.pickle.start)
-        try:
-            tree = load_restricted(stream.read(archive.pickle.end - archive.pickle.start), path)
-            leaves = list(walk_tensors(tree))
-        except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
-            raise MalformedContainer(path, str(exc).removeprefix(f"{path}: ")) from None
-        big_endian = archive.byteorder == "big"
-        candidates: list[TensorRecord] = []
-        views: list[ViewRecord] = []
-        metadata: dict[str, str] = {}
-        for name, leaf in leaves:
-            if not isinstance(leaf, TensorRef):
-                metadata[name] = f"{type(leaf).__name__} {str(leaf)[:80]}"
-                continue
-            entry = self._storage(archive, leaf, path, name)
-            itemsize = DTYPE_BITS[leaf.dtype] // 8
-            count = 1
-            for dim in leaf.shape:
-                count *= dim
-            last = leaf.offset + sum((d - 1) * s for d, s in zip(leaf.shape, leaf.stride, strict=True))
-            if count and (last + 1) * itemsize > entry.end - entry.start:
-                raise MalformedContainer(path, f"tensor {name!r} reaches past the end of its storage")
-            if count * itemsize > max(file_size, 1) * 4:  # stride 0 repeats elements without storing them
-                raise MalformedContainer(
-                    path, f"tensor {name!r} expands to {count * itemsize:,} bytes from a {file_size:,}-byte file"
-                )
-            if not big_endian and _contiguous(leaf.shape, leaf.stride):
-                start = entry.start + leaf.offset * itemsize
-                candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, start + count * itemsize))
-            else:
-                views.append(self._view(name, leaf, entry, big_endian))
-        plain: list[TensorRecord] = []
-        cursor = 0
-        for record in sorted(candidates, key=lambda r: (r.start, r.end)):
-            if record.start >= cursor or record.start == record.end == cursor:
-                plain.append(record)
-                cursor = max(cursor, record.end)
-            else:  # bytes another tensor already covers (shared storage): digested as a view
-                leaf_entry = next(e for e in archive.storages.values() if e.start <= record.start <= e.end)
-                views.append(
-                    ViewRecord(
-                        record.name,
-                        record.dtype,
-                        record.shape,
-                        leaf_entry.start,
-                        leaf_entry.end,
-                        (record.start - leaf_entry.start) // (DTYPE_BITS[record.dtype] // 8),
-                        _row_major(record.shape),
-                        False,
-                    )
-                )
-        return Layout(
-            format=self.name, expected_size=file_size, tensors=tuple(plain), metadata=metadata, views=tuple(views)
-        )
-
-    @staticmethod
-    def _storage(archive: TorchArchive, leaf: TensorRef, path: str, name: str) -> ZipEntry:
-        entry = archive.storages.get(leaf.storage.key)
-        if entry is None:
-            raise MalformedContainer(
-                path, f"tensor {name!r} uses storage {leaf.storage.key!r}, which is not in the file"
-            )
-        itemsize = DTYPE_BITS[leaf.storage.dtype] // 8
-        if entry.end - entry.start != leaf.storage.numel * itemsize:
-            raise MalformedContainer(
-                path,
-                f"storage {leaf.storage.key!r} declares {leaf.storage.numel:,} {leaf.storage.dtype} elements but holds "
-                f"{entry.end - entry.start:,} bytes",
-            )
-        return entry
-
-    @staticmethod
-    def _view(name: str, leaf: TensorRef, entry: ZipEntry, big_endian: bool) -> ViewRecord:
-        return ViewRecord(
-            name, leaf.storage.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian
-        )
 
 
 def pickle_globals(stream: BinaryIO, file_size: int, path: str) -> list[tuple[str, bool]]:

@@ -177,8 +177,8 @@ ALLOWED = _allowed()
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, source: str, persistent: Callable[[Any], Any]) -> None:
-        super().__init__(io.BytesIO(data), encoding="utf-8")
+    def __init__(self, stream: io.BytesIO, source: str, persistent: Callable[[Any], Any]) -> None:
+        super().__init__(stream, encoding="utf-8")
         self._source = source
         self._persistent = persistent
 
@@ -206,8 +206,17 @@ def load_restricted(data: bytes, source: str, persistent: Callable[[Any], Any] =
     """Unpickle a checkpoint's object tree with the allow-list; tensors come back as TensorRef."""
     if len(data) > PICKLE_CAP:
         raise UnreadablePickle(f"{source}: pickle of {len(data):,} bytes is over the {PICKLE_CAP:,}-byte cap")
+    return load_next(io.BytesIO(data), source, persistent)
+
+
+def _no_storages(pid: Any) -> Any:
+    raise UnreadablePickle(f"unexpected persistent id {pid!r:.80}")
+
+
+def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] = _no_storages) -> Any:
+    """Unpickle the next pickle of a stream of several (the legacy format), with the allow-list."""
     try:
-        return _RestrictedUnpickler(data, source, persistent).load()
+        return _RestrictedUnpickler(stream, source, persistent).load()
     except ProvenanceError as exc:
         if isinstance(exc, DisallowedGlobal) or str(exc).startswith(source):
             raise

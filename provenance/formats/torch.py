@@ -1,0 +1,160 @@
+"""PyTorch checkpoints as tensor layouts: the object tree from the restricted unpickler, placed on storages.
+
+Plain contiguous little-endian tensors are byte ranges the engine streams; strided views, tensors over
+bytes another tensor covers (shared storage, tied weights) and big-endian data become views that the
+engine gathers from the storage. The container (zip or legacy) only says where each storage's bytes are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import BinaryIO, Protocol
+
+from provenance.dtypes import DTYPE_BITS
+from provenance.errors import MalformedContainer
+from provenance.formats.interface import Layout, TensorRecord, ViewRecord
+from provenance.formats.torch_legacy import is_legacy, read_legacy
+from provenance.formats.torch_zip import is_zip, read_archive
+from provenance.formats.unpickler import (
+    ALLOWED,
+    PICKLE_CAP,
+    DisallowedGlobal,
+    TensorRef,
+    UnreadablePickle,
+    list_globals,
+    load_restricted,
+    walk_tensors,
+)
+
+
+class Span(Protocol):
+    """Where a storage's bytes are: file[start:end]."""
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides: list[int] = []
+    step = 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= dim
+    return tuple(reversed(strides))
+
+
+def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    return all(d == 1 or s == r for d, s, r in zip(shape, stride, _row_major(shape), strict=True))
+
+
+def _refuse_other(stream: BinaryIO, file_size: int, path: str) -> None:
+    """Neither format: if it is a bare pickle (which torch.load would run), name what it would import."""
+    stream.seek(0)
+    data = stream.read(min(file_size, PICKLE_CAP))
+    for name in list_globals(data):
+        module, _, attr = name.rpartition(".")
+        if (module, attr) not in ALLOWED and not name.startswith("("):
+            raise DisallowedGlobal(path, module, attr)
+    raise MalformedContainer(path, "not a PyTorch checkpoint (neither the zip nor the legacy format)")
+
+
+class TorchReader:
+    """Reader for PyTorch checkpoints, zip (torch.save since 1.6) and legacy, without torch or executing them."""
+
+    name = "torch"
+
+    def claims(self, path: str) -> bool:
+        return path.endswith(_SUFFIXES)
+
+    def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
+        stream.seek(0)
+        head = stream.read(16)
+        try:
+            if is_zip(head):
+                archive = read_archive(stream, file_size, path)
+                stream.seek(archive.pickle.start)
+                tree = load_restricted(stream.read(archive.pickle.end - archive.pickle.start), path)
+                storages: Mapping[str, Span] = archive.storages
+                big_endian = archive.byteorder == "big"
+            elif is_legacy(head):
+                tree, storages, big_endian = read_legacy(stream, file_size, path)
+            else:
+                _refuse_other(stream, file_size, path)
+            leaves = list(walk_tensors(tree))
+        except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
+            raise MalformedContainer(path, str(exc).removeprefix(f"{path}: ")) from None
+        candidates: list[TensorRecord] = []
+        views: list[ViewRecord] = []
+        metadata: dict[str, str] = {}
+        for name, leaf in leaves:
+            if not isinstance(leaf, TensorRef):
+                metadata[name] = f"{type(leaf).__name__} {str(leaf)[:80]}"
+                continue
+            entry = self._storage(storages, leaf, path, name)
+            itemsize = DTYPE_BITS[leaf.dtype] // 8
+            count = 1
+            for dim in leaf.shape:
+                count *= dim
+            last = leaf.offset + sum((d - 1) * s for d, s in zip(leaf.shape, leaf.stride, strict=True))
+            if count and (last + 1) * itemsize > entry.end - entry.start:
+                raise MalformedContainer(path, f"tensor {name!r} reaches past the end of its storage")
+            if count * itemsize > max(file_size, 1) * 4:  # stride 0 repeats elements without storing them
+                raise MalformedContainer(
+                    path, f"tensor {name!r} expands to {count * itemsize:,} bytes from a {file_size:,}-byte file"
+                )
+            if not big_endian and _contiguous(leaf.shape, leaf.stride):
+                start = entry.start + leaf.offset * itemsize
+                candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, start + count * itemsize))
+            else:
+                views.append(self._view(name, leaf, entry, big_endian))
+        plain: list[TensorRecord] = []
+        cursor = 0
+        for record in sorted(candidates, key=lambda r: (r.start, r.end)):
+            if record.start >= cursor or record.start == record.end == cursor:
+                plain.append(record)
+                cursor = max(cursor, record.end)
+            else:  # bytes another tensor already covers (shared storage): digested as a view
+                leaf_entry = next(e for e in storages.values() if e.start <= record.start <= e.end)
+                views.append(
+                    ViewRecord(
+                        record.name,
+                        record.dtype,
+                        record.shape,
+                        leaf_entry.start,
+                        leaf_entry.end,
+                        (record.start - leaf_entry.start) // (DTYPE_BITS[record.dtype] // 8),
+                        _row_major(record.shape),
+                        False,
+                    )
+                )
+        return Layout(
+            format=self.name, expected_size=file_size, tensors=tuple(plain), metadata=metadata, views=tuple(views)
+        )
+
+    @staticmethod
+    def _storage(storages: Mapping[str, Span], leaf: TensorRef, path: str, name: str) -> Span:
+        entry = storages.get(leaf.storage.key)
+        if entry is None:
+            raise MalformedContainer(
+                path, f"tensor {name!r} uses storage {leaf.storage.key!r}, which is not in the file"
+            )
+        itemsize = DTYPE_BITS[leaf.storage.dtype] // 8
+        if entry.end - entry.start != leaf.storage.numel * itemsize:
+            raise MalformedContainer(
+                path,
+                f"storage {leaf.storage.key!r} declares {leaf.storage.numel:,} {leaf.storage.dtype} elements but holds "
+                f"{entry.end - entry.start:,} bytes",
+            )
+        return entry
+
+    @staticmethod
+    def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool) -> ViewRecord:
+        return ViewRecord(
+            name, leaf.storage.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian
+        )
