@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from provenance.dtypes import DTYPE_BITS
+from provenance.dtypes import is_known_dtype
 from provenance.errors import ManifestError, ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
 from provenance.formats.detect import is_weights_file
@@ -273,7 +273,7 @@ def _file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
 def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
     name = _str(raw.get("name"), f"{path}: tensor name")
     dtype = _str(raw.get("dtype"), f"{path}: {name}: dtype")
-    if dtype not in DTYPE_BITS:
+    if not is_known_dtype(dtype):
         raise _fail(f"{path}: {name}: unknown dtype {dtype!r}")
     shape = tuple(_count(d, f"{path}: {name}: shape") for d in _list(raw.get("shape"), f"{path}: {name}: shape"))
     begin = _count(raw.get("begin"), f"{path}: {name}: begin")

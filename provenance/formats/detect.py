@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from provenance.formats.gguf import GgufReader
 from provenance.formats.interface import FormatReader, Layout
 from provenance.formats.safetensors import SafetensorsReader
 from provenance.formats.torch import TorchReader
 
-READERS: tuple[FormatReader, ...] = (SafetensorsReader(), TorchReader())
+READERS: tuple[FormatReader, ...] = (SafetensorsReader(), TorchReader(), GgufReader())
 
 
 def reader_for(path: str) -> FormatReader | None:
