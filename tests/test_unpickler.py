@@ -149,3 +149,16 @@ def test_fuzz_mutated_real_pickle_never_escapes(data: st.DataObject) -> None:
         original[at] = data.draw(st.integers(0, 255))
     with contextlib.suppress(ProvenanceError):
         load_restricted(bytes(original), "fuzz.pth")
+
+
+def test_memo_index_bomb_is_refused_before_any_allocation() -> None:
+    """LONG_BINPUT 2**28 in a 9-byte pickle made the C unpickler allocate 4 GB and spend 18 s."""
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    with pytest.raises(UnreadablePickle, match="memo index"):
+        load_restricted(b"\x80\x02Nr\xff\xff\xff\x0f.", "x.pth")
+    assert time.monotonic() - started < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB

@@ -213,8 +213,27 @@ def _no_storages(pid: Any) -> Any:
     raise UnreadablePickle(f"unexpected persistent id {pid!r:.80}")
 
 
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
+
+def _check_memo(stream: io.BytesIO, source: str) -> None:
+    """Refuse memo indexes no real pickle uses: the C unpickler sizes its memo to the largest index it
+    sees, so a 9-byte pickle naming index 2**28 costs gigabytes before any check of ours could run."""
+    start = stream.tell()
+    limit = len(stream.getbuffer()) - start
+    try:
+        for opcode, arg, _ in pickletools.genops(stream):
+            if opcode.name in _MEMO_OPS and int(arg or 0) > limit:
+                raise UnreadablePickle(f"{source}: memo index {arg:,} in a pickle of {limit:,} bytes")
+    except (ValueError, EOFError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        raise UnreadablePickle(f"{source}: damaged pickle ({type(exc).__name__}: {str(exc)[:80]})") from None
+    finally:
+        stream.seek(start)
+
+
 def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] = _no_storages) -> Any:
     """Unpickle the next pickle of a stream of several (the legacy format), with the allow-list."""
+    _check_memo(stream, source)
     try:
         return _RestrictedUnpickler(stream, source, persistent).load()
     except ProvenanceError as exc:
