@@ -107,8 +107,7 @@ def fingerprint(
 
 def _list_globals(path: Path, allow_symlinks: bool) -> None:
     from provenance.errors import MalformedContainer
-    from provenance.formats.torch import TorchReader
-    from provenance.formats.torch_zip import pickle_globals
+    from provenance.formats.torch import TorchReader, pickle_globals
     from provenance.paths import list_files
 
     root, files = list_files(path, allow_symlinks=allow_symlinks)

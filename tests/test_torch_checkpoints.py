@@ -203,3 +203,23 @@ def test_broadcast_view_far_larger_than_the_file_is_refused(run_cli: Run, tmp_pa
     (tmp_path / "w.pt").write_bytes(_zip_checkpoint(pkl, {"0": bytes(4)}))
     result = run_cli("fingerprint", tmp_path / "w.pt", "-q")
     assert (result.code, result.err.count("\n")) == (2, 1) and "expands to" in result.err
+
+
+def test_verify_refuses_a_malicious_file_in_the_download_too(run_cli: Run, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", _release(tmp_path / "ref", "checkpoint.pt"), "-o", manifest, "-q").code == 0
+    candidate = _release(tmp_path / "cand", "checkpoint.pt")
+    (candidate / "checkpoint.pt").write_bytes(pickle.dumps(_Evil(f"touch {canary}"), protocol=1))
+    result = run_cli("verify", candidate, "--manifest", manifest, "--json", "-q")
+    assert (result.code, result.out, result.err.count("\n")) == (2, "", 1) and "posix.system" in result.err
+    assert not canary.exists()
+
+
+def test_list_globals_reads_legacy_files_and_bare_pickles(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "raw.bin").write_bytes(pickle.dumps(_Evil("true"), protocol=0))
+    shutil.copyfile(GOLDEN / "checkpoint-legacy.pt", tmp_path / "legacy.pt")
+    lines = run_cli("fingerprint", tmp_path, "--list-globals").out.splitlines()
+    assert "raw.bin: REFUSED  posix.system" in lines
+    assert "legacy.pt: allowed  torch._utils._rebuild_tensor_v2" in lines
+    assert not [line for line in lines if line.startswith("legacy.pt: REFUSED")]

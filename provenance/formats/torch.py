@@ -7,6 +7,7 @@ engine gathers from the storage. The container (zip or legacy) only says where e
 
 from __future__ import annotations
 
+import pickletools
 from collections.abc import Mapping
 from typing import BinaryIO, Protocol
 
@@ -158,3 +159,35 @@ class TorchReader:
         return ViewRecord(
             name, leaf.storage.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian
         )
+
+
+def pickle_globals(stream: BinaryIO, file_size: int, path: str) -> list[tuple[str, bool]]:
+    """Every global a PyTorch file's pickles name, and whether the allow-list admits it.
+
+    Read from the opcodes without executing anything: what auditors want to see before trusting a file.
+    Zip checkpoints have one pickle; legacy files a run of them; a bare pickle is listed as it is.
+    """
+    import io
+
+    stream.seek(0)
+    head = stream.read(16)
+    if is_zip(head):
+        archive = read_archive(stream, file_size, path)
+        stream.seek(archive.pickle.start)
+        names = list_globals(stream.read(archive.pickle.end - archive.pickle.start))
+    else:
+        stream.seek(0)
+        data = io.BytesIO(stream.read(min(file_size, PICKLE_CAP)))
+        names = []
+        for _ in range(5 if is_legacy(head) else 1):  # magic, protocol, system info, object tree, keys
+            start = data.tell()
+            found = list_globals(data.getvalue()[start:])
+            names.extend(found)
+            try:
+                for _op in pickletools.genops(data):
+                    pass
+            except (ValueError, EOFError):
+                break
+            if data.tell() == start:
+                break
+    return [(name, tuple(name.rsplit(".", 1)) in ALLOWED) for name in dict.fromkeys(names)]

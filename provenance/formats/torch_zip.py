@@ -116,16 +116,3 @@ def _torch_layout(entries: list[ZipEntry], stream: BinaryIO, path: str) -> Torch
             raise MalformedContainer(path, f"byteorder is {value!r}, not little or big")
         byteorder = value
     return TorchArchive(prefix, pickles[0], storages, tuple(entries), byteorder)
-
-
-def pickle_globals(stream: BinaryIO, file_size: int, path: str) -> list[tuple[str, bool]]:
-    """Every global a torch zip checkpoint's pickle names, and whether the allow-list admits it.
-
-    Read from the opcodes without executing anything: what auditors want to see before trusting a file.
-    """
-    from provenance.formats.unpickler import ALLOWED, list_globals
-
-    archive = read_archive(stream, file_size, path)
-    stream.seek(archive.pickle.start)
-    names = list_globals(stream.read(archive.pickle.end - archive.pickle.start))
-    return [(name, tuple(name.rsplit(".", 1)) in ALLOWED) for name in dict.fromkeys(names)]
