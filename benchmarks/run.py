@@ -707,6 +707,46 @@ def overhead_tables(small: Checkpoint, large: Checkpoint, series: dict[str, Seri
 def bench_checkpoint(ckpt: Checkpoint, tools: Tools, keys: tuple[Path, Path], runs: int) -> dict[str, Series]:
     """Generate (once), warm, make the reference manifest and signature, then time the six commands."""
     ensure_checkpoint(ckpt)
+    return bench_prepared(ckpt, tools, keys, runs)
+
+
+def torch_checkpoint(size_gib: float) -> Checkpoint | None:
+    """A Meta-layout `consolidated.00.pth` of BF16 matrices written by real torch.save, made once.
+
+    torch is needed only to make it (`pip install torch==2.13.0`); without torch this part is skipped.
+    """
+    ckpt = Checkpoint(f"pth-{size_gib:g}GiB", shards=(), config={"dim": 4096, "format": "torch.save zip"})
+    if ckpt.marker.exists() and ckpt.marker.read_text().strip() == ckpt.fingerprint() and ckpt.directory.is_dir():
+        return ckpt
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: skipping the .pth checkpoint (pip install torch==2.13.0)", flush=True)
+        return None
+    print(f"generating {ckpt.directory} with torch.save ...", flush=True)
+    shutil.rmtree(ckpt.directory, ignore_errors=True)
+    ckpt.directory.mkdir(parents=True)
+    torch.manual_seed(0)
+    state: dict[str, object] = {}
+    total, layer = 0, 0
+    while total < size_gib * GIB:
+        for name, shape in (
+            (f"layers.{layer}.attention.wq.weight", (4096, 4096)),
+            (f"layers.{layer}.feed_forward.w1.weight", (11008, 4096)),
+        ):
+            state[name] = torch.randn(shape).to(torch.bfloat16)
+            total += shape[0] * shape[1] * 2
+        state[f"layers.{layer}.attention_norm.weight"] = torch.ones(4096, dtype=torch.bfloat16)
+        layer += 1
+    torch.save(state, ckpt.directory / "consolidated.00.pth")
+    (ckpt.directory / "params.json").write_text(json.dumps(ckpt.config) + "\n")
+    os.sync()
+    ckpt.marker.write_text(ckpt.fingerprint() + "\n")
+    return ckpt
+
+
+def bench_prepared(ckpt: Checkpoint, tools: Tools, keys: tuple[Path, Path], runs: int) -> dict[str, Series]:
+    """Warm, make the reference manifest and signature, then time the six commands."""
     warm_cache(ckpt)
     manifest, signature, outcome = reference_artifacts(ckpt, tools, keys)
     print(f"{ckpt.name}: reference verify says {outcome}; timing {runs} runs ...", flush=True)
@@ -732,8 +772,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="0.5,2,8", help="checkpoint sizes in GiB, comma-separated (default 0.5,2,8)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per command (default 5; 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="0.5 GiB only and 3 runs: a fast check that all works")
+    parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the 2 GiB .pth checkpoint")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the 100,000-tensor overhead measurement")
     args = parser.parse_args(argv)
     args.sizes = [0.5] if args.quick else [float(s) for s in args.sizes.split(",") if s.strip()]
+    args.torch = args.torch and not args.quick
     args.runs = args.runs or (3 if args.quick else 5)
     if args.runs < 1 or not args.sizes or min(args.sizes) <= 0:
         parser.error("--runs must be >= 1 and --sizes positive")
@@ -759,9 +802,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[ckpt.name] = bench_checkpoint(ckpt, tools, keys, args.runs)
             tables.append(timing_table(ckpt, results[ckpt.name], args.runs))
             print("\n" + tables[-1].text() + "\n", flush=True)
+        pth = torch_checkpoint(2.0) if args.torch else None
+        if pth is not None:
+            results[pth.name] = bench_prepared(pth, tools, keys, args.runs)
+            tables.append(timing_table(pth, results[pth.name], args.runs))
+            print("\n" + tables[-1].text() + "\n", flush=True)
         tables.append(ratio_table(results))
         tables.append(memory_table(results, args.sizes))
-        tables.extend(bench_overhead(tools, args.runs))
+        if not args.no_overhead:
+            tables.extend(bench_overhead(tools, args.runs))
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
