@@ -223,3 +223,26 @@ def test_list_globals_reads_legacy_files_and_bare_pickles(run_cli: Run, tmp_path
     assert "raw.bin: REFUSED  posix.system" in lines
     assert "legacy.pt: allowed  torch._utils._rebuild_tensor_v2" in lines
     assert not [line for line in lines if line.startswith("legacy.pt: REFUSED")]
+
+
+def test_big_endian_checkpoint_digests_as_little_endian_elements(tmp_path: Path) -> None:
+    """The golden checkpoint as a big-endian machine writes it: every storage byte-swapped, byteorder "big"."""
+    from provenance.dtypes import DTYPE_BITS
+    from provenance.formats.unpickler import TensorRef, load_restricted, walk_tensors
+
+    source = zipfile.ZipFile(GOLDEN / "checkpoint.pt")
+    prefix = next(n for n in source.namelist() if n.endswith("/data.pkl")).removesuffix("/data.pkl")
+    tree = load_restricted(source.read(f"{prefix}/data.pkl"), "checkpoint.pt")
+    dtypes = {leaf.storage.key: leaf.storage.dtype for _, leaf in walk_tensors(tree) if isinstance(leaf, TensorRef)}
+    out = tmp_path / "big.pt"
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == f"{prefix}/byteorder":
+                data = b"big"
+            elif info.filename.startswith(f"{prefix}/data/"):
+                dtype = dtypes[info.filename.rsplit("/", 1)[1]]
+                unit = DTYPE_BITS[dtype] // (16 if dtype == "C64" else 8)
+                data = b"".join(data[i : i + unit][::-1] for i in range(0, len(data), unit))
+            target.writestr(info.filename, data)
+    assert our_digests(tmp_path, "big.pt") == EXPECTED

@@ -157,7 +157,7 @@ class TorchReader:
     @staticmethod
     def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool) -> ViewRecord:
         return ViewRecord(
-            name, leaf.storage.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian
+            name, leaf.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian
         )
 
 
