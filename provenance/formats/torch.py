@@ -156,9 +156,7 @@ class TorchReader:
 
     @staticmethod
     def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool) -> ViewRecord:
-        return ViewRecord(
-            name, leaf.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian
-        )
+        return ViewRecord(name, leaf.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian)
 
 
 def pickle_globals(stream: BinaryIO, file_size: int, path: str) -> list[tuple[str, bool]]:
