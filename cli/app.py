@@ -156,6 +156,31 @@ def verify(
     _finish(report, as_json, show_all)
 
 
+@app.command("import")
+def import_lists(
+    files: Annotated[list[Path], typer.Argument(help="Checksum lists: checklist.chk, md5sum/sha256sum/b3sum output.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Manifest file to write.")],
+    name: Annotated[str | None, typer.Option("--name", help="Release name (default: the output's name).")] = None,
+    algorithm: Annotated[
+        str | None, typer.Option("--algorithm", help="md5, sha256 or blake3 (default: from digest length and name).")
+    ] = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="Folder the listed names live in, e.g. 7B.")] = "",
+    force: ForceFlag = False,
+) -> None:
+    """Turn published checksum lists into a file-level reference manifest."""
+    from manifests.importers import import_checksum_lists
+    from manifests.io import dump_json, refuse_overwrite, write_atomic
+
+    if algorithm not in (None, "md5", "sha256", "blake3"):
+        raise ProvenanceError(f"unknown algorithm {algorithm!r}; choose md5, sha256 or blake3")
+    refuse_overwrite(output, force)
+    manifest = import_checksum_lists(files, name or output.name.split(".")[0], algorithm=algorithm, prefix=prefix)
+    write_atomic(output, dump_json(manifest.statement()), force=force)
+    kinds = sorted({k for f in manifest.checkpoint.files for k in f.digests})
+    weak = " (md5 only: weak evidence)" if kinds == ["md5"] else ""
+    say(f"wrote {output}: {len(manifest.checkpoint.files)} files, digests: {', '.join(kinds)}{weak}")
+
+
 @app.command()
 def keygen(
     name: Annotated[Path, typer.Argument(help="Writes NAME.key (private, mode 0600) and NAME.pub (PEM).")],

@@ -42,6 +42,7 @@ class Release:
     name: str
     created: str | None = None
     tool: str | None = None
+    sources: tuple[str, ...] = ()  # where an imported manifest's checksums were published
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,12 @@ class Manifest:
         }
 
     def _extension(self) -> dict[str, Any]:
-        release = {"name": self.release.name, "created": self.release.created, "tool": self.release.tool}
+        release = {
+            "name": self.release.name,
+            "created": self.release.created,
+            "tool": self.release.tool,
+            "sources": list(self.release.sources) or None,
+        }
         return {
             "release": {k: v for k, v in release.items() if v is not None},
             "files": [_file_entry(f) for f in sorted(self.checkpoint.files, key=lambda f: f.path)],
@@ -223,6 +229,7 @@ def manifest_from_statement(statement: Any) -> Manifest:
         name=_str(release_doc.get("name", name), "release name"),
         created=_str(release_doc["created"], "release created") if "created" in release_doc else None,
         tool=_str(release_doc["tool"], "release tool") if "tool" in release_doc else None,
+        sources=tuple(_str(x, "release source") for x in _list(release_doc.get("sources", []), "release sources")),
     )
     files_list: list[FileFingerprint] = []
     seen: set[str] = set()
@@ -241,7 +248,7 @@ def manifest_from_statement(statement: Any) -> Manifest:
 
 def _file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
     path = check_relative(_str(entry.get("name"), "file name"))
-    size = _count(entry.get("size"), f"{path}: size")
+    size = None if entry.get("size") is None else _count(entry.get("size"), f"{path}: size")  # unknown in lists
     try:
         role = Role(str(entry.get("role")))
     except ValueError:
@@ -257,6 +264,8 @@ def _file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
     tensors: list[TensorFingerprint] = []
     if container is not None:
         _digest(container, "blake3", f"{path}: container_blake3")
+        if size is None:
+            raise _fail(f"{path}: a tensor table needs the file's size")
         cursor = 0
         for j, raw in enumerate(_list(entry.get("tensors"), f"{path}: tensors")):
             t = _tensor_from_entry(_obj(raw, f"{path}: tensors[{j}]"), path)

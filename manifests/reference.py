@@ -38,7 +38,7 @@ def open_reference(
     """
     path = Path(spec)
     if not path.exists():
-        raise UnreadableInput(f"manifest {spec} does not exist; give the path of a manifest or signature file")
+        path = registry_path(str(spec))
     trust = trust or TrustStore()
     try:
         document = read_json(path)
@@ -56,6 +56,30 @@ def open_reference(
             f"({'--key' if trust.given else 'trust policy'}); give the signature bundle instead"
         )
     return Reference(manifest, str(spec), warnings=(f"{spec} is unsigned: it proves nothing about who published it",))
+
+
+def registry_dirs() -> list[Path]:
+    """The bundled registry, then the user's ($XDG_CONFIG_HOME/weights-provenance/registry)."""
+    from manifests.trust import config_dir
+
+    return [Path(__file__).with_name("registry"), config_dir() / "registry"]
+
+
+def registry_names() -> list[str]:
+    return sorted({p.stem for folder in registry_dirs() if folder.is_dir() for p in folder.glob("*.json")})
+
+
+def registry_path(name: str) -> Path:
+    """A registry manifest by name (`llama-1`, `llama-1-7b`), or one clear line listing the names there are."""
+    if "/" not in name and "\\" not in name:
+        for folder in reversed(registry_dirs()):  # the user's registry may override a bundled name
+            for suffix in (".sig", ".json"):
+                candidate = folder / f"{name}{suffix}"
+                if candidate.is_file():
+                    return candidate
+    raise UnreadableInput(
+        f"manifest {name} does not exist and is no registry name; registry names: {', '.join(registry_names())}"
+    )
 
 
 def _looks_like_bundle(path: Path) -> bool:

@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import provenance
+from manifests.model import Manifest
 from manifests.reference import open_reference
 from manifests.trust import SeenReleases, load_trust
-from provenance.report import Report
+from provenance.report import FileStatus, Report
 from provenance.scan import ProgressReporter
 
 
@@ -37,4 +38,20 @@ def verify_download(
         ignore=reference.manifest.ignore_paths,
         progress=progress,
     )
-    return dataclasses.replace(report, signature=reference.signature, warnings=reference.warnings)
+    weak = [
+        f.name
+        for f in report.files
+        if f.status is FileStatus.MATCH and set(_digests(reference.manifest, f.name)) == {"md5"}
+    ]
+    warnings = reference.warnings
+    if weak:
+        warnings += (
+            f"{len(weak)} file(s) matched by md5 alone ({', '.join(weak[:3])}): md5 collisions are practical, "
+            "so this is weak evidence; a sha256 or tensor-level manifest would be strong",
+        )
+    return dataclasses.replace(report, signature=reference.signature, warnings=warnings)
+
+
+def _digests(manifest: Manifest, path: str) -> dict[str, str]:
+    found = manifest.checkpoint.file(path)
+    return {} if found is None or found.has_layout else found.digests

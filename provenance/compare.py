@@ -156,8 +156,12 @@ def _decide(
         and r.role != Role.INDEX.value
         and r.name not in held_elsewhere
     ]
+    gone = [r.name for r in lost_files if r.status is FileStatus.MISSING]
+    if gone:
+        reasons.append(f"{_plural(len(gone), 'file')} missing: {_names(gone)}")
     for r in lost_files:
-        reasons.append(f"{r.name} is {'missing' if r.status is FileStatus.MISSING else r.detail}")
+        if r.status is not FileStatus.MISSING:
+            reasons.append(f"{r.name} is {r.detail}")
     if outcome.lost:
         reasons.append(f"{_plural(len(outcome.lost), 'tensor')} missing with their shard: {_names(outcome.lost)}")
     if corrupt:

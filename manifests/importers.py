@@ -1,0 +1,85 @@
+"""Published checksum lists (Meta's `checklist.chk`, `md5sum`/`sha256sum`/`b3sum` output) as manifests.
+
+A list only vouches for whole files, with the algorithm it was published with: an md5-only list gives
+an md5-only manifest, and reports say that md5 is weak evidence (collisions are practical). Only SHA-256
+entries become the OMS resources of the manifest; every digest is kept in the extension, with the lists
+it came from recorded as the release's sources.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from manifests.model import Manifest, Release, tool_version
+from provenance.errors import ManifestError, UnreadableInput
+from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
+from provenance.formats.detect import is_weights_file
+from provenance.paths import check_relative
+
+LIST_CAP = 64 << 20
+_LINE = re.compile(r"^(\\?)([0-9a-fA-F]+) [ *](.+)$")
+_BY_LENGTH = {32: "md5", 64: "sha256"}
+
+
+def _algorithm_for(source: str, digest: str, algorithm: str | None) -> str:
+    if algorithm:
+        return algorithm
+    lowered = source.lower()
+    if len(digest) == 64 and ("b3" in lowered or "blake3" in lowered):
+        return "blake3"
+    found = _BY_LENGTH.get(len(digest))
+    if found is None:
+        raise ManifestError(f"{source}: a digest of {len(digest)} hex digits is neither md5 nor sha256")
+    return found
+
+
+def parse_checksum_list(
+    text: str, source: str, *, algorithm: str | None = None, prefix: str = ""
+) -> list[tuple[str, str, str]]:
+    """(path, algorithm, digest) for each line of `md5sum`-style output; comments and blank lines skipped."""
+    entries: list[tuple[str, str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _LINE.match(line.rstrip("\r"))
+        if match is None:
+            raise ManifestError(f"{source}, line {number}: not 'DIGEST  NAME' as md5sum/sha256sum/b3sum write it")
+        escaped, digest, name = match.groups()
+        if escaped:  # coreutils escapes names holding a newline or a backslash
+            name = name.replace("\\n", "\n").replace("\\\\", "\\")
+        name = name.removeprefix("./")
+        path = check_relative(f"{prefix.strip('/')}/{name}" if prefix else name)
+        entries.append((path, _algorithm_for(source, digest, algorithm), digest.lower()))
+    if not entries:
+        raise ManifestError(f"{source} lists no checksums")
+    return entries
+
+
+def import_checksum_lists(lists: list[Path], name: str, *, algorithm: str | None = None, prefix: str = "") -> Manifest:
+    """A file-level reference manifest from published checksum lists."""
+    digests: dict[str, dict[str, str]] = {}
+    sources: list[str] = []
+    for path in lists:
+        try:
+            if path.stat().st_size > LIST_CAP:
+                raise ManifestError(f"{path} is over {LIST_CAP:,} bytes: not a checksum list")
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise UnreadableInput(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ManifestError(f"{path} is not UTF-8 text: not a checksum list") from None
+        for file, kind, digest in parse_checksum_list(text, path.name, algorithm=algorithm, prefix=prefix):
+            known = digests.setdefault(file, {})
+            if known.get(kind, digest) != digest:
+                raise ManifestError(f"{path.name} gives {file} another {kind} than an earlier line: refusing both")
+            known[kind] = digest
+        sources.append(path.name)
+    files = tuple(
+        FileFingerprint(file, None, role_of(file, is_weights_file(file)), digests=dict(sorted(found.items())))
+        for file, found in sorted(digests.items())
+    )
+    created = datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    release = Release(name=name, created=created, tool=tool_version(), sources=tuple(sources))
+    return Manifest(release=release, checkpoint=Checkpoint(files))
