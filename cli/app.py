@@ -106,24 +106,11 @@ def fingerprint(
 
 
 def _list_globals(path: Path, allow_symlinks: bool) -> None:
-    from provenance.errors import MalformedContainer
-    from provenance.formats.torch import TorchReader, pickle_globals
-    from provenance.paths import list_files
+    from provenance.formats.torch import checkpoint_globals
 
-    root, files = list_files(path, allow_symlinks=allow_symlinks)
-    reader = TorchReader()
-    for name in files:
-        if not reader.claims(name):
-            continue
-        full = root / name
-        try:
-            with open(full, "rb") as stream:
-                found = pickle_globals(stream, full.stat().st_size, name)
-        except MalformedContainer as exc:
-            print(f"{name}: not listed: {exc.reason}")
-            continue
-        for module_name, allowed in found:
-            print(f"{name}: {'allowed ' if allowed else 'REFUSED '} {module_name}")
+    for name, global_name, allowed in checkpoint_globals(path, allow_symlinks=allow_symlinks):
+        status = "not listed:" if allowed is None else ("allowed " if allowed else "REFUSED ")
+        print(f"{name}: {status} {global_name}")
 
 
 @app.command()

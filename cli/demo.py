@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.console import Console
 
 from cli.render.table import render_table
 from provenance.errors import UnreadableInput
-from provenance.sample import build_sample_release, copy_release, flip_bit
+from provenance.sample import build_sample_release, flip_bit
 
 
 def run_demo(folder: Path, console: Console) -> None:
@@ -32,7 +33,8 @@ def run_demo(folder: Path, console: Console) -> None:
     write_atomic(manifest_path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
     say(f"{len(checkpoint.files)} files, {checkpoint.tensor_count} tensors fingerprinted")
 
-    download = copy_release(release, folder / "download")
+    download = folder / "download"
+    shutil.copytree(release, download)
     flip_bit(download / "model-00002-of-00003.safetensors", "model.layers.2.mlp.up_proj.weight", byte=100, bit=3)
     (download / "model-00003-of-00003.safetensors").unlink()
     say(

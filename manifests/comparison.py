@@ -8,6 +8,7 @@ from pathlib import Path
 import provenance
 from manifests.reference import is_manifest_file, open_reference
 from manifests.trust import load_trust
+from manifests.verification import verify_against
 from provenance.report import Report
 from provenance.scan import ProgressReporter, plan_against, scan
 
@@ -24,14 +25,7 @@ def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: Prog
     if ref_a is not None and ref_b is not None:
         report = provenance.diff(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     elif ref_a is not None:
-        report = provenance.verify(
-            b,
-            ref_a.manifest.checkpoint,
-            reference_label=str(a),
-            allow_symlinks=allow_symlinks,
-            ignore=ref_a.manifest.ignore_paths,
-            progress=progress,
-        )
+        return verify_against(b, ref_a, allow_symlinks=allow_symlinks, progress=progress)
     elif ref_b is not None:
         side_a = scan(
             a,

@@ -51,7 +51,7 @@ class Manifest:
     checkpoint: Checkpoint
     ignore_paths: tuple[str, ...] = DEFAULT_IGNORE
     allow_symlinks: bool = False
-    tensor_level: bool = True  # False for statements with no extension (model_signing's own)
+    extension: bool = True  # False for statements without our extension key (model_signing's own)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,7 +78,7 @@ class Manifest:
             },
             "resources": resources,
         }
-        if self.tensor_level:
+        if self.extension:
             predicate[EXTENSION_KEY] = self._extension()
         return {
             "_type": STATEMENT_TYPE,
@@ -222,7 +222,7 @@ def manifest_from_statement(statement: Any) -> Manifest:
             FileFingerprint(p, None, role_of(p, is_weights_file(p)), digests={"sha256": d})
             for p, d in sorted(resources.items())
         )
-        return Manifest(Release(name), Checkpoint(files), ignore, allow_symlinks, tensor_level=False)
+        return Manifest(Release(name), Checkpoint(files), ignore, allow_symlinks, extension=False)
     extension = _obj(extension, EXTENSION_KEY)
     release_doc = _obj(extension.get("release", {}), "release")
     release = Release(

@@ -6,8 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import provenance
-from manifests.model import Manifest
-from manifests.reference import open_reference
+from manifests.reference import Reference, open_reference
 from manifests.trust import SeenReleases, load_trust
 from provenance.report import FileStatus, Report
 from provenance.scan import ProgressReporter
@@ -28,30 +27,43 @@ def verify_download(
     trusted-keys folders and the trust policy decide.
     """
     reference = open_reference(manifest, trust=load_trust(keys), seen=SeenReleases(), allow_older=allow_older)
-    manifest_path = Path(manifest)
+    return verify_against(target, reference, allow_symlinks=allow_symlinks, progress=progress)
+
+
+def verify_against(
+    target: Path,
+    reference: Reference,
+    *,
+    allow_symlinks: bool = False,
+    progress: ProgressReporter | None = None,
+) -> Report:
+    """Check a checkpoint against an opened reference; the report carries its signature and warnings.
+
+    Shared by `verify` and `diff`, so both honour the manifest's ignore_paths and warn alike about
+    matches that rest on md5 alone.
+    """
+    source = Path(reference.source)
     report = provenance.verify(
         target,
         reference.manifest.checkpoint,
         reference_label=f"{reference.manifest.release.name} ({reference.source})",
         allow_symlinks=allow_symlinks,
-        exclude=frozenset({manifest_path}) if manifest_path.exists() else frozenset(),
+        exclude=frozenset({source}) if source.exists() else frozenset(),
         ignore=reference.manifest.ignore_paths,
         progress=progress,
     )
-    weak = [
-        f.name
-        for f in report.files
-        if f.status is FileStatus.MATCH and set(_digests(reference.manifest, f.name)) == {"md5"}
-    ]
-    warnings = reference.warnings
-    if weak:
-        warnings += (
-            f"{len(weak)} file(s) matched by md5 alone ({', '.join(weak[:3])}): md5 collisions are practical, "
-            "so this is weak evidence; a sha256 or tensor-level manifest would be strong",
-        )
-    return dataclasses.replace(report, signature=reference.signature, warnings=warnings)
+    return dataclasses.replace(
+        report, signature=reference.signature, warnings=reference.warnings + _weak(report, reference)
+    )
 
 
-def _digests(manifest: Manifest, path: str) -> dict[str, str]:
-    found = manifest.checkpoint.file(path)
-    return {} if found is None or found.has_layout else found.digests
+def _weak(report: Report, reference: Reference) -> tuple[str, ...]:
+    """A warning when some files match only by md5, whose collisions are practical."""
+    md5_only = {f.path for f in reference.manifest.checkpoint.files if not f.has_layout and set(f.digests) == {"md5"}}
+    weak = [f.name for f in report.files if f.status is FileStatus.MATCH and f.name in md5_only]
+    if not weak:
+        return ()
+    return (
+        f"{len(weak)} file(s) matched by md5 alone ({', '.join(weak[:3])}): md5 collisions are practical, "
+        "so this is weak evidence; a sha256 or tensor-level manifest would be strong",
+    )

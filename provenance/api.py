@@ -61,13 +61,12 @@ def verify(
         progress=progress,
         label="verifying",
     )
-    tensor_level = any(f.has_layout for f in reference.files)
     return compare(
         reference,
         candidate,
         reference_label=reference_label,
         candidate_label=str(target),
-        evidence=EVIDENCE_BYTES if tensor_level else EVIDENCE_FILES,
+        evidence=EVIDENCE_BYTES if reference.tensor_level else EVIDENCE_FILES,
     )
 
 

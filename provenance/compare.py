@@ -113,7 +113,6 @@ def _decide(
     outcome: _TensorOutcome,
 ) -> tuple[Verdict, list[str]]:
     tensors = outcome.results
-    laid_out = [f for f in reference.files if f.has_layout]
     ref_tensors = [t for t in tensors if t.file is not None]
     found = [t for t in ref_tensors if t.status in _FOUND]
     changed = [t.name for t in ref_tensors if t.status is TensorStatus.MODIFIED]
@@ -148,7 +147,8 @@ def _decide(
     modified = bool(reasons)
 
     # A lost weights file costs nothing when every tensor it held turned up elsewhere (re-sharded copies).
-    held_elsewhere = {f.path for f in laid_out if all(t.status in _FOUND for t in ref_tensors if t.file == f.path)}
+    not_found = {t.file for t in ref_tensors if t.status not in _FOUND}
+    held_elsewhere = {f.path for f in reference.files if f.has_layout and f.path not in not_found}
     lost_files = [
         r
         for r in files
@@ -169,7 +169,7 @@ def _decide(
     if modified:
         return Verdict.MODIFIED, reasons
 
-    if not laid_out:
+    if not reference.tensor_level:
         # A file-level reference (a checksum list, a model_signing manifest) cannot see inside weights files:
         # if its weights files are absent while others are present, only a tensor-level manifest can tell.
         lost_weights = [r for r in lost_files if r.role == Role.WEIGHTS.value]

@@ -172,6 +172,7 @@ def hash_file(
                     companion.shutdown()
         elif progress:
             progress(size)
+        views = _digest_views(stream.fileno(), size, parts.layout.views) if parts and parts.layout.views else ()
         if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
             raise FileChanged(f"{full} changed while it was being read; wait until nothing writes it, then retry")
     tensors: tuple[TensorFingerprint, ...] = ()
@@ -179,8 +180,7 @@ def hash_file(
     error = None
     if parts is not None:
         tensors, container = parts.finish(size)
-        if parts.layout.views:
-            tensors += _digest_views(full, size, before, parts.layout.views)
+        tensors += views
         if expected is not None and size < expected:
             error = f"cut short: {size:,} of {expected:,} bytes"
     return FileFingerprint(
@@ -235,9 +235,7 @@ def _stream_windows(
 GATHER = 16 << 20  # bytes of a strided view copied at a time to make them contiguous
 
 
-def _digest_views(
-    full: Path, size: int, before: os.stat_result, views: Sequence[ViewRecord]
-) -> tuple[TensorFingerprint, ...]:
+def _digest_views(fd: int, size: int, views: Sequence[ViewRecord]) -> tuple[TensorFingerprint, ...]:
     """Digest tensors that are strided, shared or big-endian views of a storage, in bounded memory.
 
     The storage is mapped read-only and its elements gathered in row-major order a block of rows at a
@@ -245,30 +243,18 @@ def _digest_views(
     """
     import numpy as np  # only checkpoints with views pay for numpy
 
-    results: list[TensorFingerprint] = []
-    with open(full, "rb", buffering=0) as stream:
-        if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
-            raise FileChanged(f"{full} changed while it was being read; wait until nothing writes it, then retry")
-        for view in views:
-            if view.storage_end > size:
-                results.append(
-                    TensorFingerprint(
-                        view.name, view.dtype, view.shape, view.storage_start, view.storage_end, None, True
-                    )
-                )
-                continue
-            results.append(
-                TensorFingerprint(
-                    view.name,
-                    view.dtype,
-                    view.shape,
-                    view.storage_start,
-                    view.storage_end,
-                    _gather_digest(stream.fileno(), view, np),
-                    True,
-                )
-            )
-    return tuple(results)
+    return tuple(
+        TensorFingerprint(
+            view.name,
+            view.dtype,
+            view.shape,
+            view.storage_start,
+            view.storage_end,
+            _gather_digest(fd, view, np) if view.storage_end <= size else None,
+            True,
+        )
+        for view in views
+    )
 
 
 def _gather_digest(fd: int, view: ViewRecord, np: Any) -> str:
@@ -317,13 +303,17 @@ def hash_files(
     strict: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> list[FileFingerprint]:
-    """Hash many files of one checkpoint in parallel; results come back in the order of `jobs`."""
+    """Hash many files of one checkpoint in parallel; results come back in the order of `jobs`.
+
+    `sizes` (from file_sizes, when the caller already needed them for a progress total) saves a stat each.
+    """
     if not jobs:
         return []
     cores = os.cpu_count() or 1
     workers = workers or min(len(jobs), cores)
-    sizes = {path: _size(root / path) for path, _ in jobs}
+    sizes = sizes or file_sizes(root, [path for path, _ in jobs])
     # Files in parallel keep the cores busy with one thread each; a lone large file (a 13 GB
     # consolidated.00.pth) gets the spare cores for its own hashing instead.
     large = sum(1 for size in sizes.values() if size >= WINDOW)
@@ -345,13 +335,14 @@ def hash_files(
     return [r for r in results if r is not None]
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
-
-
-def total_size(root: Path, paths: Sequence[str]) -> int:
-    """Bytes a pass over these files reads: the total for a progress bar."""
-    return sum(_size(root / p) for p in paths)
+def file_sizes(root: Path, paths: Sequence[str]) -> dict[str, int]:
+    """The size of each file, for ordering the work and for a progress bar's total."""
+    sizes: dict[str, int] = {}
+    for path in paths:
+        try:
+            sizes[path] = (root / path).stat().st_size
+        except OSError as exc:
+            raise UnreadableInput(
+                f"cannot read {root / path}: {exc.strerror}; check the path and its permissions"
+            ) from None
+    return sizes

@@ -76,11 +76,10 @@ class Checkpoint:
     weight_map: dict[str, str] = field(default_factory=dict)  # tensor -> file, from the shard indexes
 
     @property
+    def tensor_level(self) -> bool:
+        """Whether any file's tensor table is known, rather than whole-file digests only."""
+        return any(f.has_layout for f in self.files)
+
+    @property
     def tensor_count(self) -> int:
         return sum(len(f.tensors) for f in self.files)
-
-    def file(self, path: str) -> FileFingerprint | None:
-        for f in self.files:
-            if f.path == path:
-                return f
-        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -92,11 +91,6 @@ def build_sample_release(folder: Path, *, shards: int = 3, seed: int = 0) -> Pat
     vocab = {f"tok{i}": i for i in range(256)}
     (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}}) + "\n")
     return folder
-
-
-def copy_release(source: Path, destination: Path) -> Path:
-    shutil.copytree(source, destination)
-    return destination
 
 
 def _tensor_range(path: Path, name: str) -> tuple[int, int]:

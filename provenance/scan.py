@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from provenance.engine import HashPlan, hash_files, total_size
+from provenance.engine import HashPlan, file_sizes, hash_files
 from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, role_of
 from provenance.formats.detect import is_weights_file
@@ -35,12 +35,13 @@ def _run(
     progress: ProgressReporter | None,
     label: str,
 ) -> list[FileFingerprint]:
+    sizes = file_sizes(root, [path for path, _ in jobs])
     advance: Callable[[int], None] | None = None
     if progress is not None:
-        progress.begin(total_size(root, [p for p, _ in jobs]), label)
+        progress.begin(sum(sizes.values()), label)
         advance = progress.advance
     try:
-        return hash_files(root, jobs, strict=strict, progress=advance)
+        return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes)
     finally:
         if progress is not None:
             progress.end()
@@ -68,12 +69,11 @@ def plan_against(reference: Checkpoint) -> Callable[[str], HashPlan]:
     A candidate file the reference does not know is read only if it may hold reference tensors.
     """
     by_path = {f.path: f for f in reference.files}
-    tensor_level = any(f.has_layout for f in reference.files)
 
     def plan(path: str) -> HashPlan:
         ref = by_path.get(path)
         if ref is None:
-            return HashPlan(parts=tensor_level and is_weights_file(path))
+            return HashPlan(parts=reference.tensor_level and is_weights_file(path))
         if ref.has_layout:
             return HashPlan(parts=True)
         if "blake3" in ref.digests:

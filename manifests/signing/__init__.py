@@ -35,7 +35,7 @@ class SignedManifest:
 def _what(manifest: Manifest) -> str:
     release = manifest.release
     date = f", created {release.created}" if release.created else ""
-    level = "" if manifest.tensor_level else "; file level only: no tensor-level data was signed"
+    level = "" if manifest.checkpoint.tensor_level else "; file level only: no tensor-level data was signed"
     return f"release {release.name!r}{date}, {len(manifest.checkpoint.files)} files{level}"
 
 
@@ -81,7 +81,7 @@ def check_signature(
     else:
         info = SignatureInfo(SignatureStatus.VALID, verifier.name, _what(manifest))
         warnings.extend(_rollback(manifest, bundle.hint, seen, allow_older))
-    if not manifest.tensor_level:
+    if not manifest.checkpoint.tensor_level:
         warnings.append("the signature covers whole-file SHA-256 digests only: no tensor-level data was signed")
     return SignedManifest(manifest, info, tuple(warnings))
 

@@ -1,6 +1,6 @@
 """Readers that turn a weights container into tensor records without executing anything in it."""
 
-from provenance.formats.detect import is_weights_file, read_layout
-from provenance.formats.interface import Layout, TensorRecord
+from provenance.formats.detect import is_weights_file, reader_for
+from provenance.formats.interface import Layout, TensorRecord, ViewRecord
 
-__all__ = ["Layout", "TensorRecord", "is_weights_file", "read_layout"]
+__all__ = ["Layout", "TensorRecord", "ViewRecord", "is_weights_file", "reader_for"]

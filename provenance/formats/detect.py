@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
-
 from provenance.formats.gguf import GgufReader
-from provenance.formats.interface import FormatReader, Layout
+from provenance.formats.interface import FormatReader
 from provenance.formats.safetensors import SafetensorsReader
 from provenance.formats.torch import TorchReader
 
@@ -22,11 +20,3 @@ def reader_for(path: str) -> FormatReader | None:
 
 def is_weights_file(path: str) -> bool:
     return reader_for(path) is not None
-
-
-def read_layout(stream: BinaryIO, file_size: int, path: str) -> Layout:
-    """Parse a weights file's structure with the reader that claims it."""
-    reader = reader_for(path)
-    if reader is None:
-        raise ValueError(f"{path} is not a weights file")
-    return reader.read_layout(stream, file_size, path)

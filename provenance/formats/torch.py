@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickletools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from provenance.dtypes import DTYPE_BITS
@@ -189,3 +190,26 @@ def pickle_globals(stream: BinaryIO, file_size: int, path: str) -> list[tuple[st
             if data.tell() == start:
                 break
     return [(name, tuple(name.rsplit(".", 1)) in ALLOWED) for name in dict.fromkeys(names)]
+
+
+def checkpoint_globals(target: Path, *, allow_symlinks: bool = False) -> list[tuple[str, str, bool | None]]:
+    """(file, global, allowed) for every PyTorch file of a checkpoint, read without executing anything.
+
+    A file whose container cannot be read gives one row with the reason in place of a global and None.
+    """
+    from provenance.paths import list_files
+
+    root, files = list_files(target, allow_symlinks=allow_symlinks)
+    rows: list[tuple[str, str, bool | None]] = []
+    for name in files:
+        if not TorchReader().claims(name):
+            continue
+        full = root / name
+        try:
+            with open(full, "rb") as stream:
+                found = pickle_globals(stream, full.stat().st_size, name)
+        except MalformedContainer as exc:
+            rows.append((name, exc.reason, None))
+            continue
+        rows.extend((name, global_name, allowed) for global_name, allowed in found)
+    return rows

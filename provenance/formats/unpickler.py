@@ -120,20 +120,19 @@ def _counts(value: Any, what: str) -> tuple[int, ...]:
     return tuple(_count(v, what) for v in value)
 
 
-def _view(storage: Any, offset: Any, size: Any, stride: Any, dtype: str) -> TensorRef:
+def _view(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorRef:
+    """The one place a tensor reference is checked and made; `dtype` None means the storage's own."""
     if not isinstance(storage, StorageRef):
         raise UnreadablePickle("a tensor is rebuilt from something that is not a storage")
     shape = _counts(size, "a tensor's size")
     strides = _counts(stride, "a tensor's stride")
     if len(shape) != len(strides):
         raise UnreadablePickle("a tensor's size and stride have different lengths")
-    return TensorRef(storage, _count(offset, "a storage offset"), shape, strides, dtype)
+    return TensorRef(storage, _count(offset, "a storage offset"), shape, strides, dtype or storage.dtype)
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
-    if not isinstance(storage, StorageRef):
-        raise UnreadablePickle("a tensor is rebuilt from something that is not a storage")
-    return _view(storage, offset, size, stride, storage.dtype)
+    return _view(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v3(
@@ -216,7 +215,7 @@ def _no_storages(pid: Any) -> Any:
 _MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
 
 
-def _check_memo(stream: io.BytesIO, source: str) -> None:
+def _check_memo(stream: io.BytesIO) -> None:
     """Refuse memo indexes no real pickle uses: the C unpickler sizes its memo to the largest index it
     sees, so a 9-byte pickle naming index 2**28 costs gigabytes before any check of ours could run."""
     start = stream.tell()
@@ -224,21 +223,19 @@ def _check_memo(stream: io.BytesIO, source: str) -> None:
     try:
         for opcode, arg, _ in pickletools.genops(stream):
             if opcode.name in _MEMO_OPS and int(arg or 0) > limit:
-                raise UnreadablePickle(f"{source}: memo index {arg:,} in a pickle of {limit:,} bytes")
-    except (ValueError, EOFError, KeyError, IndexError, UnicodeDecodeError) as exc:
-        raise UnreadablePickle(f"{source}: damaged pickle ({type(exc).__name__}: {str(exc)[:80]})") from None
+                raise UnreadablePickle(f"memo index {arg:,} in a pickle of {limit:,} bytes")
     finally:
         stream.seek(start)
 
 
 def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] = _no_storages) -> Any:
     """Unpickle the next pickle of a stream of several (the legacy format), with the allow-list."""
-    _check_memo(stream, source)
     try:
+        _check_memo(stream)
         return _RestrictedUnpickler(stream, source, persistent).load()
-    except ProvenanceError as exc:
-        if isinstance(exc, DisallowedGlobal) or str(exc).startswith(source):
-            raise
+    except DisallowedGlobal:
+        raise
+    except UnreadablePickle as exc:  # from the checks and stand-ins, which do not know the file's name
         raise UnreadablePickle(f"{source}: {exc}") from None
     except RecursionError:
         raise UnreadablePickle(f"{source}: the pickle nests too deeply") from None
