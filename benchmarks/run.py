@@ -219,7 +219,10 @@ class Checkpoint:
 
     @property
     def tensor_count(self) -> int:
-        return sum(len(shard) for shard in self.shards)
+        """From the plan; a checkpoint written by another tool (torch.save) records its count in its config."""
+        planned = sum(len(shard) for shard in self.shards)
+        recorded = self.config.get("tensors")
+        return recorded if isinstance(recorded, int) and not planned else planned
 
     def shard_name(self, index: int) -> str:
         return f"model-{index + 1:05d}-of-{len(self.shards):05d}.safetensors"
@@ -715,7 +718,10 @@ def torch_checkpoint(size_gib: float) -> Checkpoint | None:
 
     torch is needed only to make it (`pip install torch==2.13.0`); without torch this part is skipped.
     """
-    ckpt = Checkpoint(f"pth-{size_gib:g}GiB", shards=(), config={"dim": 4096, "format": "torch.save zip"})
+    per_layer = 3  # wq, w1 and a norm per layer, until size_gib is reached
+    layers = -(-int(size_gib * GIB) // ((4096 * 4096 + 11008 * 4096) * 2))
+    config = {"dim": 4096, "format": "torch.save zip", "tensors": layers * per_layer}
+    ckpt = Checkpoint(f"pth-{size_gib:g}GiB", shards=(), config=config)
     if ckpt.marker.exists() and ckpt.marker.read_text().strip() == ckpt.fingerprint() and ckpt.directory.is_dir():
         return ckpt
     try:
