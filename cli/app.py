@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +40,13 @@ SymlinkFlag = Annotated[
     bool, typer.Option("--allow-symlinks", help="Follow symlinks that point outside the checkpoint.")
 ]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+KeyOption = Annotated[
+    list[Path] | None,
+    typer.Option("--key", "-k", help="Public key the manifest must be signed by (repeatable). Requires a signature."),
+]
+AllowOlderFlag = Annotated[
+    bool, typer.Option("--allow-older", help="Accept a manifest older than one already verified for this release.")
+]
 
 
 def say(line: str) -> None:
@@ -77,6 +85,16 @@ def fingerprint(
         bool,
         typer.Option("--list-globals", help="Only list what each PyTorch pickle would import (nothing is run)."),
     ] = False,
+    torrent_v2: Annotated[
+        bool,
+        typer.Option(
+            "--torrent-v2",
+            help="Add each file's BitTorrent v2 pieces root and piece layer (chunk hashes for partial downloads).",
+        ),
+    ] = False,
+    piece_length: Annotated[
+        str, typer.Option("--piece-length", help="Chunk size for --torrent-v2: a power of two from 16KiB to 1GiB.")
+    ] = "4MiB",
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
     if list_globals:
@@ -89,8 +107,9 @@ def fingerprint(
     if output is not None:
         refuse_overwrite(output, force)  # before hashing, not after
     exclude = frozenset({output}) if output is not None else frozenset()
+    pieces = _piece_length(piece_length) if torrent_v2 else 0
     checkpoint = provenance.fingerprint(
-        path, allow_symlinks=allow_symlinks, exclude=exclude, progress=ByteProgress(quiet)
+        path, allow_symlinks=allow_symlinks, exclude=exclude, piece_length=pieces, progress=ByteProgress(quiet)
     )
     release = name or path.resolve().name
     manifest = build_manifest(checkpoint, release)
@@ -103,6 +122,23 @@ def fingerprint(
             f"wrote {output}: release {release!r}, {len(checkpoint.files)} files, "
             f"{checkpoint.tensor_count} tensors (unsigned)"
         )
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmg]i?b?|b?)", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _piece_length(text: str) -> int:
+    """A byte count with an optional binary unit: 16KiB, 4MiB, 4M, 1048576."""
+    from provenance.merkle import check_piece_length
+
+    match = _SIZE.fullmatch(text.strip())
+    try:
+        if match is None:
+            raise ValueError(f"--piece-length {text!r} is not a size")
+        return check_piece_length(int(match[1]) * _UNITS[match[2][:1].lower().strip("b")])
+    except ValueError as exc:
+        raise ProvenanceError(f"{exc}; give e.g. --piece-length 4MiB") from None
 
 
 def _list_globals(path: Path, allow_symlinks: bool) -> None:
@@ -120,15 +156,8 @@ def verify(
         str,
         typer.Option("--manifest", "-m", help="Reference: a manifest or a signature bundle (ours or model_signing's)."),
     ],
-    key: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--key", "-k", help="Public key the manifest must be signed by (repeatable). Requires a signature."
-        ),
-    ] = None,
-    allow_older: Annotated[
-        bool, typer.Option("--allow-older", help="Accept a manifest older than one already verified for this release.")
-    ] = False,
+    key: KeyOption = None,
+    allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
     allow_symlinks: SymlinkFlag = False,
@@ -141,6 +170,23 @@ def verify(
         path, manifest, keys=key, allow_older=allow_older, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet)
     )
     _finish(report, as_json, show_all)
+
+
+@app.command()
+def torrent(
+    torrent_file: Annotated[Path, typer.Argument(metavar="TORRENT", help="The .torrent file (v1, v2 or hybrid).")],
+    manifest: Annotated[
+        str, typer.Option("--manifest", "-m", help="Reference: a manifest, a signature bundle or a registry name.")
+    ],
+    key: KeyOption = None,
+    allow_older: AllowOlderFlag = False,
+    as_json: JsonFlag = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List matching files too.")] = False,
+) -> None:
+    """Check a .torrent against a manifest before downloading: names, sizes and v2 pieces roots."""
+    from manifests import verify_torrent
+
+    _finish(verify_torrent(torrent_file, manifest, keys=key, allow_older=allow_older), as_json, show_all)
 
 
 @app.command("import")

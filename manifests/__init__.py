@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from manifests.signing import check_signature, sign_manifest
     from manifests.signing_ops import sign_manifest_file
     from manifests.trust import load_trust
-    from manifests.verification import verify_download
+    from manifests.verification import verify_download, verify_torrent
 
 _EXPORTS = {
     "write_atomic": "manifests.io",
@@ -33,6 +33,7 @@ _EXPORTS = {
     "sign_manifest_file": "manifests.signing_ops",
     "load_trust": "manifests.trust",
     "verify_download": "manifests.verification",
+    "verify_torrent": "manifests.verification",
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "sign_manifest",
     "sign_manifest_file",
     "verify_download",
+    "verify_torrent",
     "write_atomic",
 ]
 

@@ -17,6 +17,7 @@ from provenance.dtypes import is_known_dtype
 from provenance.errors import ManifestError, ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
 from provenance.formats.detect import is_weights_file
+from provenance.merkle import Pieces, check_piece_length, layer_root
 from provenance.paths import DEFAULT_IGNORE, check_relative
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -113,6 +114,12 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
     if f.format:
         entry["format"] = f.format
     entry["digests"] = dict(sorted(f.digests.items()))
+    if f.pieces is not None:
+        entry["btv2"] = {
+            "pieces_root": f.pieces.root,
+            "piece_length": f.pieces.piece_length,
+            **({"piece_layer": list(f.pieces.layer)} if f.pieces.layer else {}),
+        }
     if f.container_blake3 is not None:
         entry["container_blake3"] = f.container_blake3
         entry["tensors"] = [
@@ -276,7 +283,32 @@ def _file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
             tensors.append(t)
     elif not digests:
         raise _fail(f"{path}: no digest at all")
-    return FileFingerprint(path, size, role, fmt, digests, tuple(tensors), container)
+    pieces = _pieces_from_entry(entry["btv2"], path, size) if "btv2" in entry else None
+    return FileFingerprint(path, size, role, fmt, digests, tuple(tensors), container, pieces=pieces)
+
+
+def _pieces_from_entry(raw: Any, path: str, size: int | None) -> Pieces:
+    """A file's BEP 52 pieces root and piece layer; the layer must hash to the root, as a client checks."""
+    raw = _obj(raw, f"{path}: btv2")
+    root = _digest(raw.get("pieces_root"), "sha256", f"{path}: pieces_root")
+    length = _count(raw.get("piece_length"), f"{path}: piece_length")
+    try:
+        check_piece_length(length)
+    except ValueError as exc:
+        raise _fail(f"{path}: {exc}") from None
+    layer = tuple(
+        _digest(h, "sha256", f"{path}: piece_layer entry") for h in _list(raw.get("piece_layer", []), f"{path}: layer")
+    )
+    if not size:
+        raise _fail(f"{path}: a pieces root needs the file's size, and an empty file has none")
+    if size > length:
+        if len(layer) != -(-size // length):
+            raise _fail(f"{path}: piece_layer holds {len(layer)} hashes, the size needs {-(-size // length)}")
+        if layer_root([bytes.fromhex(h) for h in layer], length).hex() != root:
+            raise _fail(f"{path}: piece_layer does not hash to pieces_root")
+    elif layer:
+        raise _fail(f"{path}: a file of one piece has no piece_layer")
+    return Pieces(root, length, layer)
 
 
 def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:

@@ -30,6 +30,28 @@ def verify_download(
     return verify_against(target, reference, allow_symlinks=allow_symlinks, progress=progress)
 
 
+def verify_torrent(
+    torrent: Path,
+    manifest: str | Path,
+    *,
+    keys: list[Path] | None = None,
+    allow_older: bool = False,
+) -> Report:
+    """The `provenance torrent` operation: what a .torrent would download, judged before downloading."""
+    from provenance.sources.torrent import read_torrent
+    from provenance.torrent_check import check_torrent
+
+    reference = open_reference(manifest, trust=load_trust(keys), seen=SeenReleases(), allow_older=allow_older)
+    report = check_torrent(
+        reference.manifest.checkpoint,
+        read_torrent(torrent),
+        reference_label=f"{reference.manifest.release.name} ({reference.source})",
+        torrent_label=str(torrent),
+        ignore=reference.manifest.ignore_paths,
+    )
+    return dataclasses.replace(report, signature=reference.signature, warnings=reference.warnings + report.warnings)
+
+
 def verify_against(
     target: Path,
     reference: Reference,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from provenance.compare import compare
 from provenance.fingerprint import Checkpoint
+from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
-from provenance.report import Report
+from provenance.report import Report, Verdict
 from provenance.scan import ProgressReporter, content_plan, fingerprint_plan, plan_against, scan
 
 EVIDENCE_BYTES = "every byte read: BLAKE3 per tensor and of the container bytes"
@@ -19,15 +21,18 @@ def fingerprint(
     *,
     allow_symlinks: bool = False,
     exclude: frozenset[Path] = frozenset(),
+    piece_length: int = 0,
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
     """Fingerprint a checkpoint for a manifest: SHA-256 per file, BLAKE3 per tensor and per other file.
 
+    A `piece_length` (a power of two, at least 16 KiB) adds each file's BitTorrent v2 pieces root and
+    piece layer: what `provenance torrent` compares and what locates damage in a partial download.
     Malformed weights files raise MalformedContainer: a manifest is never built from a broken release.
     """
     return scan(
         target,
-        fingerprint_plan,
+        fingerprint_plan(piece_length),
         strict=True,
         allow_symlinks=allow_symlinks,
         exclude=exclude,
@@ -61,13 +66,17 @@ def verify(
         progress=progress,
         label="verifying",
     )
-    return compare(
+    damage = inspect_damage(target if target.is_dir() else target.parent, reference, candidate)
+    report = compare(
         reference,
-        candidate,
+        damage.candidate,
         reference_label=reference_label,
         candidate_label=str(target),
         evidence=EVIDENCE_BYTES if reference.tensor_level else EVIDENCE_FILES,
     )
+    if report.verdict not in (Verdict.INCOMPLETE, Verdict.MODIFIED):
+        return report
+    return dataclasses.replace(report, refetch=plan_refetch(reference, damage.candidate, report, damage.chunks))
 
 
 def read_checkpoint(

@@ -165,7 +165,7 @@ def _decide(
     if outcome.lost:
         reasons.append(f"{_plural(len(outcome.lost), 'tensor')} missing with their shard: {_names(outcome.lost)}")
     if corrupt:
-        reasons.append(f"{_plural(len(corrupt), 'tensor')} cut short: {_names(corrupt)}")
+        reasons.append(f"{_plural(len(corrupt), 'tensor')} not downloaded whole: {_names(corrupt)}")
     if modified:
         return Verdict.MODIFIED, reasons
 
@@ -251,7 +251,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         if key in renamed:
             status, detail = TensorStatus.MATCH, "same numbers under another name"
         elif not c.tensor.intact:
-            status, detail = TensorStatus.CORRUPT, "cut short"
+            status, detail = TensorStatus.CORRUPT, c.tensor.damage or "cut short"
         elif (c.tensor.blake3, c.tensor.dtype, c.tensor.shape) == (t.blake3, t.dtype, t.shape):
             status, detail = TensorStatus.MATCH, None
         else:

@@ -24,6 +24,7 @@ from provenance.errors import FileChanged, MalformedContainer, TruncatedContaine
 from provenance.fingerprint import FileFingerprint, TensorFingerprint, role_of
 from provenance.formats.detect import reader_for
 from provenance.formats.interface import Layout, ViewRecord
+from provenance.merkle import PiecesHasher
 
 WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
 PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
@@ -38,6 +39,7 @@ class HashPlan:
 
     digests: frozenset[str] = frozenset()
     parts: bool = False
+    pieces: int = 0  # BEP 52 piece length for a pieces root and piece layer; 0 for none
 
 
 def _new_hasher(algorithm: str, threads: int) -> Any:
@@ -161,12 +163,12 @@ def hash_file(
                 if strict:
                     raise TruncatedContainer(path, f"cut short: {size:,} of {expected:,} bytes")
         hashers = {name: _new_hasher(name, threads) for name in ALGORITHMS if name in plan.digests}
-        if hashers or parts:
-            companion = ThreadPoolExecutor(1, "hash-whole") if threads > 1 and hashers and parts else None
+        pieces = PiecesHasher(plan.pieces) if plan.pieces else None
+        whole = [*hashers.values(), *([pieces] if pieces else [])]
+        if whole or parts:
+            companion = ThreadPoolExecutor(1, "hash-whole") if threads > 1 and whole and parts else None
             try:
-                _stream_windows(
-                    stream.fileno(), size, before, full, list(hashers.values()), parts, progress, window, companion
-                )
+                _stream_windows(stream.fileno(), size, before, full, whole, parts, progress, window, companion)
             finally:
                 if companion is not None:
                     companion.shutdown()
@@ -193,6 +195,7 @@ def hash_file(
         container_blake3=container,
         expected_size=expected,
         error=error,
+        pieces=pieces.finish() if pieces else None,
     )
 
 

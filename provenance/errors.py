@@ -41,6 +41,10 @@ class OutputExists(ProvenanceError):
     """Refusal to overwrite an existing output without --force."""
 
 
+class TorrentError(ProvenanceError):
+    """A .torrent file that is not valid bencode or does not follow BEP 3 / BEP 52."""
+
+
 class ManifestError(ProvenanceError):
     """A manifest that cannot be read or does not follow the format."""
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from provenance.merkle import Pieces
+
 
 class Role(StrEnum):
     """What a file is to a release: weights are compared tensor by tensor, the rest byte for byte."""
@@ -36,6 +38,7 @@ class TensorFingerprint(NamedTuple):
     end: int
     blake3: str | None
     view: bool = False  # start:end is the storage the tensor is gathered from, shared with others
+    damage: str | None = None  # why `blake3` is None when the bytes are present (zero-filled, not downloaded)
 
     @property
     def intact(self) -> bool:
@@ -61,6 +64,7 @@ class FileFingerprint:
     container_blake3: str | None = None
     expected_size: int | None = None
     error: str | None = None
+    pieces: Pieces | None = None  # BEP 52 pieces root and piece layer, when asked for (`--torrent-v2`)
 
     @property
     def has_layout(self) -> bool:

@@ -39,6 +39,7 @@ class FileStatus(StrEnum):
     MISSING = "missing"
     EXTRA = "extra"
     CORRUPT = "corrupt"
+    UNDECIDED = "undecided"  # only a torrent check: name and size agree, the content is not yet known
 
 
 class SignatureStatus(StrEnum):
@@ -82,6 +83,19 @@ class TensorResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Refetch:
+    """Byte ranges of one reference file that must be fetched again, [start, end) in the file's offsets."""
+
+    file: str
+    ranges: tuple[tuple[int, int], ...]
+    detail: str
+
+    @property
+    def size(self) -> int:
+        return sum(end - start for start, end in self.ranges)
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -92,6 +106,8 @@ class Report:
     evidence: str
     signature: SignatureInfo = field(default_factory=SignatureInfo)
     warnings: tuple[str, ...] = ()
+    refetch: tuple[Refetch, ...] = ()  # what a partial download still needs, when the verdict is not a pass
+    facts: dict[str, Any] = field(default_factory=dict)  # what the check read besides files (a torrent's identity)
 
     @property
     def exit_code(self) -> int:
@@ -145,6 +161,11 @@ class Report:
                 )
                 for t in self.tensors
             ],
+            "refetch": [
+                {"file": r.file, "ranges": [list(x) for x in r.ranges], "bytes": r.size, "detail": r.detail}
+                for r in self.refetch
+            ],
+            **self.facts,
             "warnings": list(self.warnings),
         }
 

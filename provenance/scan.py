@@ -47,11 +47,18 @@ def _run(
             progress.end()
 
 
-def fingerprint_plan(path: str) -> HashPlan:
-    """Everything a manifest records: SHA-256 for OMS, BLAKE3 parts for weights, BLAKE3 for the rest."""
-    if is_weights_file(path):
-        return HashPlan(frozenset({"sha256"}), parts=True)
-    return HashPlan(frozenset({"sha256", "blake3"}))
+def fingerprint_plan(piece_length: int = 0) -> Callable[[str], HashPlan]:
+    """Everything a manifest records: SHA-256 for OMS, BLAKE3 parts for weights, BLAKE3 for the rest.
+
+    With a piece length, each file's BEP 52 pieces root and piece layer too (one more SHA-256 pass).
+    """
+
+    def plan(path: str) -> HashPlan:
+        if is_weights_file(path):
+            return HashPlan(frozenset({"sha256"}), parts=True, pieces=piece_length)
+        return HashPlan(frozenset({"sha256", "blake3"}), pieces=piece_length)
+
+    return plan
 
 
 def content_plan(path: str) -> HashPlan:

@@ -32,6 +32,7 @@ _STYLE = {
     "modified": "red",
     "cast": "yellow",
     "quantized": "yellow",
+    "undecided": "yellow",
 }
 
 
@@ -39,7 +40,16 @@ def escape(text: str) -> str:
     return escape_markup(printable(text))
 
 
-_RANK = {"modified": 0, "extra": 1, "corrupt": 2, "missing": 3, "cast": 4, "quantized": 5, "match": 6}
+_RANK = {
+    "modified": 0,
+    "extra": 1,
+    "corrupt": 2,
+    "missing": 3,
+    "undecided": 4,
+    "cast": 5,
+    "quantized": 6,
+    "match": 7,
+}
 MAX_ROWS = 40
 
 
@@ -62,6 +72,11 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
     what = f": {report.signature.detail}" if report.signature.detail else ""
     line(f"signature: {report.signature.status.value}{escape(signer + what)}")
     line(f"evidence:  {escape(report.evidence)}")
+    for kind, group in report.facts.items():
+        for key, value in group.items():
+            if value is not None and not isinstance(value, (list, dict)):
+                text = f"{value:,}" if isinstance(value, int) else str(value)
+                line(f"{kind} {key.replace('_', ' ')}: {escape(text)}")
     for reason in report.reasons:
         line(f"  - {escape(reason)}")
 
@@ -69,7 +84,7 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
     shown = files if show_all else [f for f in files if f.status is not FileStatus.MATCH]
     if shown:
         line()
-        line(f"files ({len(shown)} of {len(files)}{'' if show_all else ' differ'}):")
+        line(f"files ({len(shown)} of {len(files)}{'' if show_all else ' not matching'}):")
         width = max(len(f.name) for f in shown)
         for f in shown:
             size = "" if f.size is None else f"{f.size:,} bytes"
@@ -77,6 +92,15 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
             line(f"  {_status(f.status.value)} {escape(f.name):<{width}}  {size}{escape(detail)}")
 
     _render_tensors(report, line, show_all)
+    if report.refetch:
+        total = sum(r.size for r in report.refetch)
+        line()
+        line(f"fetch again ({total:,} bytes in {len(report.refetch)} files; byte ranges first-last, --json has all):")
+        width = max(len(r.file) for r in report.refetch)
+        for r in report.refetch:
+            spans = ", ".join(f"{a}-{b - 1}" for a, b in r.ranges[:3])
+            more = f" and {len(r.ranges) - 3} more" if len(r.ranges) > 3 else ""
+            line(f"  {escape(r.file):<{width}}  {r.size:,} bytes: {spans}{more}  [dim]{escape(r.detail)}[/]")
     counts = report.summary()
     summary = "; ".join(
         f"{kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(c.items())) for kind, c in counts.items() if c

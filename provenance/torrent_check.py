@@ -1,0 +1,152 @@
+"""What a torrent would download, judged against a reference before a byte of content is fetched.
+
+A v2 (or hybrid) torrent names each file's BEP 52 pieces root, and a v2 client refuses any piece that
+does not hash into it: equal roots prove the download can only be the reference's bytes. A v1 torrent
+carries SHA-1 hashes over pieces that straddle files; they cannot be compared with a manifest, so names
+and sizes are all it can show, and the verdict says that only the download can decide.
+"""
+
+from __future__ import annotations
+
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role
+from provenance.formats.detect import is_weights_file
+from provenance.paths import DEFAULT_IGNORE
+from provenance.report import FileResult, FileStatus, Report, Verdict
+from provenance.sources.torrent import Torrent, TorrentFile
+
+EVIDENCE_ROOTS = "BEP 52 pieces roots from the torrent against the manifest's (no content downloaded)"
+EVIDENCE_SIZES = "names and sizes from the torrent (no content downloaded; v1 hashes cannot be compared)"
+
+
+def _ignored(path: str, ignore: tuple[str, ...]) -> bool:
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in ignore for i in range(1, len(parts) + 1))
+
+
+def _differing_pieces(ref: FileFingerprint, got: TorrentFile, piece_length: int) -> str | None:
+    """Which pieces differ, when the manifest's chunks and the torrent's pieces have the same length."""
+    if ref.pieces is None or ref.pieces.piece_length != piece_length or not ref.pieces.layer or not got.piece_layer:
+        return None
+    bad = [i for i, (a, b) in enumerate(zip(ref.pieces.layer, got.piece_layer, strict=False)) if a != b]
+    if not bad or len(bad) == len(ref.pieces.layer):
+        return None
+    shown = ", ".join(str(i) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return f"{len(bad)} of {len(ref.pieces.layer)} pieces differ ({shown})"
+
+
+def _file_result(ref: FileFingerprint, got: TorrentFile, torrent: Torrent) -> FileResult:
+    def result(status: FileStatus, detail: str | None) -> FileResult:
+        return FileResult(ref.path, status, ref.role.value, got.length, ref.size, detail)
+
+    if ref.size is not None and ref.size != got.length:
+        return result(FileStatus.MODIFIED, f"the torrent has {got.length:,} bytes, the release {ref.size:,}")
+    if got.length == 0:
+        return result(FileStatus.MATCH, "empty")
+    if got.pieces_root is not None and ref.pieces is not None:
+        if got.pieces_root == ref.pieces.root:
+            return result(FileStatus.MATCH, None)
+        pieces = _differing_pieces(ref, got, torrent.piece_length)
+        return result(FileStatus.MODIFIED, "pieces root differs" + (f": {pieces}" if pieces else ""))
+    if ref.size is None:
+        return result(FileStatus.UNDECIDED, "the reference records no size; name only")
+    return result(FileStatus.UNDECIDED, "same size; content unknown until downloaded")
+
+
+def check_torrent(
+    reference: Checkpoint,
+    torrent: Torrent,
+    *,
+    reference_label: str = "reference",
+    torrent_label: str = "torrent",
+    ignore: tuple[str, ...] = DEFAULT_IGNORE,
+) -> Report:
+    """Compare the files a torrent would download with a reference's, without downloading anything."""
+    offered = {f.path: f for f in torrent.files if not _ignored(f.path, ignore)}
+    files: list[FileResult] = []
+    for ref in reference.files:
+        got = offered.get(ref.path)
+        if got is None:
+            files.append(FileResult(ref.path, FileStatus.MISSING, ref.role.value, None, ref.size))
+        else:
+            files.append(_file_result(ref, got, torrent))
+    known = {f.path for f in reference.files}
+    extra = [f for path, f in offered.items() if path not in known]
+    for f in extra:
+        role = Role.WEIGHTS if is_weights_file(f.path) else Role.OTHER
+        files.append(FileResult(f.path, FileStatus.EXTRA, role.value, f.length, None, None))
+
+    verdict, reasons = _decide(reference, torrent, files, extra)
+    roots_compared = any(f.pieces is not None for f in reference.files) and torrent.infohash_v2 is not None
+    warnings: tuple[str, ...] = ()
+    if torrent.kind == "hybrid" and verdict is Verdict.IDENTICAL:
+        warnings = (
+            "a v1-only client checks the torrent's SHA-1 pieces, which cannot be tied to the content before "
+            "downloading: use a client that supports v2, or run `provenance verify` on the download",
+        )
+    return Report(
+        verdict=verdict,
+        reasons=tuple(reasons),
+        files=tuple(files),
+        tensors=(),
+        reference=reference_label,
+        candidate=torrent_label,
+        evidence=EVIDENCE_ROOTS if roots_compared else EVIDENCE_SIZES,
+        warnings=warnings,
+        facts={"torrent": _facts(torrent)},
+    )
+
+
+def _decide(
+    reference: Checkpoint, torrent: Torrent, files: list[FileResult], extra: list[TorrentFile]
+) -> tuple[Verdict, list[str]]:
+    by_status: dict[FileStatus, list[str]] = {}
+    for f in files:
+        by_status.setdefault(f.status, []).append(f.name)
+    reasons: list[str] = []
+    changed = by_status.get(FileStatus.MODIFIED, [])
+    if changed:
+        reasons.extend(f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED)
+        return Verdict.MODIFIED, reasons
+    missing = by_status.get(FileStatus.MISSING, [])
+    if missing:
+        reasons.append(f"the torrent lacks {len(missing)} file(s) of the release: {', '.join(missing[:3])}")
+    added_weights = [f.path for f in extra if is_weights_file(f.path)]
+    unknown = by_status.get(FileStatus.UNDECIDED, [])
+    if unknown or added_weights:
+        if added_weights:
+            reasons.append(
+                f"the torrent adds weights file(s) the release does not have: {', '.join(added_weights[:3])}"
+            )
+        if unknown and torrent.infohash_v2 is None:
+            reasons.append(
+                f"{len(unknown)} file(s) agree in name and size; a v1 torrent's hashes cannot be compared with a "
+                "manifest, so only the download can prove the content: run `provenance verify` on it"
+            )
+        elif unknown:
+            reasons.append(
+                f"{len(unknown)} file(s) agree in name and size, but the manifest has no pieces roots: "
+                "fingerprint the release with --torrent-v2 to decide before downloading, or verify the download"
+            )
+        return Verdict.UNDECIDED, reasons
+    if missing:
+        return Verdict.INCOMPLETE, reasons
+    reasons.append(
+        "every file's pieces root equals the manifest's: a client that checks v2 pieces can download only "
+        "the release's bytes"
+    )
+    return Verdict.IDENTICAL, reasons
+
+
+def _facts(torrent: Torrent) -> dict[str, object]:
+    return {
+        "name": torrent.name,
+        "version": torrent.kind,
+        "infohash_v1": torrent.infohash_v1,
+        "infohash_v2": torrent.infohash_v2,
+        "piece_length": torrent.piece_length,
+        "files": len(torrent.files),
+        "size": torrent.total_size,
+    }
+
+
+__all__ = ["check_torrent"]
