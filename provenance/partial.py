@@ -122,7 +122,7 @@ def inspect_damage(root: Path, reference: Checkpoint, candidate: Checkpoint) -> 
     chunks: dict[str, Ranges] = {}
     for cand in candidate.files:
         ref = ref_by_path.get(cand.path)
-        if ref is None or cand.size is None or ref.size is None:
+        if ref is None or cand.size is None:
             files.append(cand)
             continue
         same = _same_layout(ref, cand)
@@ -149,7 +149,7 @@ def inspect_damage(root: Path, reference: Checkpoint, candidate: Checkpoint) -> 
             differing = sum(1 for r, t in zip(ref.tensors, tensors, strict=True) if t.blake3 != r.blake3)
             if damaged and damaged == differing:
                 error = f"{damaged} tensor(s) {ZERO_FILLED}"
-        elif error is None and not ref.has_layout and cand.size == ref.size and cand.size:
+        elif error is None and not ref.has_layout and cand.size and ref.size in (None, cand.size):
             differing_algs = [a for a in ref.digests if a in cand.digests and ref.digests[a] != cand.digests[a]]
             if differing_algs and all(cand.digests[a] == zero_digest(a, cand.size) for a in differing_algs):
                 error = f"all {cand.size:,} bytes {ZERO_FILLED}"
@@ -191,9 +191,11 @@ def plan_refetch(
         if ref is None or result.status not in (FileStatus.MISSING, FileStatus.CORRUPT, FileStatus.MODIFIED):
             continue
         cand = cand_by_path.get(result.name)
-        whole = [(0, ref.size)] if ref.size else []
-        if cand is None or ref.size is None:
-            plans.append(Refetch(ref.path, tuple(whole), "missing: the whole file"))
+        whole = ((0, ref.size),) if ref.size else ()
+        if ref.size is None:
+            plans.append(Refetch(ref.path, (), "the whole file (the manifest records no size)"))
+        elif cand is None:
+            plans.append(Refetch(ref.path, whole, "missing: the whole file"))
         elif result.name in chunks:
             size = ref.pieces.piece_length if ref.pieces else 0
             plans.append(Refetch(ref.path, tuple(chunks[result.name]), f"chunks of {size:,} bytes that differ"))
@@ -201,10 +203,8 @@ def plan_refetch(
             plans.append(Refetch(ref.path, tuple(_parts_differ(ref, cand)), "tensors and container bytes that differ"))
         elif not ref.has_layout and cand.size is not None and cand.size < ref.size:
             plans.append(
-                Refetch(
-                    ref.path, ((cand.size, ref.size),), "the missing tail; the rest is checked when the file is whole"
-                )
+                Refetch(ref.path, ((cand.size, ref.size),), "the missing tail; the rest is checked once it is whole")
             )
         else:
-            plans.append(Refetch(ref.path, tuple(whole), "the whole file (no finer evidence in the manifest)"))
-    return tuple(p for p in plans if p.ranges)
+            plans.append(Refetch(ref.path, whole, "the whole file (no finer evidence in the manifest)"))
+    return tuple(p for p in plans if p.ranges or ref_by_path[p.file].size is None)

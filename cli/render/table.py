@@ -100,7 +100,8 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
         for r in report.refetch:
             spans = ", ".join(f"{a}-{b - 1}" for a, b in r.ranges[:3])
             more = f" and {len(r.ranges) - 3} more" if len(r.ranges) > 3 else ""
-            line(f"  {escape(r.file):<{width}}  {r.size:,} bytes: {spans}{more}  [dim]{escape(r.detail)}[/]")
+            where = f"{r.size:,} bytes: {spans}{more}  " if r.ranges else ""
+            line(f"  {escape(r.file):<{width}}  {where}[dim]{escape(r.detail)}[/]")
     counts = report.summary()
     summary = "; ".join(
         f"{kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(c.items())) for kind, c in counts.items() if c
