@@ -54,6 +54,7 @@ SMALL_SHAPES = ((64, 84), (84, 64), (32, 168), (5376,))  # all 10,752 bytes in F
 TARGET_VERIFY_VS_B3SUM = 1.3
 TARGET_VERIFY_VS_MS_VERIFY = 0.35
 TARGET_FINGERPRINT_VS_MS_SIGN = 1.15
+PIECE_LENGTH = 4 * MIB  # `fingerprint --torrent-v2` default, and the libtorrent peer's piece length
 TARGET_RSS_AT_2GIB_MIB = 400.0
 TARGET_RSS_GROWTH = 1.10
 TARGET_SMALL_TENSOR_RATE = 0.5
@@ -75,6 +76,7 @@ class Tools:
     sha256sum: str
     openssl: str
     model_signing: str
+    peer_python: str  # the peer venv's interpreter, for libtorrent
 
 
 def find_provenance() -> str:
@@ -122,17 +124,22 @@ def ensure_peer_venv() -> str:
     if not (VENV_DIR / "bin" / "python").exists():
         print(f"creating {VENV_DIR} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV_DIR)], check=True)
-    if venv_package_version("model-signing") != MODEL_SIGNING_VERSION or venv_package_version("pyOpenSSL") is None:
-        print(f"installing model-signing=={MODEL_SIGNING_VERSION} and pyOpenSSL into {VENV_DIR} ...", flush=True)
+    if (
+        venv_package_version("model-signing") != MODEL_SIGNING_VERSION
+        or venv_package_version("pyOpenSSL") is None
+        or venv_package_version("libtorrent") is None
+    ):
+        print(f"installing model-signing=={MODEL_SIGNING_VERSION}, pyOpenSSL, libtorrent into {VENV_DIR} ...")
         pip = [str(VENV_DIR / "bin" / "python"), "-m", "pip", "install", "-q"]
-        subprocess.run([*pip, f"model-signing=={MODEL_SIGNING_VERSION}", "pyOpenSSL"], check=True)
+        subprocess.run([*pip, f"model-signing=={MODEL_SIGNING_VERSION}", "pyOpenSSL", "libtorrent"], check=True)
     return str(VENV_DIR / "bin" / "model_signing")
 
 
 def resolve_tools() -> Tools:
     """Check and locate everything before any data is generated, so a missing tool fails in seconds."""
     b3sum, sha256sum, openssl = require_system_tools()
-    return Tools(find_provenance(), b3sum, sha256sum, openssl, ensure_peer_venv())
+    model_signing = ensure_peer_venv()
+    return Tools(find_provenance(), b3sum, sha256sum, openssl, model_signing, str(VENV_DIR / "bin" / "python"))
 
 
 def first_line(argv: Sequence[str]) -> str:
@@ -553,7 +560,7 @@ def fingerprint_argv(tools: Tools, ckpt: Checkpoint, output: Path) -> list[str]:
 def size_commands(
     ckpt: Checkpoint, tools: Tools, keys: tuple[Path, Path], manifest: Path, signature: Path
 ) -> dict[str, list[str]]:
-    """The six commands compared at each size, in the order they are printed."""
+    """The commands compared at each size, in the order they are printed."""
     directory, files = str(ckpt.directory), [str(p) for p in ckpt.files()]
     out = output_dir(ckpt)
     signature_out = str(out / "model-timed.sig")
@@ -570,6 +577,14 @@ def size_commands(
         "model_signing verify key": [
             *(tools.model_signing, "verify", "key", directory),
             *("--signature", str(signature), "--public_key", public),
+        ],
+        "provenance fingerprint --torrent-v2": [
+            *fingerprint_argv(tools, ckpt, out / "fingerprint-v2-timed.json"),
+            *("--torrent-v2", "--piece-length", str(PIECE_LENGTH)),
+        ],
+        "libtorrent create v2": [
+            *(tools.peer_python, str(BENCH_DIR / "libtorrent_create.py")),
+            *(directory, str(out / "timed.torrent"), str(PIECE_LENGTH)),
         ],
     }
 
@@ -642,6 +657,21 @@ def ratio_table(results: dict[str, dict[str, Series]]) -> Table:
         for label, num, den, target in checks:
             value = series[num].median / series[den].median
             table.rows.append([name, label, f"{value:.2f}", f"<= {target}", verdict(value <= target)])
+        if "libtorrent create v2" in series:  # no DESIGN.md target: what the BEP 52 hashes cost, against the peer
+            for label, num, den in (
+                (
+                    "fingerprint --torrent-v2 / libtorrent create v2",
+                    "provenance fingerprint --torrent-v2",
+                    "libtorrent create v2",
+                ),
+                (
+                    "fingerprint --torrent-v2 / fingerprint",
+                    "provenance fingerprint --torrent-v2",
+                    "provenance fingerprint",
+                ),
+            ):
+                value = series[num].median / series[den].median
+                table.rows.append([name, label, f"{value:.2f}", "(no target)", "-"])
     return table
 
 
@@ -708,7 +738,7 @@ def overhead_tables(small: Checkpoint, large: Checkpoint, series: dict[str, Seri
 
 
 def bench_checkpoint(ckpt: Checkpoint, tools: Tools, keys: tuple[Path, Path], runs: int) -> dict[str, Series]:
-    """Generate (once), warm, make the reference manifest and signature, then time the six commands."""
+    """Generate (once), warm, make the reference manifest and signature, then time the commands."""
     ensure_checkpoint(ckpt)
     return bench_prepared(ckpt, tools, keys, runs)
 
@@ -752,7 +782,7 @@ def torch_checkpoint(size_gib: float) -> Checkpoint | None:
 
 
 def bench_prepared(ckpt: Checkpoint, tools: Tools, keys: tuple[Path, Path], runs: int) -> dict[str, Series]:
-    """Warm, make the reference manifest and signature, then time the six commands."""
+    """Warm, make the reference manifest and signature, then time the commands."""
     warm_cache(ckpt)
     manifest, signature, outcome = reference_artifacts(ckpt, tools, keys)
     print(f"{ckpt.name}: reference verify says {outcome}; timing {runs} runs ...", flush=True)
