@@ -112,6 +112,8 @@ def _decide(
         reasons.append(f"the torrent lacks {len(missing)} file(s) of the release: {', '.join(missing[:3])}")
     added_weights = [f.path for f in extra if is_weights_file(f.path)]
     unknown = by_status.get(FileStatus.UNDECIDED, [])
+    sizeless = {f.path for f in reference.files if f.size is None}
+    agree = "name, and in size where the manifest records one" if sizeless & set(unknown) else "name and size"
     if unknown or added_weights:
         if added_weights:
             reasons.append(
@@ -119,12 +121,12 @@ def _decide(
             )
         if unknown and torrent.infohash_v2 is None:
             reasons.append(
-                f"{len(unknown)} file(s) agree in name and size; a v1 torrent's hashes cannot be compared with a "
+                f"{len(unknown)} file(s) agree in {agree}; a v1 torrent's hashes cannot be compared with a "
                 "manifest, so only the download can prove the content: run `provenance verify` on it"
             )
         elif unknown:
             reasons.append(
-                f"{len(unknown)} file(s) agree in name and size, but the manifest has no pieces roots: "
+                f"{len(unknown)} file(s) agree in {agree}, but the manifest has no pieces roots: "
                 "fingerprint the release with --torrent-v2 to decide before downloading, or verify the download"
             )
         return Verdict.UNDECIDED, reasons

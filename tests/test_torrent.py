@@ -17,7 +17,7 @@ import libtorrent as lt
 import pytest
 
 from provenance.merkle import PiecesHasher
-from tests.conftest import CliResult
+from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared
 
 Run = Callable[..., CliResult]
 PIECE = 32 << 10  # small pieces, so the sample's shards span several of them
@@ -420,3 +420,26 @@ def test_padding_files_of_a_hybrid_torrent_are_not_release_files(release_dir: Pa
     assert sorted(f.path for f in torrent.files) == sorted(p.name for p in release_dir.iterdir())
     assert not any(".pad" in f.path for f in torrent.files)
     assert os.path.basename(str(release_dir)) == torrent.name
+
+
+@needs_shared
+def test_torrent_of_the_llama_layout_against_the_registry(run_cli: Run, tmp_path: Path) -> None:
+    """The registry records digests and the sizes that were published, no roots: names and sizes only."""
+    folder = tmp_path / "LLaMA"
+    (folder / "7B").mkdir(parents=True)
+    shutil.copyfile(REAL_TOKENIZER, folder / "tokenizer.model")
+    (folder / "7B" / "params.json").write_text("{}")
+    (folder / "llama.sh").write_text("#!/bin/sh\n")
+    result = run_cli("torrent", write_torrent(tmp_path, folder, "v1"), "--manifest", "llama-1-7b", "--json")
+    assert result.code == 1
+    document = as_json(result)
+    assert document["verdict"] == "undecided"
+    files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
+    assert files["tokenizer.model"] == ("undecided", "same size; content unknown until downloaded")
+    assert files["7B/params.json"] == ("undecided", "the reference records no size; name only")
+    assert files["7B/consolidated.00.pth"] == ("missing", None)
+    assert files["llama.sh"] == ("extra", None)
+    assert any("in size where the manifest records one" in r for r in document["reasons"])
+    assert any(
+        r == "the torrent lacks 1 file(s) of the release: 7B/consolidated.00.pth" for r in document["reasons"]
+    ), document["reasons"]
