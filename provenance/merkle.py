@@ -62,12 +62,22 @@ class Pieces:
         return self.layer[index] if self.layer else self.root
 
 
-def piece_hash(data: bytes | memoryview, piece_length: int, one_piece: bool) -> str:
-    """The hash of one piece's bytes, as it appears in the piece layer (or as the root of a one-piece file)."""
+def leaf_hashes(data: bytes | memoryview) -> list[bytes]:
+    """SHA-256 of each 16 KiB block of `data` (which starts on a block boundary)."""
     sha = hashlib.sha256
-    leaves = [sha(data[i : i + BLOCK]).digest() for i in range(0, len(data), BLOCK)] or [_ZERO]
+    return [sha(data[i : i + BLOCK]).digest() for i in range(0, len(data), BLOCK)]
+
+
+def piece_root(leaves: list[bytes], piece_length: int, one_piece: bool) -> str:
+    """The hash of one piece from its leaves, as in the piece layer (or the root of a one-piece file)."""
+    leaves = leaves or [_ZERO]
     width = _pow2(len(leaves)) if one_piece else piece_length // BLOCK
     return _reduce(leaves, width, 0).hex()
+
+
+def piece_hash(data: bytes | memoryview, piece_length: int, one_piece: bool) -> str:
+    """The hash of one piece's bytes, as it appears in the piece layer (or as the root of a one-piece file)."""
+    return piece_root(leaf_hashes(data), piece_length, one_piece)
 
 
 def layer_root(layer: list[bytes], piece_length: int) -> bytes:

@@ -89,6 +89,7 @@ class Refetch:
     file: str
     ranges: tuple[tuple[int, int], ...]
     detail: str
+    truncate: int | None = None  # the file is longer than the release's: cut it to this length
 
     @property
     def size(self) -> int:
@@ -162,7 +163,15 @@ class Report:
                 for t in self.tensors
             ],
             "refetch": [
-                {"file": r.file, "ranges": [list(x) for x in r.ranges], "bytes": r.size, "detail": r.detail}
+                _drop_none(
+                    {
+                        "file": r.file,
+                        "ranges": [list(x) for x in r.ranges],
+                        "bytes": r.size,
+                        "truncate": r.truncate,
+                        "detail": r.detail,
+                    }
+                )
                 for r in self.refetch
             ],
             **self.facts,

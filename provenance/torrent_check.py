@@ -8,6 +8,10 @@ and sizes are all it can show, and the verdict says that only the download can d
 
 from __future__ import annotations
 
+import hashlib
+
+from blake3 import blake3
+
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role
 from provenance.formats.detect import is_weights_file
 from provenance.paths import DEFAULT_IGNORE
@@ -15,7 +19,9 @@ from provenance.report import FileResult, FileStatus, Report, Verdict
 from provenance.sources.torrent import Torrent, TorrentFile
 
 EVIDENCE_ROOTS = "BEP 52 pieces roots from the torrent against the manifest's (no content downloaded)"
-EVIDENCE_SIZES = "names and sizes from the torrent (no content downloaded; v1 hashes cannot be compared)"
+EVIDENCE_V1 = "names and sizes from the torrent (no content downloaded; v1 hashes cannot be compared)"
+EVIDENCE_NO_ROOTS = "names and sizes from the torrent (no content downloaded; the manifest has no pieces roots)"
+_EMPTY = {name: hashlib.new(name, b"").hexdigest() for name in ("sha256", "md5")} | {"blake3": blake3(b"").hexdigest()}
 
 
 def _ignored(path: str, ignore: tuple[str, ...]) -> bool:
@@ -40,8 +46,10 @@ def _file_result(ref: FileFingerprint, got: TorrentFile, torrent: Torrent) -> Fi
 
     if ref.size is not None and ref.size != got.length:
         return result(FileStatus.MODIFIED, f"the torrent has {got.length:,} bytes, the release {ref.size:,}")
-    if got.length == 0:
-        return result(FileStatus.MATCH, "empty")
+    if got.length == 0:  # the one content a length proves: known empty, or digests of nothing
+        if ref.size == 0 or (ref.digests and all(_EMPTY.get(a) == d for a, d in ref.digests.items())):
+            return result(FileStatus.MATCH, "empty")
+        return result(FileStatus.MODIFIED, "the torrent's file is empty, the release's is not")
     if got.pieces_root is not None and ref.pieces is not None:
         if got.pieces_root == ref.pieces.root:
             return result(FileStatus.MATCH, None)
@@ -76,7 +84,8 @@ def check_torrent(
         files.append(FileResult(f.path, FileStatus.EXTRA, role.value, f.length, None, None))
 
     verdict, reasons = _decide(reference, torrent, files, extra)
-    roots_compared = any(f.pieces is not None for f in reference.files) and torrent.infohash_v2 is not None
+    roots = any(f.pieces is not None for f in reference.files)
+    evidence = EVIDENCE_V1 if torrent.infohash_v2 is None else (EVIDENCE_ROOTS if roots else EVIDENCE_NO_ROOTS)
     warnings: tuple[str, ...] = ()
     if torrent.kind == "hybrid" and verdict is Verdict.IDENTICAL:
         warnings = (
@@ -90,7 +99,7 @@ def check_torrent(
         tensors=(),
         reference=reference_label,
         candidate=torrent_label,
-        evidence=EVIDENCE_ROOTS if roots_compared else EVIDENCE_SIZES,
+        evidence=evidence,
         warnings=warnings,
         facts={"torrent": _facts(torrent)},
     )
@@ -132,10 +141,13 @@ def _decide(
         return Verdict.UNDECIDED, reasons
     if missing:
         return Verdict.INCOMPLETE, reasons
-    reasons.append(
-        "every file's pieces root equals the manifest's: a client that checks v2 pieces can download only "
-        "the release's bytes"
-    )
+    if all(f.detail == "empty" for f in files if f.status is FileStatus.MATCH):
+        reasons.append("every file of the release is empty, as in the torrent")
+    else:
+        reasons.append(
+            "every file's pieces root equals the manifest's: a client that checks v2 pieces can download only "
+            "the release's bytes"
+        )
     return Verdict.IDENTICAL, reasons
 
 

@@ -24,6 +24,7 @@ WHOLE = "model-00001-of-00003.safetensors"
 GONE = "tokenizer.json"
 HOLE = (32768, 65536)  # two 16 KiB blocks, as a torrent client leaves pieces it has not fetched
 CUT = 50_000
+BLOCK_SIZE = 16 << 10
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,7 @@ def test_half_downloaded_release_with_chunk_hashes(
     assert document["verdict"] == "incomplete"
     files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
     assert files[WHOLE] == ("match", None)
-    assert files[ZEROED] == ("corrupt", "32,768 bytes in damaged chunks, zero-filled: not downloaded yet")
+    assert files[ZEROED] == ("corrupt", "32,768 bytes zero-filled: not downloaded yet")
     assert files[SHORT] == ("corrupt", f"cut short: {CUT:,} of {(release_dir / SHORT).stat().st_size:,} bytes")
     assert files[GONE] == ("missing", None)
 
@@ -276,3 +277,74 @@ def test_hostile_chunk_hashes_in_a_manifest(
     result = run_cli("verify", copy_of_release, "--manifest", bad)
     assert result.code == 2
     assert result.err.startswith("error: manifest is not valid: ") and result.err.count("\n") == 1
+
+
+def test_a_change_beside_a_zeroed_block_is_still_a_change(
+    run_cli: Run, release_dir: Path, chunk_manifest: Path, copy_of_release: Path
+) -> None:
+    """Zeroing one block next to a changed byte must not pass the change off as an unfinished download."""
+    with (copy_of_release / ZEROED).open("r+b") as stream:
+        stream.seek(HOLE[0])
+        stream.write(bytes(BLOCK_SIZE))  # half of chunk 2 zeroed ...
+        stream.seek(HOLE[0] + BLOCK_SIZE + 100)
+        stream.write(b"\x01")  # ... and a byte changed in chunk 3
+    document = json.loads(run_cli("verify", copy_of_release, "--manifest", chunk_manifest, "--json").out)
+    assert document["verdict"] == "modified"
+    files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
+    assert files[ZEROED] == ("modified", "bytes differ")
+    changed = overlapping(release_dir / ZEROED, HOLE[0] + BLOCK_SIZE + 100, HOLE[0] + BLOCK_SIZE + 101)
+    statuses = {t["name"]: t["status"] for t in document["tensors"]}
+    assert {statuses[name] for name in changed} == {"modified"}
+
+
+def test_zero_filled_small_file_with_chunk_hashes(
+    run_cli: Run, release_dir: Path, chunk_manifest: Path, copy_of_release: Path
+) -> None:
+    size = (copy_of_release / "config.json").stat().st_size
+    (copy_of_release / "config.json").write_bytes(bytes(size))
+    document = json.loads(run_cli("verify", copy_of_release, "--manifest", chunk_manifest, "--json").out)
+    assert document["verdict"] == "incomplete"
+    files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
+    assert files["config.json"] == ("corrupt", f"all {size:,} bytes zero-filled: not downloaded yet")
+    assert document["refetch"] == [
+        {"file": "config.json", "ranges": [[0, size]], "bytes": size, "detail": "chunks of 16,384 bytes that differ"}
+    ]
+
+
+@pytest.mark.parametrize("manifest_kind", ["chunks", "plain"])
+def test_longer_files_are_cut_back(
+    run_cli: Run,
+    release_dir: Path,
+    chunk_manifest: Path,
+    release_manifest: Path,
+    copy_of_release: Path,
+    manifest_kind: str,
+) -> None:
+    manifest = chunk_manifest if manifest_kind == "chunks" else release_manifest
+    for name in (WHOLE, "tokenizer.json"):
+        with (copy_of_release / name).open("ab") as stream:
+            stream.write(b"\x07" * 1000)
+    document = json.loads(run_cli("verify", copy_of_release, "--manifest", manifest, "--json").out)
+    assert document["verdict"] == "modified"
+    refetch = {r["file"]: r for r in document["refetch"]}
+    assert set(refetch) == {WHOLE, "tokenizer.json"}
+    for name, entry in refetch.items():
+        assert entry["truncate"] == (release_dir / name).stat().st_size
+    for entry in document["refetch"]:
+        fetch([entry], release_dir, copy_of_release)
+        os.truncate(copy_of_release / entry["file"], entry["truncate"])
+    assert json.loads(run_cli("verify", copy_of_release, "--manifest", manifest, "--json").out)["verdict"] == (
+        "identical"
+    )
+
+
+def test_a_missing_empty_file_is_created(run_cli: Run, copy_of_release: Path, tmp_path: Path) -> None:
+    (copy_of_release / "added_tokens.json").write_bytes(b"")
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", copy_of_release, "--torrent-v2", "-o", manifest, "-q").code == 0
+    (copy_of_release / "added_tokens.json").unlink()
+    document = json.loads(run_cli("verify", copy_of_release, "--manifest", manifest, "--json").out)
+    assert document["verdict"] == "incomplete"
+    assert document["refetch"] == [
+        {"file": "added_tokens.json", "ranges": [], "bytes": 0, "detail": "missing: create it empty"}
+    ]

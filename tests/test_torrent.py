@@ -354,6 +354,7 @@ def _hostile() -> dict[str, tuple[bytes, str]]:
             "both a file and a folder",
         ),
         "v2-deep-folders": (_torrent(_v2_info(_deep_tree(100, root))), "nested"),
+        "v1-deep-path": (_torrent(_info_v1([_file([b"a"] * 40_000)])), "nested more than 64 deep"),
         "v2-meta-version-3": (_torrent({**_v2_info({}), b"meta version": 3}), "meta version"),
         "hybrid-parts-disagree": (
             _torrent(
@@ -401,7 +402,7 @@ def test_oversized_torrent_is_refused_before_reading(run_cli: Run, release_manif
         stream.truncate(65 << 20)  # sparse: nothing is written, the size alone must refuse it
     result = run_cli("torrent", path, "--manifest", release_manifest)
     assert result.code == 2
-    assert "more than the 64 MiB a torrent may take" in result.err
+    assert "larger than the 64 MiB a torrent may take" in result.err
 
 
 def test_missing_torrent_file_is_one_clear_line(run_cli: Run, release_manifest: Path, tmp_path: Path) -> None:
@@ -443,3 +444,35 @@ def test_torrent_of_the_llama_layout_against_the_registry(run_cli: Run, tmp_path
     assert any(
         r == "the torrent lacks 1 file(s) of the release: 7B/consolidated.00.pth" for r in document["reasons"]
     ), document["reasons"]
+
+
+def test_a_device_or_pipe_is_not_read_as_a_torrent(run_cli: Run, release_manifest: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.torrent"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        result = run_cli("torrent", path, "--manifest", release_manifest)
+        assert result.code == 2
+        assert result.err == f"error: {path} is not a regular file; give the .torrent file\n"
+
+
+def test_empty_files_in_a_torrent_against_a_list_without_sizes(run_cli: Run, release_dir: Path, tmp_path: Path) -> None:
+    """A length of zero proves an empty file, and nothing else: it cannot pass for a release file."""
+    import subprocess
+
+    names = sorted(p.name for p in release_dir.iterdir())
+    listing = subprocess.run(["sha256sum", *names], cwd=release_dir, capture_output=True, text=True, check=True)
+    (tmp_path / "SHA256SUMS").write_text(listing.stdout)
+    manifest = tmp_path / "list.json"
+    assert run_cli("import", tmp_path / "SHA256SUMS", "-o", manifest).code == 0
+    tree = {name.encode(): {b"": {b"length": 0}} for name in names}
+    path = tmp_path / "empty.torrent"
+    path.write_bytes(_torrent(_v2_info(tree)))
+    result = run_cli("torrent", path, "--manifest", manifest, "--json")
+    assert result.code == 1
+    document = as_json(result)
+    assert document["verdict"] == "modified"
+    assert {f["status"] for f in document["files"]} == {"modified"}
+    assert document["files"][0]["detail"] == "the torrent's file is empty, the release's is not"
+    assert document["evidence"] == (
+        "names and sizes from the torrent (no content downloaded; the manifest has no pieces roots)"
+    )

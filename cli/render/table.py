@@ -101,7 +101,8 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
             spans = ", ".join(f"{a}-{b - 1}" for a, b in r.ranges[:3])
             more = f" and {len(r.ranges) - 3} more" if len(r.ranges) > 3 else ""
             where = f"{r.size:,} bytes: {spans}{more}  " if r.ranges else ""
-            line(f"  {escape(r.file):<{width}}  {where}[dim]{escape(r.detail)}[/]")
+            cut = f"then cut to {r.truncate:,} bytes  " if r.truncate is not None else ""
+            line(f"  {escape(r.file):<{width}}  {where}{cut}[dim]{escape(r.detail)}[/]")
     counts = report.summary()
     summary = "; ".join(
         f"{kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(c.items())) for kind, c in counts.items() if c

@@ -8,6 +8,7 @@ bytes its infohash is taken over. Every name, length and hash is then checked be
 from __future__ import annotations
 
 import hashlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from provenance.paths import check_relative
 
 MAX_TORRENT = 64 << 20  # bytes; a torrent's metadata for a multi-terabyte release is a few MiB
 MAX_LENGTH = 1 << 62
-MAX_DEPTH = 64  # folders nested in a v2 file tree
+MAX_DEPTH = 64  # folders a path may nest (a v2 file tree, a v1 path list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,14 @@ def _bad(source: str, why: str) -> TorrentError:
 def read_torrent(path: Path) -> Torrent:
     """Parse and validate a .torrent file; any damage or hostile content raises TorrentError (exit 2)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_TORRENT:
-            raise _bad(str(path), f"{size:,} bytes, more than the {MAX_TORRENT >> 20} MiB a torrent may take")
-        raw = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UnreadableInput(f"{path} is not a regular file; give the .torrent file")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_TORRENT + 1)
     except OSError as exc:
         raise UnreadableInput(f"cannot read {path}: {exc.strerror}; check the path") from None
+    if len(raw) > MAX_TORRENT:
+        raise _bad(str(path), f"it is larger than the {MAX_TORRENT >> 20} MiB a torrent may take")
     return parse_torrent(raw, str(path))
 
 
@@ -192,6 +195,8 @@ def _v1_files(info: dict[bytes, Any], name: str, piece_length: int, source: str)
             raw_path = entry.get(b"path.utf-8", entry.get(b"path"))
             if not isinstance(raw_path, list) or not raw_path:
                 raise _bad(source, f"files[{i}].path is not a non-empty list")
+            if len(raw_path) > MAX_DEPTH:
+                raise _bad(source, f"files[{i}].path is nested more than {MAX_DEPTH} deep")
             parts = [_component(_utf8(p, f"files[{i}].path", source), source) for p in raw_path]
             path = _join(parts, source)
             if b"p" in _attr(entry, path, source):  # BEP 47 padding: piece alignment, not content
@@ -263,12 +268,12 @@ def _check_unique(files: list[TorrentFile], source: str) -> None:
         if f.path in seen:
             raise _bad(source, f"it lists {f.path!r} twice")
         seen.add(f.path)
-    folders = {f.path.rsplit("/", 1)[0] for f in files if "/" in f.path}
-    for folder in folders:
-        parts = folder.split("/")
-        for depth in range(1, len(parts) + 1):
-            if "/".join(parts[:depth]) in seen:
-                raise _bad(source, f"{'/'.join(parts[:depth])!r} is both a file and a folder")
+    for f in files:  # paths are at most MAX_DEPTH parts deep: this walk is linear in the torrent's size
+        folder = f.path
+        while "/" in folder:
+            folder = folder.rsplit("/", 1)[0]
+            if folder in seen:
+                raise _bad(source, f"{folder!r} is both a file and a folder")
 
 
 __all__ = ["Torrent", "TorrentFile", "parse_torrent", "read_torrent"]
