@@ -157,18 +157,28 @@ def hash_file(
                 if progress:
                     progress(size)
                 return FileFingerprint(path, size, role, format=reader.name, error=exc.reason)
-            parts = _PartHashers(layout, threads)
+            parts = _PartHashers(layout, 1 if plan.pieces else threads)
             if layout.expected_size != size:
                 expected = layout.expected_size
                 if strict:
                     raise TruncatedContainer(path, f"cut short: {size:,} of {expected:,} bytes")
         hashers = {name: _new_hasher(name, threads) for name in ALGORITHMS if name in plan.digests}
         pieces = PiecesHasher(plan.pieces) if plan.pieces else None
-        whole = [*hashers.values(), *([pieces] if pieces else [])]
-        if whole or parts:
-            companion = ThreadPoolExecutor(1, "hash-whole") if threads > 1 and whole and parts else None
+        if hashers or parts or pieces:
+            companion = ThreadPoolExecutor(1, "hash-whole") if threads > 1 and hashers and parts else None
             try:
-                _stream_windows(stream.fileno(), size, before, full, whole, parts, progress, window, companion)
+                _stream_windows(
+                    stream.fileno(),
+                    size,
+                    before,
+                    full,
+                    list(hashers.values()),
+                    parts,
+                    pieces,
+                    progress,
+                    window,
+                    companion,
+                )
             finally:
                 if companion is not None:
                     companion.shutdown()
@@ -206,6 +216,7 @@ def _stream_windows(
     full: Path,
     hashers: list[Any],
     parts: _PartHashers | None,
+    pieces: PiecesHasher | None,
     progress: Progress | None,
     window_size: int,
     companion: ThreadPoolExecutor | None,
@@ -220,12 +231,17 @@ def _stream_windows(
             view = memoryview(window)
             try:
                 if companion is not None and parts is not None:
-                    # One file alone: whole-file digests on a second core while this one digests the parts.
+                    # One file alone: whole-file digests on a second core while this one digests the parts
+                    # (and the BEP 52 tree, when asked: two SHA-256 passes on one core would be the bottleneck).
                     pending = companion.submit(_update_all, hashers, view)
                     parts.feed(view, offset)
+                    if pieces is not None:
+                        pieces.update(view)
                     pending.result()
                 else:
                     _update_all(hashers, view)
+                    if pieces is not None:
+                        pieces.update(view)
                     if parts is not None:
                         parts.feed(view, offset)
             finally:

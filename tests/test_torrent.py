@@ -476,3 +476,18 @@ def test_empty_files_in_a_torrent_against_a_list_without_sizes(run_cli: Run, rel
     assert document["evidence"] == (
         "names and sizes from the torrent (no content downloaded; the manifest has no pieces roots)"
     )
+
+
+def test_signed_manifest_and_required_key(run_cli: Run, release_dir: Path, v2_manifest: Path, tmp_path: Path) -> None:
+    """`torrent` checks the manifest's signature exactly as `verify` does."""
+    assert run_cli("keygen", tmp_path / "alice").code == 0
+    assert run_cli("keygen", tmp_path / "mallory").code == 0
+    bundle = tmp_path / "release.sig"
+    assert run_cli("sign", v2_manifest, "--key", tmp_path / "alice.key", "-o", bundle).code == 0
+    path = write_torrent(tmp_path, release_dir, "v2")
+    good = run_cli("torrent", path, "--manifest", bundle, "--key", tmp_path / "alice.pub", "--json")
+    assert good.code == 0, good.err
+    assert as_json(good)["signature"]["status"] == "valid"
+    wrong = run_cli("torrent", path, "--manifest", bundle, "--key", tmp_path / "mallory.pub", "--json")
+    assert wrong.code == 3
+    assert wrong.out == "" and wrong.err.startswith("error: ")
