@@ -182,7 +182,7 @@ def environment_lines(tools: Tools, runs: int, state: str) -> list[str]:
         f"machine: {cpu_model()}, {os.cpu_count()} cores, {ram:.1f} GiB RAM, {platform.platform()}",
         f"python: {platform.python_version()}; weights-provenance {prov} ({state})",
         f"peers: {first_line([tools.b3sum, '--version'])}; {first_line([tools.sha256sum, '--version'])}; "
-        f"model-signing {venv_package_version('model-signing')}",
+        f"model-signing {venv_package_version('model-signing')}; libtorrent {venv_package_version('libtorrent')}",
         f"method: warm page cache, median of {runs} runs, commands interleaved round-robin; "
         "wall time from perf_counter around /usr/bin/time -v, which also gives the peak RSS",
     ]
