@@ -54,15 +54,20 @@ def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def release_manifest(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_release_manifest(release: Path, path: Path, piece_length: int = 0) -> Path:
+    """The release's manifest, through the library; with a piece length, BEP 52 roots and chunk hashes too."""
     import provenance
     from manifests import build_manifest, write_atomic
     from manifests.io import dump_json
 
-    path = tmp_path_factory.mktemp("manifest") / "release.manifest.json"
-    write_atomic(path, dump_json(build_manifest(provenance.fingerprint(release_dir), "sample-release").statement()))
+    checkpoint = provenance.fingerprint(release, piece_length=piece_length)
+    write_atomic(path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
     return path
+
+
+@pytest.fixture(scope="session")
+def release_manifest(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_release_manifest(release_dir, tmp_path_factory.mktemp("manifest") / "release.manifest.json")
 
 
 @pytest.fixture

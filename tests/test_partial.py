@@ -14,7 +14,7 @@ import pytest
 
 from manifests import manifest_from_statement
 from provenance.errors import ManifestError
-from tests.conftest import CliResult
+from tests.conftest import CliResult, write_release_manifest
 
 Run = Callable[..., CliResult]
 PIECE = 16 << 10
@@ -30,14 +30,7 @@ BLOCK_SIZE = 16 << 10
 @pytest.fixture(scope="session")
 def chunk_manifest(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The release's manifest with chunk hashes: the BEP 52 piece layer at 16 KiB."""
-    import provenance
-    from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
-
-    path = tmp_path_factory.mktemp("chunks") / "release.chunks.json"
-    checkpoint = provenance.fingerprint(release_dir, piece_length=PIECE)
-    write_atomic(path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
-    return path
+    return write_release_manifest(release_dir, tmp_path_factory.mktemp("chunks") / "release.chunks.json", PIECE)
 
 
 @pytest.fixture

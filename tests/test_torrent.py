@@ -17,7 +17,7 @@ import libtorrent as lt
 import pytest
 
 from provenance.merkle import PiecesHasher
-from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared
+from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared, write_release_manifest
 
 Run = Callable[..., CliResult]
 PIECE = 32 << 10  # small pieces, so the sample's shards span several of them
@@ -44,14 +44,7 @@ def write_torrent(tmp_path: Path, folder: Path, kind: str, name: str | None = No
 @pytest.fixture(scope="session")
 def v2_manifest(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample release fingerprinted with BEP 52 pieces roots and a piece layer of PIECE bytes."""
-    import provenance
-    from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
-
-    path = tmp_path_factory.mktemp("v2manifest") / "release.v2.manifest.json"
-    checkpoint = provenance.fingerprint(release_dir, piece_length=PIECE)
-    write_atomic(path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
-    return path
+    return write_release_manifest(release_dir, tmp_path_factory.mktemp("v2") / "release.v2.manifest.json", PIECE)
 
 
 def as_json(result: CliResult) -> dict[str, Any]:
