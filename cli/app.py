@@ -73,7 +73,9 @@ def _finish(report: Report, as_json: bool, show_all: bool = False) -> None:
 
 @app.command()
 def fingerprint(
-    path: Annotated[Path, typer.Argument(help="Checkpoint directory or single weights file.")],
+    target: Annotated[
+        str, typer.Argument(metavar="PATH", help="Checkpoint directory, single weights file, or hf://ORG/REPO[@REV].")
+    ],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Manifest file to write (default: stdout).")
     ] = None,
@@ -95,8 +97,14 @@ def fingerprint(
     piece_length: Annotated[
         str, typer.Option("--piece-length", help="Chunk size for --torrent-v2: a power of two from 16KiB to 1GiB.")
     ] = "4MiB",
+    full: Annotated[
+        bool, typer.Option("--full", help="hf:// only: stream every byte for a tensor-level manifest (nothing kept).")
+    ] = False,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
+    from provenance.sources.hub import is_hub_spec
+
+    path = Path(target)
     if list_globals:
         _list_globals(path, allow_symlinks)
         return
@@ -108,11 +116,19 @@ def fingerprint(
         refuse_overwrite(output, force)  # before hashing, not after
     exclude = frozenset({output}) if output is not None else frozenset()
     pieces = _piece_length(piece_length) if torrent_v2 else 0
-    checkpoint = provenance.fingerprint(
-        path, allow_symlinks=allow_symlinks, exclude=exclude, piece_length=pieces, progress=ByteProgress(quiet)
-    )
-    release = name or path.resolve().name
-    manifest = build_manifest(checkpoint, release)
+    if is_hub_spec(target):
+        from manifests.audits import fingerprint_hub
+
+        manifest = fingerprint_hub(target, name, full=full, piece_length=pieces)
+        checkpoint, release = manifest.checkpoint, manifest.release.name
+    else:
+        if full:
+            raise ProvenanceError("--full applies to hf:// repositories; a local checkpoint is always read in full")
+        checkpoint = provenance.fingerprint(
+            path, allow_symlinks=allow_symlinks, exclude=exclude, piece_length=pieces, progress=ByteProgress(quiet)
+        )
+        release = name or path.resolve().name
+        manifest = build_manifest(checkpoint, release)
     data = dump_json(manifest.statement())
     if output is None:
         sys.stdout.buffer.write(data)
@@ -187,6 +203,67 @@ def torrent(
     from manifests import verify_torrent
 
     _finish(verify_torrent(torrent_file, manifest, keys=key, allow_older=allow_older), as_json, show_all)
+
+
+@app.command()
+def audit(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="TARGET...", help="hf://ORG/REPO[@REV] mirrors, or `cache` for the local hub cache."),
+    ] = None,
+    manifest: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--manifest", "-m", help="Reference (manifest, bundle or registry name); for `cache`, repeatable."
+        ),
+    ] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Also audit the hub's models matching TEXT.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many search results.")] = 50,
+    spot_check: Annotated[
+        int, typer.Option("--spot-check", help="Fetch N random chunks or tensors by range request and check them.")
+    ] = 0,
+    full: Annotated[bool, typer.Option("--full", help="Stream every byte through the hasher (nothing kept).")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the spot checks' choice.")] = None,
+    max_requests: Annotated[int, typer.Option("--max-requests", help="HTTP requests in flight at most.")] = 8,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="`cache` only: the hub cache (default: huggingface_hub's).")
+    ] = None,
+    key: KeyOption = None,
+    allow_older: AllowOlderFlag = False,
+    as_json: JsonFlag = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List matching files too (one mirror).")] = False,
+) -> None:
+    """Audit hub mirrors against a manifest from metadata, headers, sampled or all bytes; or the local cache."""
+    from cli.render.audit import render_cache, render_mirrors
+
+    targets = targets or []
+    if targets == ["cache"]:
+        from manifests.audits import audit_local_cache
+
+        snapshots = audit_local_cache(cache_dir, manifest, keys=key, allow_older=allow_older)
+        raise typer.Exit(render_cache(snapshots, as_json, stdout_console, say))
+    if "cache" in targets:
+        raise ProvenanceError("`provenance audit cache` takes no other target; audit mirrors in a separate run")
+    if not manifest or len(manifest) != 1:
+        raise ProvenanceError("give exactly one --manifest to audit mirrors against")
+    if spot_check < 0 or max_requests < 1 or limit < 1:
+        raise ProvenanceError("--spot-check must be >= 0, --max-requests and --limit >= 1")
+    from manifests.audits import audit_mirrors
+    from provenance.audit import AuditOptions
+
+    results = audit_mirrors(
+        targets,
+        manifest[0],
+        search=search,
+        limit=limit,
+        options=AuditOptions(spot_check=spot_check, full=full, seed=seed),
+        keys=key,
+        allow_older=allow_older,
+        in_flight=max_requests,
+    )
+    if len(results) == 1 and not search and results[0].report is not None:
+        _finish(results[0].report, as_json, show_all)
+    raise typer.Exit(render_mirrors(results, as_json, stdout_console, say))
 
 
 @app.command("import")

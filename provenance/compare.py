@@ -35,7 +35,8 @@ class _TensorOutcome:
     added: list[str] = field(default_factory=list)
 
 
-def _file_status(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileStatus, str | None]:
+def file_status_of(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileStatus, str | None]:
+    """How one candidate file compares with its reference, from whatever both record."""
     if cand.error is not None:
         return FileStatus.CORRUPT, cand.error
     if ref.has_layout and cand.has_layout:  # both well-formed containers: compare them part by part
@@ -85,7 +86,7 @@ def compare(
     file_status: dict[str, FileStatus] = {}
     for ref in reference.files:
         cand = cand_by_path.get(ref.path)
-        status, detail = (FileStatus.MISSING, None) if cand is None else _file_status(ref, cand)
+        status, detail = (FileStatus.MISSING, None) if cand is None else file_status_of(ref, cand)
         file_status[ref.path] = status
         files.append(FileResult(ref.path, status, ref.role.value, cand.size if cand else None, ref.size, detail))
     for cand in candidate.files:

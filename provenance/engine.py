@@ -9,9 +9,10 @@ hashed at once: hashlib and blake3 release the GIL, so threads use every core.
 from __future__ import annotations
 
 import hashlib
+import io
 import mmap
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,6 +314,70 @@ def _gather_digest(fd: int, view: ViewRecord, np: Any) -> str:
 def _update_all(hashers: list[Any], view: memoryview) -> None:
     for hasher in hashers:
         hasher.update(view)
+
+
+def hash_chunks(
+    path: str, chunks: Iterable[bytes], size: int, plan: HashPlan, progress: Progress | None = None
+) -> FileFingerprint:
+    """Hash a file that arrives as a stream (a download that is not kept), as hash_file hashes one on disk.
+
+    Tensor parts need the layout before the data, so only safetensors (header first) gets them; any other
+    weights file gets its SHA-256, which every manifest records. A stream that ends early or a header
+    that does not validate is recorded as the file's error, as for a damaged download.
+    """
+    from provenance.formats.safetensors import HEADER_CAP, SafetensorsReader
+
+    reader = reader_for(path)
+    role = role_of(path, reader is not None)
+    streamed_parts = plan.parts and isinstance(reader, SafetensorsReader)
+    digests = set(plan.digests) | ({"sha256"} if plan.parts and not streamed_parts else set())
+    hashers = {name: _new_hasher(name, 1) for name in ALGORITHMS if name in digests}
+    pieces = PiecesHasher(plan.pieces) if plan.pieces else None
+    parts: _PartHashers | None = None
+    head: bytearray | None = bytearray() if streamed_parts else None
+    error: str | None = None
+    offset = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        _update_all(list(hashers.values()), view)
+        if pieces is not None:
+            pieces.update(view)
+        if parts is not None:
+            parts.feed(view, offset)
+        elif head is not None:
+            head += view
+            need = 8 + int.from_bytes(head[:8], "little") if len(head) >= 8 else None
+            if need is not None and (len(head) >= need or need > HEADER_CAP + 8):
+                try:
+                    assert reader is not None
+                    layout = reader.read_layout(io.BytesIO(bytes(head[:need])), size, path)
+                except MalformedContainer as exc:
+                    error = exc.reason
+                else:
+                    parts = _PartHashers(layout)
+                    parts.feed(memoryview(head), 0)
+                head = None
+        offset += len(view)
+        if progress:
+            progress(len(view))
+    if offset != size:
+        error = error or f"the stream ended at {offset:,} of {size:,} bytes"
+    tensors: tuple[TensorFingerprint, ...] = ()
+    container = None
+    if parts is not None:
+        tensors, container = parts.finish(offset)
+    return FileFingerprint(
+        path=path,
+        size=offset,
+        role=role,
+        format=reader.name if parts is not None and reader is not None else None,
+        digests={name: h.hexdigest() for name, h in hashers.items()} if error is None else {},
+        tensors=tensors,
+        container_blake3=container if error is None else None,
+        expected_size=size if offset != size else None,
+        error=error,
+        pieces=pieces.finish() if pieces is not None and error is None else None,
+    )
 
 
 def hash_files(

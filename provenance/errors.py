@@ -45,6 +45,10 @@ class TorrentError(ProvenanceError):
     """A .torrent file that is not valid bencode or does not follow BEP 3 / BEP 52."""
 
 
+class HubError(ProvenanceError):
+    """A hub repository, revision or file that cannot be read, or a server that does not behave."""
+
+
 class ManifestError(ProvenanceError):
     """A manifest that cannot be read or does not follow the format."""
 

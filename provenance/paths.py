@@ -28,6 +28,12 @@ def check_relative(name: str) -> str:
     return name
 
 
+def is_ignored(path: str, ignore: tuple[str, ...]) -> bool:
+    """Whether a relative path, or a folder it lies in, is one of a manifest's ignore_paths."""
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in ignore for i in range(1, len(parts) + 1))
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.relative_to(root)

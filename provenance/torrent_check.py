@@ -14,7 +14,7 @@ from blake3 import blake3
 
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role
 from provenance.formats.detect import is_weights_file
-from provenance.paths import DEFAULT_IGNORE
+from provenance.paths import DEFAULT_IGNORE, is_ignored
 from provenance.report import FileResult, FileStatus, Report, Verdict
 from provenance.sources.torrent import Torrent, TorrentFile
 
@@ -22,11 +22,6 @@ EVIDENCE_ROOTS = "BEP 52 pieces roots from the torrent against the manifest's (n
 EVIDENCE_V1 = "names and sizes from the torrent (no content downloaded; v1 hashes cannot be compared)"
 EVIDENCE_NO_ROOTS = "names and sizes from the torrent (no content downloaded; the manifest has no pieces roots)"
 _EMPTY = {name: hashlib.new(name, b"").hexdigest() for name in ("sha256", "md5")} | {"blake3": blake3(b"").hexdigest()}
-
-
-def _ignored(path: str, ignore: tuple[str, ...]) -> bool:
-    parts = path.split("/")
-    return any("/".join(parts[:i]) in ignore for i in range(1, len(parts) + 1))
 
 
 def _differing_pieces(ref: FileFingerprint, got: TorrentFile, piece_length: int) -> str | None:
@@ -69,7 +64,7 @@ def check_torrent(
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
 ) -> Report:
     """Compare the files a torrent would download with a reference's, without downloading anything."""
-    offered = {f.path: f for f in torrent.files if not _ignored(f.path, ignore)}
+    offered = {f.path: f for f in torrent.files if not is_ignored(f.path, ignore)}
     files: list[FileResult] = []
     for ref in reference.files:
         got = offered.get(ref.path)

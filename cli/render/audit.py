@@ -1,0 +1,102 @@
+"""Many results at once: one row per mirror or cached snapshot, or one JSON document for pipelines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cli.render.table import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from manifests.audits import MirrorResult
+    from provenance.sources.cache import CachedSnapshot
+
+
+def _rows(console: Console, headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        console.print("  ".join(escape(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), soft_wrap=True)
+
+
+def render_mirrors(
+    results: list[MirrorResult], as_json: bool, console: Callable[[], Console], say: Callable[[str], None]
+) -> int:
+    """Print one row (or JSON entry) per mirror; the exit code: 2 if one could not be read, else 1 if one
+    did not pass, else 0."""
+    for warning in next((r.report.warnings for r in results if r.report is not None), ()):
+        say(f"warning: {warning}")
+    if as_json:
+        document: dict[str, Any] = {
+            "mirrors": [
+                {"repo": str(r.ref), "error": r.error}
+                if r.report is None
+                else {"repo": str(r.ref), **r.report.as_dict()}
+                for r in results
+            ]
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        rows = []
+        for r in results:
+            if r.report is None:
+                rows.append([str(r.ref), "error", "-", "-", r.error or ""])
+                continue
+            mirror = r.report.facts.get("mirror", {})
+            rows.append(
+                [
+                    str(r.ref),
+                    r.report.verdict.value,
+                    str(mirror.get("requests", "-")),
+                    f"{mirror.get('bytes', 0):,}",
+                    r.report.evidence,
+                ]
+            )
+        _rows(console(), ["mirror", "verdict", "requests", "bytes", "evidence"], rows)
+    if any(r.report is None for r in results):
+        return 2
+    return 0 if all(r.report is not None and r.report.verdict.passes for r in results) else 1
+
+
+def render_cache(
+    snapshots: list[CachedSnapshot], as_json: bool, console: Callable[[], Console], say: Callable[[str], None]
+) -> int:
+    """Print one row (or JSON entry) per cached snapshot; exit 1 if a blob is corrupt or a verdict fails."""
+    if as_json:
+        document = {
+            "snapshots": [
+                {
+                    "repo": s.repo_id,
+                    "type": s.repo_type,
+                    "commit": s.commit,
+                    "refs": list(s.refs),
+                    "files": len(s.files),
+                    "corrupt": [{"file": f, "detail": why} for f, why in s.corrupt],
+                    "reference": s.reference,
+                    "verdict": s.report.verdict.value if s.report else None,
+                    "report": s.report.as_dict() if s.report else None,
+                }
+                for s in snapshots
+            ]
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        rows = [
+            [
+                f"{s.repo_id}@{s.commit[:12]}" + (f" ({', '.join(s.refs)})" if s.refs else ""),
+                str(len(s.files)),
+                f"{len(s.corrupt)} corrupt" if s.corrupt else "ok",
+                f"{s.report.verdict.value} vs {s.reference}" if s.report else "no matching reference",
+            ]
+            for s in snapshots
+        ]
+        _rows(console(), ["snapshot", "files", "blobs", "against a reference"], rows)
+        for s in snapshots:
+            for name, why in s.corrupt:
+                say(f"corrupt: {s.repo_id}@{s.commit[:12]} {name}: {why}")
+    if not snapshots:
+        say("the hub cache holds no snapshots")
+    return 0 if all(s.passes for s in snapshots) else 1

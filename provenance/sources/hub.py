@@ -1,0 +1,230 @@
+"""Hugging Face Hub repositories as evidence: file metadata, byte ranges and streams, through huggingface_hub.
+
+The hub's per-file sha256 (from LFS metadata) is a claim made by whoever uploaded the file, not a proof;
+callers say which evidence each conclusion rests on. Every request goes through one gate that bounds
+how many are in flight, is retried with exponential backoff on network errors and server errors, and is
+counted per repository so an audit can say what it cost. Tokens come from huggingface_hub's usual
+places (HF_TOKEN, the saved login) and never appear in a report or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from provenance.errors import HubError, UnsafePath
+from provenance.paths import check_relative
+
+PREFIX = "hf://"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+STREAM_CHUNK = 4 << 20
+_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """`hf://ORG/REPO[@REVISION]`: a model repository and the branch, tag or commit to read."""
+
+    repo_id: str
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> RepoRef:
+        text = spec.removeprefix(PREFIX)
+        repo_id, _, revision = text.partition("@")
+        if not spec.startswith(PREFIX) or not _REPO.fullmatch(repo_id) or (_ and not revision):
+            raise HubError(f"{spec!r} is not a hub repository; write hf://ORG/REPO or hf://ORG/REPO@REVISION")
+        return cls(repo_id, revision or None)
+
+    def __str__(self) -> str:
+        return f"{PREFIX}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
+
+
+@dataclass(frozen=True, slots=True)
+class HubFile:
+    path: str
+    size: int
+    sha256: str | None  # what the hub's LFS metadata claims; None for files kept in git itself
+    lfs: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HubSnapshot:
+    """A repository at one commit, as its metadata describes it."""
+
+    ref: RepoRef
+    commit: str
+    files: tuple[HubFile, ...]
+
+    def file(self, path: str) -> HubFile | None:
+        return next((f for f in self.files if f.path == path), None)
+
+
+def is_hub_spec(text: str) -> bool:
+    return text.startswith(PREFIX)
+
+
+class Hub:
+    """One hub endpoint: requests gated, retried and counted per repository."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        in_flight: int = 8,
+        retries: int = 4,
+        backoff: float = 0.5,
+    ) -> None:
+        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self._gate = threading.BoundedSemaphore(max(1, in_flight))
+        self.retries = retries
+        self.backoff = backoff
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+
+    def _count(self, repo_id: str, requests: int = 0, received: int = 0) -> None:
+        with self._lock:
+            self.requests[repo_id] += requests
+            self.received[repo_id] += received
+
+    def _retrying(self, repo_id: str, what: str, call: Callable[[], T]) -> T:
+        """Run one request under the gate, retrying transient failures with exponential backoff."""
+        import httpx2
+        from huggingface_hub.errors import HfHubHTTPError
+
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            self._count(repo_id, requests=1)
+            try:
+                with self._gate:
+                    return call()
+            except (httpx2.TransportError, _Transient) as exc:
+                failure: Exception = exc
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status not in (408, 429, 500, 502, 503, 504):
+                    raise
+                failure = exc
+            if attempt < self.retries:
+                time.sleep(delay)
+                delay *= 2
+        raise HubError(
+            f"{what}: the hub at {self.endpoint} failed {self.retries + 1} times ({_short(failure)}); retry later"
+        )
+
+    def snapshot(self, ref: RepoRef) -> HubSnapshot:
+        """The repository's files with sizes and claimed sha256, at the revision's current commit."""
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        api = HfApi(endpoint=self.endpoint)
+        try:
+            info = self._retrying(
+                ref.repo_id, str(ref), lambda: api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+            )
+        except RevisionNotFoundError:
+            raise HubError(
+                f"{ref}: no revision {ref.revision!r} in {ref.repo_id}; check the branch, tag or commit"
+            ) from None
+        except RepositoryNotFoundError:
+            raise HubError(
+                f"{ref}: no such repository at {self.endpoint} (or it is private or gated: log in with `hf auth login`)"
+            ) from None
+        files: list[HubFile] = []
+        for sibling in info.siblings or []:
+            try:
+                path = check_relative(sibling.rfilename)
+            except UnsafePath as exc:
+                raise HubError(f"{ref}: the hub lists a file with an unsafe path: {exc}") from None
+            lfs = sibling.lfs
+            size = lfs.size if lfs is not None else sibling.size
+            if size is None:
+                raise HubError(f"{ref}: the hub gave no size for {path}; it does not answer like the Hugging Face Hub")
+            files.append(HubFile(path, int(size), str(lfs.sha256) if lfs is not None else None, lfs is not None))
+        if not info.sha:
+            raise HubError(f"{ref}: the hub gave no commit for this revision")
+        return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
+
+    def _url(self, snapshot: HubSnapshot, path: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(snapshot.ref.repo_id, path, revision=snapshot.commit, endpoint=self.endpoint)
+
+    def read_range(self, snapshot: HubSnapshot, path: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file at the snapshot's commit, by one HTTP range request."""
+        if end <= start:
+            return b""
+        url = self._url(snapshot, path)
+        what = f"{snapshot.ref}: {path} bytes {start}-{end - 1}"
+
+        def fetch() -> bytes:
+            from huggingface_hub import get_session, hf_raise_for_status
+            from huggingface_hub.utils._headers import build_hf_headers
+
+            headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}"}
+            response = get_session().get(url, headers=headers, follow_redirects=True)
+            hf_raise_for_status(response)
+            if response.status_code != 206:
+                raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
+            body = bytes(response.content)
+            if not response.headers.get("Content-Range", "").startswith(f"bytes {start}-") or len(body) != end - start:
+                raise _Transient(f"{len(body):,} bytes for a range of {end - start:,}")
+            return body
+
+        body = self._retrying(snapshot.ref.repo_id, what, fetch)
+        self._count(snapshot.ref.repo_id, received=len(body))
+        return body
+
+    def stream(self, snapshot: HubSnapshot, path: str) -> Iterator[bytes]:
+        """A file's bytes as they arrive, never kept; a dropped connection fails the stream (not retried
+        mid-file: the hashes would have to start again)."""
+        from huggingface_hub import get_session, hf_raise_for_status
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        url = self._url(snapshot, path)
+        repo_id = snapshot.ref.repo_id
+
+        def opened() -> Any:
+            response = get_session().send(
+                get_session().build_request("GET", url, headers=build_hf_headers()), stream=True, follow_redirects=True
+            )
+            if response.status_code >= 400:
+                response.read()
+                response.close()
+            hf_raise_for_status(response)
+            return response
+
+        response = self._retrying(repo_id, f"{snapshot.ref}: {path}", opened)
+        try:
+            for chunk in response.iter_bytes(STREAM_CHUNK):
+                self._count(repo_id, received=len(chunk))
+                yield chunk
+        except Exception as exc:
+            raise HubError(f"{snapshot.ref}: {path}: the download broke off ({_short(exc)}); retry later") from None
+        finally:
+            response.close()
+
+    def search(self, text: str, limit: int) -> list[RepoRef]:
+        """Model repositories whose name matches `text`, as the hub's search finds them."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=self.endpoint)
+        models = self._retrying("(search)", f"search {text!r}", lambda: list(api.list_models(search=text, limit=limit)))
+        return [RepoRef(m.id) for m in models if _REPO.fullmatch(m.id)]
+
+
+class _Transient(Exception):
+    """A response that should not happen on a healthy connection (a short body): retried."""
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]
