@@ -27,7 +27,7 @@ from provenance.report import FileResult, FileStatus, Report, TensorResult, Tens
 from provenance.scan import plan_against
 from provenance.sources.hub import Hub, HubFile, HubSnapshot, RepoRef
 
-HEAD_GUESS = 64 << 10  # first range request for a safetensors header: most headers fit
+HEAD_GUESS = 16 << 10  # first range request for a safetensors header; a longer one takes a second request
 MAX_SAMPLE = 16 << 20  # largest chunk or tensor fetched for one spot check
 EVIDENCE_FULL = "all bytes: every file streamed from the hub and hashed, nothing kept"
 
@@ -101,7 +101,10 @@ def _full(hub: Hub, snapshot: HubSnapshot, offered: list[HubFile], reference: Ch
     for f in offered:
         wanted = plan(f.path)
         if wanted.digests or wanted.parts:
-            files.append(hash_chunks(f.path, hub.stream(snapshot, f.path), f.size, wanted))
+            streamed = hash_chunks(f.path, hub.stream(snapshot, f.path), f.size, wanted)
+            if streamed.error is not None and streamed.digests:  # every byte came, but no valid container:
+                streamed = dataclasses.replace(streamed, error=None)  # compared whole, it is a modified file
+            files.append(streamed)
         else:  # a file the reference does not know and that cannot hold its tensors: listed, not read
             files.append(FileFingerprint(f.path, f.size, role_of(f.path, is_weights_file(f.path))))
     return compare(reference, Checkpoint(tuple(files)), reference_label=label, evidence=EVIDENCE_FULL)

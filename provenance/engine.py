@@ -323,14 +323,15 @@ def hash_chunks(
 
     Tensor parts need the layout before the data, so only safetensors (header first) gets them; any other
     weights file gets its SHA-256, which every manifest records. A stream that ends early or a header
-    that does not validate is recorded as the file's error, as for a damaged download.
+    that does not validate is recorded as the file's error, as for a damaged download; the whole-file
+    digests of a complete stream are kept either way.
     """
     from provenance.formats.safetensors import HEADER_CAP, SafetensorsReader
 
     reader = reader_for(path)
     role = role_of(path, reader is not None)
     streamed_parts = plan.parts and isinstance(reader, SafetensorsReader)
-    digests = set(plan.digests) | ({"sha256"} if plan.parts and not streamed_parts else set())
+    digests = set(plan.digests) | ({"sha256"} if plan.parts else set())
     hashers = {name: _new_hasher(name, 1) for name in ALGORITHMS if name in digests}
     pieces = PiecesHasher(plan.pieces) if plan.pieces else None
     parts: _PartHashers | None = None
@@ -371,7 +372,7 @@ def hash_chunks(
         size=offset,
         role=role,
         format=reader.name if parts is not None and reader is not None else None,
-        digests={name: h.hexdigest() for name, h in hashers.items()} if error is None else {},
+        digests={name: h.hexdigest() for name, h in hashers.items()} if offset == size else {},
         tensors=tensors,
         container_blake3=container if error is None else None,
         expected_size=size if offset != size else None,

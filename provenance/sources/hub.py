@@ -79,8 +79,8 @@ class Hub:
         endpoint: str | None = None,
         *,
         in_flight: int = 8,
-        retries: int = 4,
-        backoff: float = 0.5,
+        retries: int = 3,
+        backoff: float = 0.25,
     ) -> None:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self._gate = threading.BoundedSemaphore(max(1, in_flight))
