@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -12,6 +13,9 @@ import pytest
 
 from cli.app import main
 from provenance.sample import build_sample_release
+
+# huggingface_hub reads these once, at import: no test may reach huggingface.co (its user-agent lookup included).
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL = SHARED / "fixtures" / "real"

@@ -362,7 +362,7 @@ class FakeHub:
         self._servers = [_Server(self, "hub"), _Server(self, "cdn")]
         self.endpoint = f"http://127.0.0.1:{self._servers[0].server_address[1]}"
         self.cdn_endpoint = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]
+        self._threads = [threading.Thread(target=s.serve_forever, args=(0.02,), daemon=True) for s in self._servers]
         for thread in self._threads:
             thread.start()
         self._closed = False
@@ -482,9 +482,9 @@ class FakeHub:
             if method == "POST" and len(rest) == 2 and rest[0] == "paths-info":
                 return self._paths_info(repo_id, unquote(rest[1]), payload, headers.get("Content-Type") or "")
             return _error(404, None, "Not Found")
+        if len(segments) >= 6 and segments[0] in ("datasets", "spaces") and segments[3] == "resolve":
+            return _error(404, "RepoNotFound", "Repository not found")  # model repos only
         if len(segments) >= 5 and segments[2] == "resolve" and method in ("GET", "HEAD"):
-            if segments[0] in ("datasets", "spaces"):
-                return _error(404, "RepoNotFound", "Repository not found")
             path = unquote("/".join(segments[4:]))
             range_header = None if method == "HEAD" else headers.get("Range")
             return self._resolve("/".join(segments[:2]), unquote(segments[3]), path, range_header, method)
