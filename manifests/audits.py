@@ -118,7 +118,7 @@ def fingerprint_hub(
     files: list[FileFingerprint] = []
     for f in snapshot.files:
         if full or not f.lfs:
-            chunks = hub.stream(snapshot, f.path) if full else [hub.read_range(snapshot, f.path, 0, f.size)]
+            chunks = hub.stream(snapshot, f.path)
             fingerprint = hash_chunks(
                 f.path, chunks, f.size, plan(f.path) if full else HashPlan(frozenset({"sha256", "blake3"}))
             )

@@ -177,13 +177,12 @@ def _by_metadata(
     if ref.size is not None and ref.size != got.size:
         audit.suspect.add(got.path)
         return FileStatus.MODIFIED, f"{got.size:,} bytes, expected {ref.size:,}"
-    if not got.lfs:  # kept in git: small, so read whole and hashed as `verify` would
+    if not got.lfs:  # kept in git: small, so read whole (streamed, not kept) and hashed as `verify` would
         audit.level("files kept in git read whole")
-        body = hub.read_range(snapshot, got.path, 0, got.size)
         plan = plan_against(reference)(got.path)
         if "sha256" in ref.digests and not plan.digests:
             plan = HashPlan(frozenset({"sha256"}), parts=plan.parts)
-        status, detail = file_status_of(ref, hash_chunks(got.path, [body], got.size, plan))
+        status, detail = file_status_of(ref, hash_chunks(got.path, hub.stream(snapshot, got.path), got.size, plan))
         return status, detail
     claimed = ref.digests.get("sha256")
     if claimed is None:

@@ -81,11 +81,13 @@ class Hub:
         in_flight: int = 8,
         retries: int = 3,
         backoff: float = 0.25,
+        timeout: float = 60.0,
     ) -> None:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self._gate = threading.BoundedSemaphore(max(1, in_flight))
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout  # seconds a request may wait for the server; a silent server is an error
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
@@ -128,7 +130,9 @@ class Hub:
         api = HfApi(endpoint=self.endpoint)
         try:
             info = self._retrying(
-                ref.repo_id, str(ref), lambda: api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+                ref.repo_id,
+                str(ref),
+                lambda: api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True, timeout=self.timeout),
             )
         except RevisionNotFoundError:
             raise HubError(
@@ -170,7 +174,7 @@ class Hub:
             from huggingface_hub.utils._headers import build_hf_headers
 
             headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}"}
-            response = get_session().get(url, headers=headers, follow_redirects=True)
+            response = get_session().get(url, headers=headers, follow_redirects=True, timeout=self.timeout)
             hf_raise_for_status(response)
             if response.status_code != 206:
                 raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
@@ -194,7 +198,9 @@ class Hub:
 
         def opened() -> Any:
             response = get_session().send(
-                get_session().build_request("GET", url, headers=build_hf_headers()), stream=True, follow_redirects=True
+                get_session().build_request("GET", url, headers=build_hf_headers(), timeout=self.timeout),
+                stream=True,
+                follow_redirects=True,
             )
             if response.status_code >= 400:
                 response.read()
