@@ -12,11 +12,12 @@ import provenance
 from manifests.model import Manifest, build_manifest
 from manifests.reference import Reference, open_reference, registry_names
 from manifests.trust import SeenReleases, load_trust
-from provenance.audit import AuditOptions, audit_mirror
-from provenance.engine import HashPlan, hash_chunks
+from provenance.audit import AuditOptions, audit_mirror, stream_fingerprint
+from provenance.engine import HashPlan
 from provenance.errors import HubError, ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
 from provenance.formats.detect import is_weights_file
+from provenance.paths import DEFAULT_IGNORE, is_ignored
 from provenance.report import Report
 from provenance.scan import fingerprint_plan
 from provenance.sources.cache import CachedSnapshot, audit_cache
@@ -117,10 +118,11 @@ def fingerprint_hub(
     plan = fingerprint_plan(piece_length)
     files: list[FileFingerprint] = []
     for f in snapshot.files:
+        if is_ignored(f.path, DEFAULT_IGNORE):  # .gitattributes and the like, as a local fingerprint leaves them out
+            continue
         if full or not f.lfs:
-            chunks = hub.stream(snapshot, f.path)
-            fingerprint = hash_chunks(
-                f.path, chunks, f.size, plan(f.path) if full else HashPlan(frozenset({"sha256", "blake3"}))
+            fingerprint = stream_fingerprint(
+                hub, snapshot, f, plan(f.path) if full else HashPlan(frozenset({"sha256", "blake3"}))
             )
             if fingerprint.error is not None:
                 raise HubError(f"{ref}: {f.path}: {fingerprint.error}")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from blake3 import blake3
 
 from provenance.compare import compare, file_status_of
-from provenance.engine import HashPlan, hash_chunks
+from provenance.engine import HashPlan, hash_chunks, hash_file
+from provenance.errors import MalformedContainer
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.formats.safetensors import HEADER_CAP, SafetensorsReader
@@ -29,7 +30,10 @@ from provenance.sources.hub import Hub, HubFile, HubSnapshot, RepoRef
 
 HEAD_GUESS = 16 << 10  # first range request for a safetensors header; a longer one takes a second request
 MAX_SAMPLE = 16 << 20  # largest chunk or tensor fetched for one spot check
-EVIDENCE_FULL = "all bytes: every file streamed from the hub and hashed, nothing kept"
+EVIDENCE_FULL = (
+    "all bytes: every file streamed from the hub and hashed, nothing kept (containers indexed at their end "
+    "are spooled to a temporary file while hashed)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,7 @@ class _Audit:
     header_blake3: dict[str, str] = field(default_factory=dict)  # candidate file -> BLAKE3 of its header bytes
     suspect: set[str] = field(default_factory=set)  # files whose bytes differ by the hub's claim
     settled: set[str] = field(default_factory=set)  # weights files proven changed from their header
+    weights_read: bool = False  # whether any bytes of weights were checked (samples)
 
     def level(self, text: str) -> None:
         if text not in self.levels:
@@ -101,13 +106,34 @@ def _full(hub: Hub, snapshot: HubSnapshot, offered: list[HubFile], reference: Ch
     for f in offered:
         wanted = plan(f.path)
         if wanted.digests or wanted.parts:
-            streamed = hash_chunks(f.path, hub.stream(snapshot, f.path), f.size, wanted)
+            streamed = stream_fingerprint(hub, snapshot, f, wanted)
             if streamed.error is not None and streamed.digests:  # every byte came, but no valid container:
                 streamed = dataclasses.replace(streamed, error=None)  # compared whole, it is a modified file
             files.append(streamed)
         else:  # a file the reference does not know and that cannot hold its tensors: listed, not read
             files.append(FileFingerprint(f.path, f.size, role_of(f.path, is_weights_file(f.path))))
     return compare(reference, Checkpoint(tuple(files)), reference_label=label, evidence=EVIDENCE_FULL)
+
+
+def stream_fingerprint(hub: Hub, snapshot: HubSnapshot, f: HubFile, plan: HashPlan) -> FileFingerprint:
+    """Fingerprint a hub file from its bytes as they stream, keeping nothing.
+
+    safetensors (header first) is hashed on the fly; a container indexed elsewhere (PyTorch zip at its
+    end, legacy pickles, GGUF) is written to a temporary file while it streams, hashed there as on disk,
+    then deleted.
+    """
+    import tempfile
+    from pathlib import Path
+
+    if not (plan.parts and is_weights_file(f.path) and not _is_safetensors(f.path)):
+        return hash_chunks(f.path, hub.stream(snapshot, f.path, f.size), f.size, plan)
+    with tempfile.TemporaryDirectory(prefix="provenance-audit-") as tmp:
+        target = Path(tmp) / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in hub.stream(snapshot, f.path, f.size):
+                out.write(chunk)
+        return hash_file(Path(tmp), f.path, plan, strict=False)
 
 
 def _partial(
@@ -135,11 +161,11 @@ def _partial(
         audit.files[f.path] = FileResult(f.path, FileStatus.EXTRA, role.value, f.size, None, None)
 
     candidates = [f for f in offered if _is_safetensors(f.path) and (f.path not in known or _unsettled(f, unsettled))]
-    if reference.tensor_level and (unsettled or options.spot_check):
+    if reference.tensor_level and (unsettled or candidates or options.spot_check):
         chunked = {f.path for f in reference.files if f.pieces is not None}
         wanted = [f for f in offered if _is_safetensors(f.path) and f.path not in chunked] if options.spot_check else []
         for f in {f.path: f for f in [*candidates, *wanted]}.values():
-            audit.headers[f.path], audit.header_blake3[f.path] = _header(hub, snapshot, f)
+            _read_header(hub, snapshot, f, audit)
         if audit.headers:
             audit.level(f"safetensors headers of {len(audit.headers)} file(s)")
         _compare_headers(reference, unsettled, extra, audit)
@@ -182,7 +208,9 @@ def _by_metadata(
         plan = plan_against(reference)(got.path)
         if "sha256" in ref.digests and not plan.digests:
             plan = HashPlan(frozenset({"sha256"}), parts=plan.parts)
-        status, detail = file_status_of(ref, hash_chunks(got.path, hub.stream(snapshot, got.path), got.size, plan))
+        status, detail = file_status_of(
+            ref, hash_chunks(got.path, hub.stream(snapshot, got.path, got.size), got.size, plan)
+        )
         return status, detail
     claimed = ref.digests.get("sha256")
     if claimed is None:
@@ -193,28 +221,58 @@ def _by_metadata(
     return FileStatus.MODIFIED, "the hub claims another sha256"
 
 
-def _header(hub: Hub, snapshot: HubSnapshot, f: HubFile) -> tuple[tuple[TensorFingerprint, ...], str]:
-    """A safetensors file's tensor table, from its header fetched by range request (values not read), and
-    the BLAKE3 of the header's bytes: in safetensors they are all the bytes outside the tensors, so they
-    compare with the manifest's container_blake3."""
+def _read_header(hub: Hub, snapshot: HubSnapshot, f: HubFile, audit: _Audit) -> None:
+    """Record a safetensors file's tensor table from its header, or, when the header does not validate
+    or promises more bytes than the file has, what that says about the file."""
+    try:
+        tensors, digest, expected = _header(hub, snapshot, f)
+    except MalformedContainer as exc:
+        _set(audit, f.path, FileStatus.MODIFIED, f"its safetensors header does not validate: {exc.reason}")
+        audit.settled.add(f.path)
+        return
+    if expected > f.size:
+        _set(audit, f.path, FileStatus.CORRUPT, f"cut short: {f.size:,} of {expected:,} bytes")
+    audit.headers[f.path], audit.header_blake3[f.path] = tensors, digest
+
+
+def _set(audit: _Audit, path: str, status: FileStatus, detail: str) -> None:
+    previous = audit.files[path]
+    audit.files[path] = dataclasses.replace(previous, status=status, detail=detail)
+
+
+def _header(hub: Hub, snapshot: HubSnapshot, f: HubFile) -> tuple[tuple[TensorFingerprint, ...], str, int]:
+    """A safetensors file's tensor table, from its header fetched by range request (values not read), the
+    BLAKE3 of the header's bytes (in safetensors all the bytes outside the tensors, so they compare with
+    the manifest's container_blake3), and the size the header promises."""
     import io
 
     head = hub.read_range(snapshot, f.path, 0, min(f.size, HEAD_GUESS))
     need = 8 + int.from_bytes(head[:8], "little") if len(head) >= 8 else 8
     if len(head) < need <= min(f.size, HEADER_CAP + 8):
         head += hub.read_range(snapshot, f.path, len(head), need)
-    layout = SafetensorsReader().read_layout(io.BytesIO(head), f.size, f.path)  # MalformedContainer: exit 2
+    layout = SafetensorsReader().read_layout(io.BytesIO(head), max(f.size, len(head)), f.path)
     tensors = tuple(TensorFingerprint(t.name, t.dtype, t.shape, t.start, t.end, None) for t in layout.tensors)
-    return tensors, blake3(head[:need]).hexdigest()
+    return tensors, blake3(head[:need]).hexdigest(), layout.expected_size
 
 
 def _compare_headers(
     reference: Checkpoint, unsettled: list[FileFingerprint], extra: list[HubFile], audit: _Audit
 ) -> None:
     """Settle what headers can: a tensor removed, added, or with another dtype or shape is a change;
-    the same table in another layout leaves the values undecided."""
-    if not unsettled:
-        return
+    the same table in another layout leaves the values undecided; a header that differs from the
+    release's in a file whose sha256 claim matches shows the claim is false."""
+    for ref in reference.files:
+        result = audit.files.get(ref.path)
+        if result is None or result.status is not FileStatus.MATCH or ref.path not in audit.headers:
+            continue
+        table = [(t.name, t.dtype, t.shape, t.start, t.end) for t in ref.tensors]
+        same_table = table == [(t.name, t.dtype, t.shape, t.start, t.end) for t in audit.headers[ref.path]]
+        if not same_table or audit.header_blake3[ref.path] != ref.container_blake3:
+            _set(
+                audit, ref.path, FileStatus.MODIFIED, "its header differs from the release's: the sha256 claim is false"
+            )
+            audit.settled.add(ref.path)
+            unsettled = [*unsettled, ref]
     found: dict[str, tuple[str, TensorFingerprint]] = {}
     for path, tensors in audit.headers.items():
         for t in tensors:
@@ -243,7 +301,9 @@ def _compare_headers(
             if t.name not in ref_names:
                 audit.tensors.append(TensorResult(t.name, TensorStatus.EXTRA, None, t.dtype, t.shape, None, path))
     for ref in unsettled:
-        if ref.path in lost or audit.header_blake3.get(ref.path) != ref.container_blake3:
+        if ref.path in lost or ref.path in audit.settled or audit.header_blake3.get(ref.path) != ref.container_blake3:
+            continue
+        if audit.files[ref.path].status is not FileStatus.MODIFIED:
             continue
         offsets = [(t.name, t.start, t.end) for t in ref.tensors]
         if offsets == [(t.name, t.start, t.end) for t in audit.headers[ref.path]]:
@@ -341,7 +401,9 @@ def _spot_check(
                 )
             )
     kinds = {"chunks" if u[4] == "chunk" else "tensors" for u in picked}
-    audit.level(f"{len(picked)} sampled {' and '.join(sorted(kinds))} ({len(picked) - len(bad)} matched)")
+    asked = f" of {options.spot_check} asked for" if len(picked) < options.spot_check else ""
+    audit.level(f"{len(picked)}{asked} sampled {' and '.join(sorted(kinds))} ({len(picked) - len(bad)} matched)")
+    audit.weights_read = bool(picked)
     if bad:
         audit.reasons.append(
             f"{len(bad)} of {len(picked)} sampled ranges differ from the release: {', '.join(bad[:3])}"
@@ -369,7 +431,7 @@ def _decide(reference: Checkpoint, audit: _Audit, extra: Iterable[HubFile]) -> V
             audit.reasons.insert(0, f"{f.name}: {f.detail}")
         return Verdict.MODIFIED
     missing = [t for t in audit.tensors if t.status is TensorStatus.MISSING]
-    lost = [f for f in files if f.status is FileStatus.MISSING and f.role != Role.INDEX.value]
+    lost = [f for f in files if f.status in (FileStatus.MISSING, FileStatus.CORRUPT) and f.role != Role.INDEX.value]
     moved = [
         f for f in files if f.name in header_settled and f.status is FileStatus.MODIFIED and f.name not in audit.settled
     ]
@@ -378,22 +440,31 @@ def _decide(reference: Checkpoint, audit: _Audit, extra: Iterable[HubFile]) -> V
         audit.reasons.append(f"{len(missing)} tensor(s) removed: {', '.join(t.name for t in missing[:3])}")
         return Verdict.MODIFIED
     undecided = [f for f in files if f.status is FileStatus.UNDECIDED]
-    if moved or undecided or (added_weights and not audit.headers) or (lost and added_weights):
-        audit.reasons.append(
-            "the weights differ from the release's files in bytes or layout but not in their tensor table: "
-            "--full streams every byte and decides (--spot-check only samples)"
-            if moved or added_weights
-            else "the hub's metadata cannot be held against this reference: --full decides"
-        )
+    if moved or undecided or added_weights:
+        if moved:
+            audit.reasons.append(
+                "the weights differ from the release's files in bytes or layout but not in their tensor table: "
+                "--full streams every byte and decides (--spot-check only samples)"
+            )
+        if added_weights:
+            audit.reasons.append(
+                f"the mirror adds weights file(s) whose values were not read: {', '.join(added_weights[:3])}; "
+                "--full decides"
+            )
+        if undecided:
+            audit.reasons.append("the hub's metadata cannot be held against this reference: --full decides")
         return Verdict.UNDECIDED
     if lost or missing:
-        audit.reasons.append(f"{len(lost)} file(s) missing: {', '.join(f.name for f in lost[:3])}")
+        for f in lost:
+            audit.reasons.append(
+                f"{f.name} is missing" if f.status is FileStatus.MISSING else f"{f.name} is {f.detail}"
+            )
         return Verdict.INCOMPLETE
     if any(f.status not in (FileStatus.MATCH, FileStatus.EXTRA) and f.role != Role.INDEX.value for f in files):
         audit.reasons.append("some files could not be settled from what was read: --full decides")
         return Verdict.UNDECIDED
     audit.reasons.append(
         "every file of the release is on the mirror with the size and sha256 the release records"
-        + ("" if len(audit.levels) > 1 else " (the hub's claim: --spot-check or --full checks the bytes)")
+        + ("" if audit.weights_read else " (the hub's claim: --spot-check or --full checks the bytes)")
     )
     return Verdict.IDENTICAL

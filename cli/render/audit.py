@@ -96,7 +96,7 @@ def render_cache(
         _rows(console(), ["snapshot", "files", "blobs", "against a reference"], rows)
         for s in snapshots:
             for name, why in s.corrupt:
-                say(f"corrupt: {s.repo_id}@{s.commit[:12]} {name}: {why}")
+                say(f"corrupt: {s.repo_id}@{s.commit[:12]} {name}: {why}" if s.commit else f"corrupt: {why}")
     if not snapshots:
         say("the hub cache holds no snapshots")
     return 0 if all(s.passes for s in snapshots) else 1

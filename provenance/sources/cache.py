@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ def _check_blob(blob: Path) -> str | None:
     """Why a blob's bytes do not hash to its name, or None when they do (or its name is not a digest)."""
     name = blob.name
     try:
+        if not stat.S_ISREG(blob.stat().st_mode):
+            return "not a regular file"
         if _SHA256.fullmatch(name):
             digest = hash_file(blob.parent, name, HashPlan(frozenset({"sha256"}))).digests["sha256"]
             return None if digest == name else f"its bytes hash to sha256 {digest[:12]}..., not {name[:12]}..."
@@ -90,6 +93,8 @@ def audit_cache(
         info = scan_cache_dir(cache_dir)
     except CacheNotFound as exc:
         raise UnreadableInput(f"no hub cache at {exc.cache_dir}; give --cache-dir or set HF_HUB_CACHE") from None
+    except (ValueError, OSError) as exc:
+        raise UnreadableInput(f"cannot read the hub cache at {cache_dir}: {exc}; give the cache's folder") from None
     blobs = _BlobCheck()
     results: list[CachedSnapshot] = []
     for repo in sorted(info.repos, key=lambda r: (r.repo_type, r.repo_id)):
@@ -117,6 +122,12 @@ def audit_cache(
                     match[0] if match else None,
                 )
             )
+    for warning in info.warnings:  # a repository the scanner found damaged (a missing blob, a bad ref)
+        results.append(
+            CachedSnapshot(
+                "(unreadable)", "", "", (), Path(str(getattr(warning, "repo_path", ""))), (), (("", str(warning)),)
+            )
+        )
     return results
 
 

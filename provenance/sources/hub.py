@@ -113,8 +113,16 @@ class Hub:
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
                 if status not in (408, 429, 500, 502, 503, 504):
-                    raise
+                    if _is_not_found(exc):
+                        raise  # the caller says which repository or revision is missing
+                    raise HubError(f"{what}: the hub at {self.endpoint} answered {status} ({_short(exc)})") from None
                 failure = exc
+            except httpx2.HTTPError as exc:  # redirect loops, invalid URLs: not worth retrying
+                raise HubError(f"{what}: the hub at {self.endpoint} did not answer usably ({_short(exc)})") from None
+            except (ValueError, KeyError, TypeError) as exc:  # an answer the client could not parse
+                raise HubError(
+                    f"{what}: the hub at {self.endpoint} sent an answer that is not the Hub's API ({_short(exc)})"
+                ) from None
             if attempt < self.retries:
                 time.sleep(delay)
                 delay *= 2
@@ -149,10 +157,12 @@ class Hub:
             except UnsafePath as exc:
                 raise HubError(f"{ref}: the hub lists a file with an unsafe path: {exc}") from None
             lfs = sibling.lfs
-            size = lfs.size if lfs is not None else sibling.size
-            if size is None:
-                raise HubError(f"{ref}: the hub gave no size for {path}; it does not answer like the Hugging Face Hub")
-            files.append(HubFile(path, int(size), str(lfs.sha256) if lfs is not None else None, lfs is not None))
+            size, sha256 = _checked(
+                ref, path, lfs.size if lfs is not None else sibling.size, lfs.sha256 if lfs is not None else None
+            )
+            if lfs is not None and sha256 is None:
+                raise HubError(f"{ref}: the hub gives {path} LFS metadata without a sha256")
+            files.append(HubFile(path, size, sha256, lfs is not None))
         if not info.sha:
             raise HubError(f"{ref}: the hub gave no commit for this revision")
         return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
@@ -174,20 +184,31 @@ class Hub:
             from huggingface_hub.utils._headers import build_hf_headers
 
             headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}"}
-            response = get_session().get(url, headers=headers, follow_redirects=True, timeout=self.timeout)
-            hf_raise_for_status(response)
-            if response.status_code != 206:
-                raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
-            body = bytes(response.content)
+            session = get_session()
+            request = session.build_request("GET", url, headers=headers, timeout=self.timeout)
+            response = session.send(request, stream=True, follow_redirects=True)
+            try:
+                if response.status_code >= 400:
+                    response.read()
+                hf_raise_for_status(response)
+                if response.status_code != 206:
+                    raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
+                body = bytearray()
+                for chunk in response.iter_bytes(STREAM_CHUNK):
+                    body += chunk
+                    if len(body) > end - start:
+                        break  # more than was asked for: never held beyond one chunk
+            finally:
+                response.close()
             if not response.headers.get("Content-Range", "").startswith(f"bytes {start}-") or len(body) != end - start:
                 raise _Transient(f"{len(body):,} bytes for a range of {end - start:,}")
-            return body
+            return bytes(body)
 
         body = self._retrying(snapshot.ref.repo_id, what, fetch)
         self._count(snapshot.ref.repo_id, received=len(body))
         return body
 
-    def stream(self, snapshot: HubSnapshot, path: str) -> Iterator[bytes]:
+    def stream(self, snapshot: HubSnapshot, path: str, size: int | None = None) -> Iterator[bytes]:
         """A file's bytes as they arrive, never kept; a dropped connection fails the stream (not retried
         mid-file: the hashes would have to start again)."""
         from huggingface_hub import get_session, hf_raise_for_status
@@ -209,10 +230,16 @@ class Hub:
             return response
 
         response = self._retrying(repo_id, f"{snapshot.ref}: {path}", opened)
+        received = 0
         try:
             for chunk in response.iter_bytes(STREAM_CHUNK):
                 self._count(repo_id, received=len(chunk))
+                received += len(chunk)
+                if size is not None and received > size:
+                    raise HubError(f"{snapshot.ref}: {path}: the server sends more than the {size:,} bytes it lists")
                 yield chunk
+        except HubError:
+            raise
         except Exception as exc:
             raise HubError(f"{snapshot.ref}: {path}: the download broke off ({_short(exc)}); retry later") from None
         finally:
@@ -225,6 +252,25 @@ class Hub:
         api = HfApi(endpoint=self.endpoint)
         models = self._retrying("(search)", f"search {text!r}", lambda: list(api.list_models(search=text, limit=limit)))
         return [RepoRef(m.id) for m in models if _REPO.fullmatch(m.id)]
+
+
+def _is_not_found(exc: Exception) -> bool:
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    return isinstance(exc, RepositoryNotFoundError | RevisionNotFoundError)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_SIZE = 1 << 50  # a petabyte: anything larger in the hub's metadata is not a real file
+
+
+def _checked(ref: RepoRef, path: str, size: object, sha256: object) -> tuple[int, str | None]:
+    """A file's size and claimed sha256 from the hub's metadata, refused unless they make sense."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise HubError(f"{ref}: the hub gives {path} the size {size!r}; it does not answer like the Hugging Face Hub")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise HubError(f"{ref}: the hub gives {path} the sha256 {str(sha256)[:80]!r}, which is not 64 lowercase hex")
+    return size, sha256
 
 
 class _Transient(Exception):
