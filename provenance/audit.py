@@ -13,6 +13,7 @@ import dataclasses
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from blake3 import blake3
 
@@ -323,11 +324,21 @@ def _compare_headers(
         audit.reasons.append(f"{len(added)} tensor(s) added: {', '.join(added[:3])}")
 
 
-def _units(
-    reference: Checkpoint, by_path: dict[str, HubFile], audit: _Audit
-) -> list[tuple[str, int, int, str, str, bool, int]]:
-    """What a spot check can fetch: (file, start, end, expected, kind, one_piece, piece_length)."""
-    units: list[tuple[str, int, int, str, str, bool, int]] = []
+class _Unit(NamedTuple):
+    """One range a spot check can fetch, and the hash it must have."""
+
+    file: str
+    start: int
+    end: int
+    expected: str
+    kind: str  # "chunk", or the name of the tensor the range holds
+    one_piece: bool = False
+    piece_length: int = 0
+
+
+def _units(reference: Checkpoint, by_path: dict[str, HubFile], audit: _Audit) -> list[_Unit]:
+    """Everything a spot check can fetch: the manifest's chunks where it has them, else whole tensors."""
+    units: list[_Unit] = []
     ref_tensors = {t.name: t for f in reference.files for t in f.tensors}
     for ref in reference.files:
         got = by_path.get(ref.path)
@@ -336,8 +347,10 @@ def _units(
             continue
         for i in range(pieces.chunk_count(got.size)):
             start, end = i * pieces.piece_length, min((i + 1) * pieces.piece_length, got.size)
-            units.append((ref.path, start, end, pieces.chunk_hash(i), "chunk", not pieces.layer, pieces.piece_length))
-    chunked = {u[0] for u in units}
+            units.append(
+                _Unit(ref.path, start, end, pieces.chunk_hash(i), "chunk", not pieces.layer, pieces.piece_length)
+            )
+    chunked = {u.file for u in units}
     for path, tensors in audit.headers.items():
         if path in chunked:
             continue
@@ -349,7 +362,7 @@ def _units(
                 and (r.dtype, r.shape) == (t.dtype, t.shape)
                 and t.end - t.start <= MAX_SAMPLE
             ):
-                units.append((path, t.start, t.end, r.blake3, t.name, False, 0))
+                units.append(_Unit(path, t.start, t.end, r.blake3, t.name))
     return units
 
 
@@ -368,8 +381,8 @@ def _spot_check(
         )
         return
     chooser = random.Random(options.seed)
-    suspect = [u for u in units if u[0] in audit.suspect]  # where the metadata already says bytes differ
-    rest = [u for u in units if u[0] not in audit.suspect]
+    suspect = [u for u in units if u.file in audit.suspect]  # where the metadata already says bytes differ
+    rest = [u for u in units if u.file not in audit.suspect]
     chooser.shuffle(suspect)
     chooser.shuffle(rest)
     picked = (suspect + rest)[: options.spot_check]
@@ -400,7 +413,7 @@ def _spot_check(
                     "sampled: values differ",
                 )
             )
-    kinds = {"chunks" if u[4] == "chunk" else "tensors" for u in picked}
+    kinds = {"chunks" if u.kind == "chunk" else "tensors" for u in picked}
     asked = f" of {options.spot_check} asked for" if len(picked) < options.spot_check else ""
     audit.level(f"{len(picked)}{asked} sampled {' and '.join(sorted(kinds))} ({len(picked) - len(bad)} matched)")
     audit.weights_read = bool(picked)

@@ -230,20 +230,24 @@ class Hub:
             return response
 
         response = self._retrying(repo_id, f"{snapshot.ref}: {path}", opened)
-        received = 0
         try:
-            for chunk in response.iter_bytes(STREAM_CHUNK):
-                self._count(repo_id, received=len(chunk))
-                received += len(chunk)
-                if size is not None and received > size:
-                    raise HubError(f"{snapshot.ref}: {path}: the server sends more than the {size:,} bytes it lists")
-                yield chunk
+            with self._gate:  # the body counts as a request in flight until it is read
+                yield from self._body(response, repo_id, snapshot, path, size)
         except HubError:
             raise
         except Exception as exc:
             raise HubError(f"{snapshot.ref}: {path}: the download broke off ({_short(exc)}); retry later") from None
         finally:
             response.close()
+
+    def _body(self, response: Any, repo_id: str, snapshot: HubSnapshot, path: str, size: int | None) -> Iterator[bytes]:
+        received = 0
+        for chunk in response.iter_bytes(STREAM_CHUNK):
+            self._count(repo_id, received=len(chunk))
+            received += len(chunk)
+            if size is not None and received > size:
+                raise HubError(f"{snapshot.ref}: {path}: the server sends more than the {size:,} bytes it lists")
+            yield chunk
 
     def search(self, text: str, limit: int) -> list[RepoRef]:
         """Model repositories whose name matches `text`, as the hub's search finds them."""
