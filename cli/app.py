@@ -100,6 +100,12 @@ def fingerprint(
     full: Annotated[
         bool, typer.Option("--full", help="hf:// only: stream every byte for a tensor-level manifest (nothing kept).")
     ] = False,
+    sketches: Annotated[
+        bool,
+        typer.Option(
+            "--sketches", help="Add per float tensor: canonical F16/BF16 cast digests, moments, a seeded sample."
+        ),
+    ] = False,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
     from provenance.sources.hub import is_hub_spec
@@ -125,7 +131,12 @@ def fingerprint(
         if full:
             raise ProvenanceError("--full applies to hf:// repositories; a local checkpoint is always read in full")
         checkpoint = provenance.fingerprint(
-            path, allow_symlinks=allow_symlinks, exclude=exclude, piece_length=pieces, progress=ByteProgress(quiet)
+            path,
+            allow_symlinks=allow_symlinks,
+            exclude=exclude,
+            piece_length=pieces,
+            sketches=sketches,
+            progress=ByteProgress(quiet),
         )
         release = name or path.resolve().name
         manifest = build_manifest(checkpoint, release)

@@ -8,6 +8,7 @@ described by `manifests/schema.json`; model_signing ignores it.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFing
 from provenance.formats.detect import is_weights_file
 from provenance.merkle import Pieces, check_piece_length, layer_root
 from provenance.paths import DEFAULT_IGNORE, check_relative
+from provenance.sketch import Sketch
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
@@ -131,6 +133,7 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
                 "end": t.end,
                 "blake3": t.blake3,
                 **({"view": True} if t.view else {}),
+                **({"sketch": t.sketch.as_dict()} if t.sketch is not None else {}),
             }
             for t in f.tensors
         ]
@@ -325,4 +328,40 @@ def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
     if not isinstance(view, bool):
         raise _fail(f"{path}: {name}: view must be true or false")
     digest = _digest(raw.get("blake3"), "blake3", f"{path}: {name}")
-    return TensorFingerprint(name, dtype, shape, begin, end, digest, view)
+    sketch = _sketch_from_entry(raw["sketch"], f"{path}: {name}") if "sketch" in raw else None
+    return TensorFingerprint(name, dtype, shape, begin, end, digest, view, sketch=sketch)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"{where} must be a number")
+    return float(value)
+
+
+def _sketch_from_entry(raw: Any, where: str) -> Sketch:
+    raw = _obj(raw, f"{where}: sketch")
+    casts = {
+        _str(k, f"{where}: cast"): _digest(v, "blake3", f"{where}: cast {k}")
+        for k, v in _obj(raw.get("casts", {}), f"{where}: casts").items()
+    }
+    if set(casts) - {"F16", "BF16"}:
+        raise _fail(f"{where}: casts may name F16 and BF16 only")
+    sample = tuple(
+        math.nan if v is None else _number(v, f"{where}: sample")
+        for v in _list(raw.get("sample", []), f"{where}: sample")
+    )
+    if len(sample) > 4096:
+        raise _fail(f"{where}: a sample of {len(sample)} values is more than a sketch holds")
+    return Sketch(
+        count=_count(raw.get("count"), f"{where}: count"),
+        mean=_number(raw.get("mean"), f"{where}: mean"),
+        std=_number(raw.get("std"), f"{where}: std"),
+        min=_number(raw.get("min"), f"{where}: min"),
+        max=_number(raw.get("max"), f"{where}: max"),
+        max_abs=_number(raw.get("max_abs"), f"{where}: max_abs"),
+        zeros=_count(raw.get("zeros"), f"{where}: zeros"),
+        nans=_count(raw.get("nans"), f"{where}: nans"),
+        infs=_count(raw.get("infs"), f"{where}: infs"),
+        sample=sample,
+        casts=casts,
+    )

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from provenance.compare import compare
+from provenance.derive import sketch_mismatches
 from provenance.fingerprint import Checkpoint
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
@@ -22,17 +23,20 @@ def fingerprint(
     allow_symlinks: bool = False,
     exclude: frozenset[Path] = frozenset(),
     piece_length: int = 0,
+    sketches: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
     """Fingerprint a checkpoint for a manifest: SHA-256 per file, BLAKE3 per tensor and per other file.
 
     A `piece_length` (a power of two, at least 16 KiB) adds each file's BitTorrent v2 pieces root and
     piece layer: what `provenance torrent` compares and what locates damage in a partial download.
+    `sketches` adds, per float tensor, the digests of its canonical F16 and BF16 casts, its moments and a
+    seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
     Malformed weights files raise MalformedContainer: a manifest is never built from a broken release.
     """
     return scan(
         target,
-        fingerprint_plan(piece_length),
+        fingerprint_plan(piece_length, sketches),
         strict=True,
         allow_symlinks=allow_symlinks,
         exclude=exclude,
@@ -66,10 +70,11 @@ def verify(
         progress=progress,
         label="verifying",
     )
-    damage = inspect_damage(target if target.is_dir() else target.parent, reference, candidate)
+    root = target if target.is_dir() else target.parent
+    damage = inspect_damage(root, reference, candidate)
     report = compare(
         reference,
-        damage.candidate,
+        sketch_mismatches(root, reference, damage.candidate),
         reference_label=reference_label,
         candidate_label=str(target),
         evidence=EVIDENCE_BYTES if reference.tensor_level else EVIDENCE_FILES,

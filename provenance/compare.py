@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from provenance.errors import ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
+from provenance.sketch import compare_samples
 
 _NAMES_SHOWN = 3
 _FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)
@@ -183,6 +184,14 @@ def _decide(
             return Verdict.UNDECIDED, reasons
     if lost_files or outcome.lost or corrupt:
         return Verdict.INCOMPLETE, reasons
+    casts = [t for t in ref_tensors if t.status in (TensorStatus.CAST, TensorStatus.QUANTIZED)]
+    if casts:
+        kinds = sorted({f"{t.dtype} to {t.candidate_dtype}" for t in casts})
+        return Verdict.CONVERTED, [
+            *reasons,
+            f"{_plural(len(casts), 'tensor')} are the release's values in another dtype ({', '.join(kinds)}); "
+            f"{len(ref_tensors) - len(casts)} bit-identical",
+        ]
     if all(status is FileStatus.MATCH for status in file_status.values()):
         return Verdict.IDENTICAL, [*reasons, "every reference file is present and byte-identical"]
     return Verdict.EQUIVALENT, [
@@ -256,7 +265,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         elif (c.tensor.blake3, c.tensor.dtype, c.tensor.shape) == (t.blake3, t.dtype, t.shape):
             status, detail = TensorStatus.MATCH, None
         else:
-            status, detail = TensorStatus.MODIFIED, _difference(t, c.tensor)
+            status, detail = classify(t, c.tensor)
         status_of[key] = status
         outcome.results.append(
             TensorResult(
@@ -268,6 +277,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
                 c.tensor.name if key in renamed else None,
                 c.file if c.file != f.path else None,
                 detail,
+                c.tensor.dtype if status in (TensorStatus.CAST, TensorStatus.QUANTIZED) else None,
             )
         )
 
@@ -310,6 +320,33 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
             status, detail = TensorStatus.CORRUPT, "declared by a cut-short file; not in the reference"
         outcome.results.append(TensorResult(t.name, status, None, t.dtype, t.shape, None, c.file, detail))
     return outcome
+
+
+CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0**-52}  # half an ulp, relative
+
+
+def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorStatus, str]:
+    """A tensor that is not bit-identical: a proven cast, values within a cast's rounding, or a change
+    with figures, from the sketches when both sides have them."""
+    if cand.shape != ref.shape:
+        return TensorStatus.MODIFIED, _difference(ref, cand)
+    if cand.dtype != ref.dtype:
+        if ref.sketch is not None and ref.sketch.casts.get(cand.dtype) == cand.blake3:
+            return TensorStatus.CAST, f"exact {ref.dtype} to {cand.dtype} cast (proven by digest)"
+        if cand.sketch is not None and cand.sketch.casts.get(ref.dtype) == ref.blake3:
+            return TensorStatus.CAST, f"the release's {ref.dtype} values in {cand.dtype} (they round back exactly)"
+    if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
+        return TensorStatus.MODIFIED, _difference(ref, cand)
+    change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
+    narrower = max(CAST_TOLERANCE.get(ref.dtype, 0.0), CAST_TOLERANCE.get(cand.dtype, 0.0))
+    if cand.dtype != ref.dtype and change <= narrower:
+        return TensorStatus.CAST, f"values within {cand.dtype} rounding of the release's (sampled: {change:.1e})"
+    if change == 0:
+        size = len(ref.sketch.sample)
+        return TensorStatus.MODIFIED, f"values differ, but none of the {size} sampled values changed (a sparse change)"
+    figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
+    prefix = f"dtype {cand.dtype}, expected {ref.dtype}; " if cand.dtype != ref.dtype else ""
+    return TensorStatus.MODIFIED, f"{prefix}values differ: {figures}"
 
 
 def _difference(ref: TensorFingerprint, cand: TensorFingerprint) -> str:

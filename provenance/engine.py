@@ -26,6 +26,7 @@ from provenance.fingerprint import FileFingerprint, TensorFingerprint, role_of
 from provenance.formats.detect import reader_for
 from provenance.formats.interface import Layout, ViewRecord
 from provenance.merkle import PiecesHasher
+from provenance.sketch import FLOAT_DTYPES, SketchBuilder
 
 WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
 PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
@@ -41,6 +42,7 @@ class HashPlan:
     digests: frozenset[str] = frozenset()
     parts: bool = False
     pieces: int = 0  # BEP 52 piece length for a pieces root and piece layer; 0 for none
+    sketches: bool = False  # a sketch of every float tensor (casts, moments, sample), in the same read
 
 
 def _new_hasher(algorithm: str, threads: int) -> Any:
@@ -56,8 +58,12 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 class _PartHashers:
     """BLAKE3 per tensor plus one BLAKE3 of every byte outside the tensors, fed window by window."""
 
-    def __init__(self, layout: Layout, threads: int = 1) -> None:
+    def __init__(self, layout: Layout, threads: int = 1, sketches: bool = False) -> None:
         self.layout = layout
+        self.builders: list[SketchBuilder | None] = [
+            SketchBuilder(t.name, t.dtype, t.shape) if sketches and t.dtype in FLOAT_DTYPES else None
+            for t in layout.tensors
+        ]
         self.threads = threads  # BLAKE3 threads for one large tensor: 1 when other files keep the cores busy
         segments: list[tuple[int, int, int]] = []  # (start, end, tensor index or -1 for container bytes)
         cursor = 0
@@ -84,10 +90,15 @@ class _PartHashers:
                 piece = view[start - base : end - base]
                 if index < 0:
                     container.update(piece)
-                elif self.threads > 1 and end - start >= PARALLEL_TENSOR:
+                    i += 1
+                    continue
+                if self.threads > 1 and end - start >= PARALLEL_TENSOR:
                     digests[index] = blake3(piece, max_threads=self.threads).hexdigest()
                 else:
                     digests[index] = blake3(piece).hexdigest()
+                builder = self.builders[index]
+                if builder is not None:
+                    builder.update(piece)
                 i += 1
                 continue
             if start >= limit:
@@ -99,6 +110,9 @@ class _PartHashers:
                 if self.open is None:
                     self.open = blake3(max_threads=self.threads)
                 self.open.update(piece)
+                builder = self.builders[index]
+                if builder is not None:
+                    builder.update(piece)
                 if end <= limit:
                     digests[index] = self.open.hexdigest()
                     self.open = None
@@ -111,9 +125,18 @@ class _PartHashers:
         empty = memoryview(b"")
         self.feed(empty, size)  # empty tensors that sit at the very end of the file
         digests = self.digests
+        builders = self.builders
         tensors = tuple(
             [
-                TensorFingerprint(t.name, t.dtype, t.shape, t.start, t.end, digests[i] if t.end <= size else None)
+                TensorFingerprint(
+                    t.name,
+                    t.dtype,
+                    t.shape,
+                    t.start,
+                    t.end,
+                    digests[i] if t.end <= size else None,
+                    sketch=b.finish() if (b := builders[i]) is not None and t.end <= size else None,
+                )
                 for i, t in enumerate(self.layout.tensors)
             ]
         )
@@ -158,7 +181,7 @@ def hash_file(
                 if progress:
                     progress(size)
                 return FileFingerprint(path, size, role, format=reader.name, error=exc.reason)
-            parts = _PartHashers(layout, 1 if plan.pieces else threads)
+            parts = _PartHashers(layout, 1 if plan.pieces else threads, plan.sketches)
             if layout.expected_size != size:
                 expected = layout.expected_size
                 if strict:

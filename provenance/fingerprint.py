@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from provenance.merkle import Pieces
+from provenance.sketch import Sketch
 
 
 class Role(StrEnum):
@@ -39,6 +40,7 @@ class TensorFingerprint(NamedTuple):
     blake3: str | None
     view: bool = False  # start:end is the storage the tensor is gathered from, shared with others
     damage: str | None = None  # why `blake3` is None when the bytes are present (zero-filled, not downloaded)
+    sketch: Sketch | None = None  # float tensors, when sketches were asked for
 
     @property
     def intact(self) -> bool:

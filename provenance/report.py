@@ -80,6 +80,7 @@ class TensorResult:
     candidate_name: str | None = None
     candidate_file: str | None = None
     detail: str | None = None
+    candidate_dtype: str | None = None  # set for `cast` and `quantized`: the dtype the candidate holds it in
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,7 @@ class Report:
                         "shape": list(t.shape),
                         "candidate_name": t.candidate_name,
                         "candidate_file": t.candidate_file,
+                        "candidate_dtype": t.candidate_dtype,
                         "detail": t.detail,
                     }
                 )

@@ -1,0 +1,62 @@
+"""A second look at tensors that do not match bit for bit, when the reference has sketches.
+
+Only those tensors are read again (a matching checkpoint costs nothing more), and each gets the same
+sketch the reference recorded: its canonical casts prove a dtype conversion in either direction, and its
+sample, taken at the same positions as the reference's, measures how far the values moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+from pathlib import Path
+
+from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
+from provenance.sketch import FLOAT_DTYPES, SketchBuilder
+
+WINDOW = 64 << 20
+
+
+def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
+    """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
+    and differs from it."""
+    ref_tensors = {t.name: t for f in reference.files for t in f.tensors if t.sketch is not None}
+    if not ref_tensors:
+        return candidate
+    files: list[FileFingerprint] = []
+    for f in candidate.files:
+        wanted = [
+            i
+            for i, t in enumerate(f.tensors)
+            if t.intact
+            and not t.view
+            and t.dtype in FLOAT_DTYPES
+            and (r := ref_tensors.get(t.name)) is not None
+            and (r.blake3, r.dtype) != (t.blake3, t.dtype)
+            and r.shape == t.shape
+        ]
+        if not wanted:
+            files.append(f)
+            continue
+        tensors = list(f.tensors)
+        with open(root / f.path, "rb", buffering=0) as stream:
+            for i in wanted:
+                tensors[i] = _sketched(stream.fileno(), tensors[i])
+        files.append(dataclasses.replace(f, tensors=tuple(tensors)))
+    return dataclasses.replace(candidate, files=tuple(files))
+
+
+def _sketched(fd: int, tensor: TensorFingerprint) -> TensorFingerprint:
+    builder = SketchBuilder(tensor.name, tensor.dtype, tensor.shape)
+    offset = tensor.start
+    while offset < tensor.end:
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        length = min(WINDOW, tensor.end - aligned)
+        with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=aligned) as window:
+            view = memoryview(window)
+            try:
+                builder.update(view[offset - aligned : length])
+            finally:
+                view.release()
+        offset = aligned + length
+    return tensor._replace(sketch=builder.finish())

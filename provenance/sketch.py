@@ -1,0 +1,159 @@
+"""Sketches of float tensors, built in the same streaming read as the digests.
+
+A sketch is what lets a tensor that does not match bit for bit be classified: the digests of its
+canonical float16 and bfloat16 casts (the stored value rounded directly to the target type, to nearest,
+ties to even), so an exact cast is proven rather than guessed; moments (count, mean, std, min, max,
+max-abs, zeros, NaN and Inf counts); and a seeded sample of values at positions that depend only on
+the tensor's name and shape, so two copies of a tensor are sampled at the same elements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from blake3 import blake3
+
+SAMPLE = 64  # values kept per tensor
+BLOCK = 1 << 20  # elements converted at a time: bounds the float64 working copy
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+CAST_TARGETS = ("F16", "BF16")
+
+
+def _numpy_dtype(code: str) -> Any:
+    import ml_dtypes
+
+    return {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16}[code]
+
+
+def sample_positions(name: str, shape: tuple[int, ...], count: int = SAMPLE) -> np.ndarray:
+    """Flat element indices to sample, from a seed that is the tensor's name and shape only."""
+    total = math.prod(shape)
+    seed = int.from_bytes(hashlib.sha256(f"{name}|{list(shape)}".encode()).digest()[:8], "little")
+    if total <= count:
+        return np.arange(total, dtype=np.int64)
+    picks = np.random.default_rng(seed).choice(total, size=count, replace=False)
+    return np.sort(picks.astype(np.int64))
+
+
+def cast_to(values: np.ndarray, target: str) -> np.ndarray:
+    """The canonical cast: each stored value rounded once to `target`, to nearest, ties to even.
+
+    From F32, F16 and BF16 numpy and ml_dtypes round once (a half or bfloat16 value widens exactly to
+    float32 first). F64 would round twice through float32, so F64 tensors get no cast digests.
+    """
+    return values.astype(_numpy_dtype(target))
+
+
+@dataclass(frozen=True, slots=True)
+class Sketch:
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    max_abs: float
+    zeros: int
+    nans: int
+    infs: int
+    sample: tuple[float, ...]
+    casts: dict[str, str]  # target dtype -> BLAKE3 of the canonical cast's elements
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "max_abs": self.max_abs,
+            "zeros": self.zeros,
+            "nans": self.nans,
+            "infs": self.infs,
+            "sample": [v if math.isfinite(v) else None for v in self.sample],  # JSON has no NaN or Inf
+            "casts": dict(sorted(self.casts.items())),
+        }
+
+
+class SketchBuilder:
+    """Fed a float tensor's bytes in order, in pieces of any length; gives its Sketch."""
+
+    def __init__(self, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+        self.dtype = _numpy_dtype(dtype)
+        self.itemsize = np.dtype(self.dtype).itemsize
+        self.targets = [t for t in CAST_TARGETS if t != dtype and dtype != "F64"]
+        self.casts = {t: blake3() for t in self.targets}
+        self.code = dtype
+        self.positions = sample_positions(name, shape)
+        self.sample: list[float] = []
+        self.rest = b""
+        self.seen = 0  # elements so far
+        self.total = 0.0
+        self.squares = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self.zeros = self.nans = self.infs = 0
+
+    def update(self, piece: bytes | memoryview) -> None:
+        data = self.rest + bytes(piece) if self.rest else piece
+        usable = len(data) - len(data) % self.itemsize
+        self.rest = bytes(data[usable:])
+        values = np.frombuffer(data, dtype=self.dtype, count=usable // self.itemsize)
+        for start in range(0, len(values), BLOCK):
+            self._block(values[start : start + BLOCK])
+
+    def _block(self, values: np.ndarray) -> None:
+        for target, hasher in self.casts.items():
+            hasher.update(np.ascontiguousarray(cast_to(values, target)).view(np.uint8).data)
+        wide = values.astype(np.float64)
+        finite = np.isfinite(wide)
+        self.nans += int(np.isnan(wide).sum())
+        self.infs += int(np.isinf(wide).sum())
+        self.zeros += int((wide == 0).sum())
+        good = wide[finite]
+        if good.size:
+            self.total += float(good.sum())
+            self.squares += float(np.dot(good, good))
+            self.low = min(self.low, float(good.min()))
+            self.high = max(self.high, float(good.max()))
+        first = self.seen
+        self.seen += len(values)
+        lo, hi = np.searchsorted(self.positions, [first, self.seen])
+        self.sample.extend(float(v) for v in wide[self.positions[lo:hi] - first])
+
+    def finish(self) -> Sketch:
+        finite = self.seen - self.nans - self.infs
+        mean = self.total / finite if finite else 0.0
+        variance = max(0.0, self.squares / finite - mean * mean) if finite else 0.0
+        low, high = (self.low, self.high) if finite else (0.0, 0.0)
+        return Sketch(
+            count=self.seen,
+            mean=mean,
+            std=math.sqrt(variance),
+            min=low,
+            max=high,
+            max_abs=max(abs(low), abs(high)),
+            zeros=self.zeros,
+            nans=self.nans,
+            infs=self.infs,
+            sample=tuple(self.sample),
+            casts={t: h.hexdigest() for t, h in self.casts.items()},
+        )
+
+
+def compare_samples(reference: tuple[float, ...], candidate: np.ndarray | tuple[float, ...]) -> tuple[float, float]:
+    """Relative change (||c - r|| / ||r||) and correlation of two samples taken at the same positions."""
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    ok = np.isfinite(r) & np.isfinite(c)
+    r, c = r[ok], c[ok]
+    if r.size == 0:
+        return math.nan, math.nan
+    norm = float(np.linalg.norm(r))
+    change = float(np.linalg.norm(c - r)) / norm if norm else (0.0 if not c.any() else math.inf)
+    if r.size < 2 or r.std() == 0 or c.std() == 0:
+        return change, 1.0 if np.array_equal(r, c) else math.nan
+    return change, float(np.corrcoef(r, c)[0, 1])

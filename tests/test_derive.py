@@ -1,0 +1,155 @@
+"""Sketches and the classification they allow: dtype casts proven by digest (`converted`), fine-tunes with
+figures (`modified`, the changed layers named), and what must not pass for a match."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from provenance.sample import sample_tensors, write_sharded
+from tests.conftest import CliResult
+
+Run = Callable[..., CliResult]
+SCHEMA = json.loads((Path(__file__).parents[1] / "manifests" / "schema.json").read_text())
+
+
+def bf16_weights() -> dict[str, np.ndarray]:
+    """The sample model with its matrices in bfloat16 (norms stay float32)."""
+    return {
+        k: v.astype(np.float32).astype(ml_dtypes.bfloat16) if v.ndim == 2 else v for k, v in sample_tensors().items()
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bfloat16 release fingerprinted with sketches."""
+    import provenance
+    from cli.app import main  # noqa: F401 - the CLI is run in each test; here the library writes the manifest
+    from manifests import build_manifest, write_atomic
+    from manifests.io import dump_json
+
+    folder = tmp_path_factory.mktemp("bf16") / "release"
+    write_sharded(folder, bf16_weights(), 2)
+    manifest = folder.parent / "release.json"
+    write_atomic(manifest, dump_json(build_manifest(provenance.fingerprint(folder, sketches=True), "bf16").statement()))
+    return manifest
+
+
+def verify(run_cli: Run, folder: Path, manifest: Path) -> tuple[int, dict[str, Any]]:
+    result = run_cli("verify", folder, "--manifest", manifest, "--json", "-q")
+    document: dict[str, Any] = json.loads(result.out)
+    return result.code, document
+
+
+def variant(tmp_path: Path, name: str, change: Callable[[str, np.ndarray], np.ndarray]) -> Path:
+    folder = tmp_path / name
+    write_sharded(folder, {k: change(k, v) for k, v in bf16_weights().items()}, 2)
+    return folder
+
+
+def test_sketches_follow_the_schema_and_stay_small(reference: Path) -> None:
+    import jsonschema
+
+    statement = json.loads(reference.read_text())
+    jsonschema.validate(statement, SCHEMA)
+    tensors = [t for f in statement["predicate"]["weights_provenance/v1"]["files"] for t in f.get("tensors", [])]
+    sketched = [t for t in tensors if "sketch" in t]
+    assert len(sketched) == len(tensors) == 39
+    matrix = next(t for t in sketched if t["dtype"] == "BF16")
+    assert set(matrix["sketch"]["casts"]) == {"F16"}  # no cast to its own dtype
+    norm = next(t for t in sketched if t["dtype"] == "F32")
+    assert set(norm["sketch"]["casts"]) == {"F16", "BF16"}
+    assert all(len(t["sketch"]["sample"]) == 64 for t in sketched)
+    per_tensor = len(json.dumps(matrix["sketch"], separators=(",", ":")))
+    assert per_tensor < 2000, per_tensor
+
+
+def test_bf16_to_f16_is_converted_and_proven(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    folder = variant(tmp_path, "f16", lambda k, v: v.astype(np.float16) if v.dtype == ml_dtypes.bfloat16 else v)
+    code, document = verify(run_cli, folder, reference)
+    assert (code, document["verdict"]) == (1, "converted")
+    casts = [t for t in document["tensors"] if t["status"] == "cast"]
+    assert len(casts) == 30
+    assert {t["detail"] for t in casts} == {"exact BF16 to F16 cast (proven by digest)"}
+    assert {t["candidate_dtype"] for t in casts} == {"F16"}
+    assert {t["status"] for t in document["tensors"]} == {"cast", "match"}
+    assert document["reasons"][-1] == (
+        "30 tensors are the release's values in another dtype (BF16 to F16); 9 bit-identical"
+    )
+
+
+def test_bf16_to_f32_is_converted_and_proven(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    folder = variant(tmp_path, "f32", lambda k, v: v.astype(np.float32))
+    code, document = verify(run_cli, folder, reference)
+    assert (code, document["verdict"]) == (1, "converted")
+    casts = {t["detail"] for t in document["tensors"] if t["status"] == "cast"}
+    assert casts == {"the release's BF16 values in F32 (they round back exactly)"}
+
+
+def test_a_cast_that_is_not_canonical_is_not_proven(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    """Every value one F16 ulp off the canonical cast: within rounding, but no digest proves it."""
+
+    def truncated(name: str, values: np.ndarray) -> np.ndarray:
+        if values.dtype != ml_dtypes.bfloat16:
+            return values
+        half = values.astype(np.float16)
+        bits = half.view(np.uint16)
+        return np.where(half != 0, bits + np.uint16(1), bits).astype(np.uint16).view(np.float16)  # one ulp off
+
+    folder = variant(tmp_path, "trunc", truncated)
+    code, document = verify(run_cli, folder, reference)
+    statuses = {t["status"] for t in document["tensors"]}
+    assert "modified" not in statuses
+    details = {t["detail"].split(" (")[0] for t in document["tensors"] if t["status"] == "cast"}
+    assert "exact BF16 to F16 cast" not in details  # no digest proves it: it is not the canonical cast
+    assert details <= {"the release's BF16 values in F16", "values within F16 rounding of the release's"}
+    assert (code, document["verdict"]) == (1, "converted")
+
+
+@pytest.mark.parametrize("noise", [0.001, 0.01, 0.05, 0.5])
+def test_fine_tunes_are_modified_with_figures(run_cli: Run, reference: Path, tmp_path: Path, noise: float) -> None:
+    rng = np.random.default_rng(11)
+
+    def tuned(name: str, values: np.ndarray) -> np.ndarray:
+        if ".layers.1." not in name or values.ndim != 2:
+            return values
+        wide = values.astype(np.float32)
+        return (wide * (1 + noise * rng.standard_normal(wide.shape))).astype(values.dtype)
+
+    folder = variant(tmp_path, f"tuned-{noise}", tuned)
+    code, document = verify(run_cli, folder, reference)
+    assert (code, document["verdict"]) == (1, "modified")
+    changed = {t["name"]: t["detail"] for t in document["tensors"] if t["status"] == "modified"}
+    assert set(changed) == {n for n in bf16_weights() if ".layers.1." in n and bf16_weights()[n].ndim == 2}
+    assert {t["status"] for t in document["tensors"] if t["name"] not in changed} == {"match"}
+    for detail in changed.values():
+        if "none of the 64 sampled values changed" in detail:  # below BF16's rounding, few elements move
+            assert noise < 0.005, detail
+            continue
+        figure = float(detail.split("relative change ")[1].split("%")[0]) / 100
+        floor = noise / 3 if noise >= 0.01 else 0.0  # below BF16's resolution (0.4%), most elements round back
+        assert floor < figure < noise * 3, detail
+
+
+def test_unrelated_and_permuted_weights(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    other = {
+        k: v.astype(np.float32).astype(ml_dtypes.bfloat16) if v.ndim == 2 else v for k, v in sample_tensors(7).items()
+    }
+    unrelated = tmp_path / "unrelated"
+    write_sharded(unrelated, other, 2)
+    code, document = verify(run_cli, unrelated, reference)
+    assert (code, document["verdict"]) == (1, "unrelated")
+
+    permuted = variant(tmp_path, "permuted", lambda k, v: v[::-1].copy() if v.ndim == 2 else v)
+    code, document = verify(run_cli, permuted, reference)
+    assert document["verdict"] != "identical" and code == 1
+    details = [t["detail"] for t in document["tensors"] if t["status"] == "modified"]
+    assert details and all("correlation" in d for d in details)
+    correlations = [float(d.split("correlation ")[1].split(" ")[0]) for d in details]
+    assert max(abs(c) for c in correlations) < 0.5
