@@ -9,6 +9,7 @@ incomplete; one absent from complete, well-formed containers was removed, which 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,7 +125,8 @@ def _decide(
     # Vectors and empty tensors (norms at init, rotary frequencies, biases) are shared by unrelated models
     # of one architecture; only a matching matrix is evidence that the weights derive from the reference.
     has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
-    evidence = [t for t in found if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
+    derived = [t for t in ref_tensors if t.correlation is not None and t.correlation >= DERIVED]  # fine-tuned
+    evidence = [t for t in [*found, *derived] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
     if ref_tensors and cand_intact and not evidence:
         return Verdict.UNRELATED, [
             f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor"
@@ -258,6 +260,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
             outcome.results.append(TensorResult(t.name, TensorStatus.MISSING, f.path, t.dtype, t.shape))
             continue
         c = pool[hits[key]]
+        figures: Figures = None
         if key in renamed:
             status, detail = TensorStatus.MATCH, "same numbers under another name"
         elif not c.tensor.intact:
@@ -265,7 +268,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         elif (c.tensor.blake3, c.tensor.dtype, c.tensor.shape) == (t.blake3, t.dtype, t.shape):
             status, detail = TensorStatus.MATCH, None
         else:
-            status, detail = classify(t, c.tensor)
+            status, detail, figures = classify(t, c.tensor)
         status_of[key] = status
         outcome.results.append(
             TensorResult(
@@ -278,6 +281,8 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
                 c.file if c.file != f.path else None,
                 detail,
                 c.tensor.dtype if status in (TensorStatus.CAST, TensorStatus.QUANTIZED) else None,
+                None if figures is None else _finite(figures[0]),
+                None if figures is None else _finite(figures[1]),
             )
         )
 
@@ -325,28 +330,39 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
 CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0**-52}  # half an ulp, relative
 
 
-def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorStatus, str]:
+Figures = tuple[float, float] | None  # (relative change, correlation) on the sketches' samples
+DERIVED = 0.5  # a sampled correlation at least this high: the tensor derives from the release's
+
+
+def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorStatus, str, Figures]:
     """A tensor that is not bit-identical: a proven cast, values within a cast's rounding, or a change
     with figures, from the sketches when both sides have them."""
     if cand.shape != ref.shape:
-        return TensorStatus.MODIFIED, _difference(ref, cand)
+        return TensorStatus.MODIFIED, _difference(ref, cand), None
     if cand.dtype != ref.dtype:
         if ref.sketch is not None and ref.sketch.casts.get(cand.dtype) == cand.blake3:
-            return TensorStatus.CAST, f"exact {ref.dtype} to {cand.dtype} cast (proven by digest)"
+            return TensorStatus.CAST, f"exact {ref.dtype} to {cand.dtype} cast (proven by digest)", None
         if cand.sketch is not None and cand.sketch.casts.get(ref.dtype) == ref.blake3:
-            return TensorStatus.CAST, f"the release's {ref.dtype} values in {cand.dtype} (they round back exactly)"
+            detail = f"the release's {ref.dtype} values in {cand.dtype} (they round back exactly)"
+            return TensorStatus.CAST, detail, None
     if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
-        return TensorStatus.MODIFIED, _difference(ref, cand)
+        return TensorStatus.MODIFIED, _difference(ref, cand), None
     change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
     narrower = max(CAST_TOLERANCE.get(ref.dtype, 0.0), CAST_TOLERANCE.get(cand.dtype, 0.0))
     if cand.dtype != ref.dtype and change <= narrower:
-        return TensorStatus.CAST, f"values within {cand.dtype} rounding of the release's (sampled: {change:.1e})"
+        detail = f"values within {cand.dtype} rounding of the release's (sampled: {change:.1e})"
+        return TensorStatus.CAST, detail, (change, correlation)
     if change == 0:
         size = len(ref.sketch.sample)
-        return TensorStatus.MODIFIED, f"values differ, but none of the {size} sampled values changed (a sparse change)"
+        detail = f"values differ, but none of the {size} sampled values changed (a sparse change)"
+        return TensorStatus.MODIFIED, detail, (change, correlation)
     figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
     prefix = f"dtype {cand.dtype}, expected {ref.dtype}; " if cand.dtype != ref.dtype else ""
-    return TensorStatus.MODIFIED, f"{prefix}values differ: {figures}"
+    return TensorStatus.MODIFIED, f"{prefix}values differ: {figures}", (change, correlation)
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
 
 
 def _difference(ref: TensorFingerprint, cand: TensorFingerprint) -> str:

@@ -81,6 +81,8 @@ class TensorResult:
     candidate_file: str | None = None
     detail: str | None = None
     candidate_dtype: str | None = None  # set for `cast` and `quantized`: the dtype the candidate holds it in
+    change: float | None = None  # sampled relative change ||c - r|| / ||r||, with sketches
+    correlation: float | None = None  # sampled correlation with the release's values, with sketches
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,8 @@ class Report:
                         "candidate_name": t.candidate_name,
                         "candidate_file": t.candidate_file,
                         "candidate_dtype": t.candidate_dtype,
+                        "change": t.change,
+                        "correlation": t.correlation,
                         "detail": t.detail,
                     }
                 )

@@ -18,7 +18,7 @@ import numpy as np
 from blake3 import blake3
 
 SAMPLE = 64  # values kept per tensor
-BLOCK = 1 << 20  # elements converted at a time: bounds the float64 working copy
+BLOCK = 1 << 20  # elements converted at a time: bounds the float32 working copy
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 CAST_TARGETS = ("F16", "BF16")
 
@@ -106,19 +106,24 @@ class SketchBuilder:
             self._block(values[start : start + BLOCK])
 
     def _block(self, values: np.ndarray) -> None:
-        for target, hasher in self.casts.items():
-            hasher.update(np.ascontiguousarray(cast_to(values, target)).view(np.uint8).data)
-        wide = values.astype(np.float64)
-        finite = np.isfinite(wide)
-        self.nans += int(np.isnan(wide).sum())
-        self.infs += int(np.isinf(wide).sum())
-        self.zeros += int((wide == 0).sum())
-        good = wide[finite]
-        if good.size:
-            self.total += float(good.sum())
-            self.squares += float(np.dot(good, good))
-            self.low = min(self.low, float(good.min()))
-            self.high = max(self.high, float(good.max()))
+        with np.errstate(all="ignore"):  # NaN and Inf are counted, not warned about
+            for target, hasher in self.casts.items():
+                hasher.update(np.ascontiguousarray(cast_to(values, target)).view(np.uint8).data)
+            wide = values if values.dtype == np.float64 else values.astype(np.float32)
+            finite = np.isfinite(wide)
+            bad = wide.size - int(np.count_nonzero(finite))
+            good = wide
+            if bad:
+                nans = int(np.count_nonzero(np.isnan(wide)))
+                self.nans += nans
+                self.infs += bad - nans
+                good = wide[finite]
+            self.zeros += good.size - int(np.count_nonzero(good))
+            if good.size:
+                self.total += float(np.sum(good, dtype=np.float64))
+                self.squares += float(np.sum(np.square(good), dtype=np.float64))
+                self.low = min(self.low, float(good.min()))
+                self.high = max(self.high, float(good.max()))
         first = self.seen
         self.seen += len(values)
         lo, hi = np.searchsorted(self.positions, [first, self.seen])

@@ -153,3 +153,20 @@ def test_unrelated_and_permuted_weights(run_cli: Run, reference: Path, tmp_path:
     assert details and all("correlation" in d for d in details)
     correlations = [float(d.split("correlation ")[1].split(" ")[0]) for d in details]
     assert max(abs(c) for c in correlations) < 0.5
+
+
+def test_a_fine_tune_of_every_matrix_is_modified_not_unrelated(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    """Continued pretraining changes every matrix; the samples still correlate with the release's."""
+    rng = np.random.default_rng(2)
+
+    def everywhere(name: str, values: np.ndarray) -> np.ndarray:
+        if values.ndim != 2:
+            return values
+        wide = values.astype(np.float32)
+        return (wide * (1 + 0.5 * rng.standard_normal(wide.shape))).astype(values.dtype)
+
+    code, document = verify(run_cli, variant(tmp_path, "continued", everywhere), reference)
+    assert (code, document["verdict"]) == (1, "modified")
+    matrices = [t for t in document["tensors"] if len(t["shape"]) == 2]
+    assert {t["status"] for t in matrices} == {"modified"}
+    assert all(0.7 < t["correlation"] <= 1 and 0.2 < t["change"] < 1.0 for t in matrices), matrices[0]
