@@ -277,6 +277,32 @@ def audit(
     raise typer.Exit(render_mirrors(results, as_json, stdout_console, say))
 
 
+@app.command()
+def identify(
+    path: Annotated[Path, typer.Argument(help="The checkpoint to identify: a directory or a single file.")],
+    registry: Annotated[
+        list[Path] | None, typer.Option("--registry", help="Another folder of reference manifests (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Which known release is this, or which does it derive from: ranked candidates and how they match."""
+    from manifests.audits import identify_path
+
+    ranked = identify_path(path, registry, progress=ByteProgress(quiet))
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps({"matches": [c.as_dict() for c in ranked]}, indent=2) + "\n")
+    else:
+        from cli.render.audit import render_rows
+
+        rows = [[c.release, c.verdict.value, f"{c.share:.0%}", c.how] for c in ranked]
+        render_rows(stdout_console(), ["release", "verdict", "share", "how"], rows)
+    best = ranked[0] if ranked else None
+    raise typer.Exit(0 if best is not None and best.verdict.passes else 1)
+
+
 @app.command("import")
 def import_lists(
     files: Annotated[list[Path], typer.Argument(help="Checksum lists: checklist.chk, md5sum/sha256sum/b3sum output.")],

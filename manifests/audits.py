@@ -17,9 +17,10 @@ from provenance.engine import HashPlan
 from provenance.errors import HubError, ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
 from provenance.formats.detect import is_weights_file
+from provenance.identify import Candidate
 from provenance.paths import DEFAULT_IGNORE, is_ignored
 from provenance.report import Report
-from provenance.scan import fingerprint_plan
+from provenance.scan import ProgressReporter, fingerprint_plan
 from provenance.sources.cache import CachedSnapshot, audit_cache
 from provenance.sources.hub import Hub, RepoRef
 
@@ -135,3 +136,26 @@ def fingerprint_hub(
     if not files:
         raise HubError(f"{ref}: the repository holds no files")
     return build_manifest(Checkpoint(tuple(files)), name or f"{ref.repo_id}@{snapshot.commit[:12]}")
+
+
+def identify_path(
+    target: Path, registries: list[Path] | None = None, *, progress: ProgressReporter | None = None
+) -> list[Candidate]:
+    """The `provenance identify` operation: the checkpoint against every registry manifest (bundled, the
+    user's, and each `registries` folder), best first. Signatures are checked as `verify` checks them,
+    without requiring one; a manifest that cannot be read is skipped with a warning in its row's `how`."""
+    from provenance.identify import identify, read_for_identify
+
+    specs: list[str | Path] = [*registry_names()]
+    for folder in registries or []:
+        if not folder.is_dir():
+            raise ProvenanceError(f"{folder} is not a folder of manifests; give --registry DIR")
+        specs += sorted(p for p in folder.iterdir() if p.suffix in (".json", ".sig") and p.is_file())
+    references = []
+    for spec in specs:
+        reference = open_reference(spec, trust=load_trust(None), seen=None, allow_older=True)  # records nothing
+        references.append((reference.manifest.release.name, reference.source, reference.manifest.checkpoint))
+    if not references:
+        raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")
+    root = target if target.is_dir() else target.parent
+    return identify(read_for_identify(target, progress=progress), references, root)

@@ -29,6 +29,7 @@ def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) 
             i
             for i, t in enumerate(f.tensors)
             if t.intact
+            and t.sketch is None  # sketched once, however many references ask
             and not t.view
             and t.dtype in FLOAT_DTYPES
             and (r := ref_tensors.get(t.name)) is not None

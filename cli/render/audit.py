@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from provenance.sources.cache import CachedSnapshot
 
 
-def _rows(console: Console, headers: list[str], rows: list[list[str]]) -> None:
+def render_rows(console: Console, headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
         console.print("  ".join(escape(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), soft_wrap=True)
@@ -55,7 +55,7 @@ def render_mirrors(
                     r.report.evidence,
                 ]
             )
-        _rows(console(), ["mirror", "verdict", "requests", "bytes", "evidence"], rows)
+        render_rows(console(), ["mirror", "verdict", "requests", "bytes", "evidence"], rows)
     if any(r.report is None for r in results):
         return 2
     return 0 if all(r.report is not None and r.report.verdict.passes for r in results) else 1
@@ -93,7 +93,7 @@ def render_cache(
             ]
             for s in snapshots
         ]
-        _rows(console(), ["snapshot", "files", "blobs", "against a reference"], rows)
+        render_rows(console(), ["snapshot", "files", "blobs", "against a reference"], rows)
         for s in snapshots:
             for name, why in s.corrupt:
                 say(f"corrupt: {s.repo_id}@{s.commit[:12]} {name}: {why}" if s.commit else f"corrupt: {why}")
