@@ -40,6 +40,7 @@ class Candidate:
     verdict: Verdict
     share: float  # of the release's tensors (or files, for a file-level reference) found, exactly or cast
     how: str
+    by_files: bool = False  # the reference lists files only: weaker evidence, ranked after tensor matches
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -77,7 +78,7 @@ def identify(
             candidate = sketch_mismatches(root, reference, candidate)
             report = compare(reference, candidate, reference_label=release)
         ranked.append(_candidate(release, source, reference, report))
-    ranked.sort(key=lambda c: (-c.share, _RANK[c.verdict], c.release))
+    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], c.release))
     return ranked
 
 
@@ -101,4 +102,4 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
     files = [f for f in report.files if f.status is not FileStatus.EXTRA]
     matched = sum(1 for f in files if f.status is FileStatus.MATCH)
     share = matched / len(files) if files else 0.0
-    return Candidate(release, source, report.verdict, share, f"{matched} of {len(files)} files identical")
+    return Candidate(release, source, report.verdict, share, f"{matched} of {len(files)} files identical", True)
