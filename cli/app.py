@@ -376,11 +376,36 @@ def diff(
     show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
     allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw the layer-by-kind heatmap of change to FILE (.svg or .png)."),
+    ] = None,
+    force: ForceFlag = False,
 ) -> None:
-    """Compare two checkpoints or manifests, tensor by tensor (A is the reference)."""
+    """Compare two checkpoints or manifests, tensor by tensor (A is the reference), with drift per layer."""
     from manifests.comparison import diff_paths
+    from provenance.drift import drift
 
-    _finish(diff_paths(a, b, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet)), as_json, show_all)
+    if plot is not None:
+        from manifests.io import refuse_overwrite
+
+        if plot.suffix.lower() not in (".svg", ".png"):
+            raise ProvenanceError(f"--plot {plot}: give a file name ending in .svg or .png")
+        refuse_overwrite(plot, force)
+    report = diff_paths(a, b, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet))
+    grid = drift(report)
+    if plot is not None:
+        from cli.render.picture import write_plot
+
+        write_plot(grid, plot, force=force)
+        say(f"wrote {plot}: {len(grid.layers)} layers by {len(grid.kinds)} tensor kinds")
+    if not as_json and grid.changed:
+        from cli.render.picture import terminal_lines
+
+        console = stdout_console()
+        for line in terminal_lines(grid):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+    _finish(report, as_json, show_all)
 
 
 @app.command()

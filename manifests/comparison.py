@@ -9,6 +9,7 @@ import provenance
 from manifests.reference import is_manifest_file, open_reference
 from manifests.trust import load_trust
 from manifests.verification import verify_against
+from provenance.derive import sketch_differences
 from provenance.report import Report
 from provenance.scan import ProgressReporter, plan_against, scan
 
@@ -39,9 +40,14 @@ def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: Prog
     else:
         side_a = provenance.read_checkpoint(a, allow_symlinks=allow_symlinks, progress=progress)
         side_b = provenance.read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, progress=progress)
+        side_a, side_b = sketch_differences(_root(a), side_a, _root(b), side_b)
         report = provenance.diff(side_a, side_b, a_label=str(a), b_label=str(b))
     signed = ref_a or ref_b
     if signed is None:
         return report
     warnings = tuple(w for ref in (ref_a, ref_b) if ref is not None for w in ref.warnings)
     return dataclasses.replace(report, signature=signed.signature, warnings=warnings)
+
+
+def _root(path: Path) -> Path:
+    return path if path.is_dir() else path.parent

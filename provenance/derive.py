@@ -21,10 +21,25 @@ def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) 
     """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
     and differs from it."""
     ref_tensors = {t.name: t for f in reference.files for t in f.tensors if t.sketch is not None}
-    if not ref_tensors:
-        return candidate
+    return _sketch_where(root, candidate, ref_tensors)
+
+
+def sketch_differences(root_a: Path, a: Checkpoint, root_b: Path, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
+    """Two checkpoints on disk, each with a sketch on the float tensors that differ from the other's of
+    the same name and shape: what `diff` measures drift with, reading only those tensors again."""
+    by_name_b = {t.name: t for f in b.files for t in f.tensors}
+    wanted_a = {t.name: by_name_b[t.name] for f in a.files for t in f.tensors if t.name in by_name_b}
+    sketched_a = _sketch_where(root_a, a, wanted_a)
+    by_name_a = {t.name: t for f in sketched_a.files for t in f.tensors if t.sketch is not None}
+    return sketched_a, _sketch_where(root_b, b, by_name_a)
+
+
+def _sketch_where(root: Path, checkpoint: Checkpoint, others: dict[str, TensorFingerprint]) -> Checkpoint:
+    """Sketch the intact float tensors of `checkpoint` that differ from the same-named one in `others`."""
+    if not others:
+        return checkpoint
     files: list[FileFingerprint] = []
-    for f in candidate.files:
+    for f in checkpoint.files:
         wanted = [
             i
             for i, t in enumerate(f.tensors)
@@ -32,7 +47,7 @@ def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) 
             and t.sketch is None  # sketched once, however many references ask
             and not t.view
             and t.dtype in FLOAT_DTYPES
-            and (r := ref_tensors.get(t.name)) is not None
+            and (r := others.get(t.name)) is not None
             and (r.blake3, r.dtype) != (t.blake3, t.dtype)
             and r.shape == t.shape
         ]
@@ -44,7 +59,7 @@ def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) 
             for i in wanted:
                 tensors[i] = _sketched(stream.fileno(), tensors[i])
         files.append(dataclasses.replace(f, tensors=tuple(tensors)))
-    return dataclasses.replace(candidate, files=tuple(files))
+    return dataclasses.replace(checkpoint, files=tuple(files))
 
 
 def _sketched(fd: int, tensor: TensorFingerprint) -> TensorFingerprint:

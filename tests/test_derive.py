@@ -170,3 +170,54 @@ def test_a_fine_tune_of_every_matrix_is_modified_not_unrelated(run_cli: Run, ref
     matrices = [t for t in document["tensors"] if len(t["shape"]) == 2]
     assert {t["status"] for t in matrices} == {"modified"}
     assert all(0.7 < t["correlation"] <= 1 and 0.2 < t["change"] < 1.0 for t in matrices), matrices[0]
+
+
+def test_diff_draws_drift_per_layer_and_kind(run_cli: Run, tmp_path: Path) -> None:
+    """Two checkpoints on disk: only the tensors that differ are sketched, and the change of layer 1
+    shows in the terminal grid, the SVG and the PNG."""
+    import xml.etree.ElementTree as ElementTree
+
+    from PIL import Image
+
+    base = tmp_path / "base"
+    write_sharded(base, bf16_weights(), 2)
+    rng = np.random.default_rng(3)
+    tuned = tmp_path / "tuned"
+    write_sharded(
+        tuned,
+        {
+            k: (v.astype(np.float32) * (1 + 0.05 * rng.standard_normal(v.shape))).astype(v.dtype)
+            if ".layers.1.self_attn." in k
+            else v
+            for k, v in bf16_weights().items()
+        },
+        2,
+    )
+    result = run_cli("diff", base, tuned, "--plot", tmp_path / "drift.svg", "-q")
+    assert result.code == 1
+    grid = result.out.split("verdict:")[0].splitlines()
+    assert grid[0].split() == ["layer", *map(str, range(1, 10))]
+    rows = {line.split()[0]: line.split()[1:] for line in grid[1:5]}
+    assert rows["0"] == rows["2"] == rows["3"] == ["·"] * 9
+    assert rows["1"] == ["·", "·", "·", "·", "·", "▓", "▓", "▓", "▓"]  # the four attention projections, ~5%
+    assert "self_attn.q_proj.weight" in result.out and "wrote " in result.err
+
+    svg = ElementTree.parse(tmp_path / "drift.svg").getroot()
+    titles = [t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert len(titles) == 36
+    changed = [t for t in titles if not t.endswith(": 0.000%")]
+    assert sorted(t.split(":")[0] for t in changed) == [
+        f"layer 1, self_attn.{p}_proj.weight" for p in ("k", "o", "q", "v")
+    ]
+
+    assert run_cli("diff", base, tuned, "--plot", tmp_path / "drift.png", "-q").code == 1
+    image = Image.open(tmp_path / "drift.png")
+    image.load()
+    assert image.size == (4 * 18, 9 * 18) and image.mode == "RGB"
+    assert image.getpixel((0 * 18 + 5, 5 * 18 + 5)) == (235, 235, 235)  # layer 0, k_proj: unchanged
+    assert image.getpixel((1 * 18 + 5, 5 * 18 + 5)) == (244, 109, 67)  # layer 1, k_proj: < 10%
+
+    again = run_cli("diff", base, tuned, "--plot", tmp_path / "drift.png", "-q")
+    assert again.code == 2 and "--force" in again.err
+    bad = run_cli("diff", base, tuned, "--plot", tmp_path / "drift.gif", "-q")
+    assert bad.code == 2 and ".svg or .png" in bad.err
