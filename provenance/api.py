@@ -8,6 +8,8 @@ from pathlib import Path
 from provenance.compare import compare
 from provenance.derive import sketch_mismatches
 from provenance.fingerprint import Checkpoint
+from provenance.layouts import llama
+from provenance.layouts.llama import meta_as_hugging_face
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
 from provenance.report import Report, Verdict
@@ -71,6 +73,8 @@ def verify(
         label="verifying",
     )
     root = target if target.is_dir() else target.parent
+    adapted = meta_as_hugging_face(root, candidate, reference)
+    candidate, notes = adapted, ((llama.NOTE,) if adapted is not candidate else ())
     damage = inspect_damage(root, reference, candidate)
     report = compare(
         reference,
@@ -79,6 +83,8 @@ def verify(
         candidate_label=str(target),
         evidence=EVIDENCE_BYTES if reference.tensor_level else EVIDENCE_FILES,
     )
+    if notes:
+        report = dataclasses.replace(report, reasons=report.reasons + notes)
     if report.verdict not in (Verdict.INCOMPLETE, Verdict.MODIFIED):
         return report
     return dataclasses.replace(report, refetch=plan_refetch(reference, damage.candidate, report, damage.chunks))
