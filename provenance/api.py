@@ -8,7 +8,8 @@ from pathlib import Path
 from provenance.compare import compare
 from provenance.derive import sketch_mismatches
 from provenance.fingerprint import Checkpoint
-from provenance.layouts import llama
+from provenance.layouts import gguf_names, llama
+from provenance.layouts.gguf_names import gguf_as_hugging_face
 from provenance.layouts.llama import meta_as_hugging_face
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
@@ -73,8 +74,11 @@ def verify(
         label="verifying",
     )
     root = target if target.is_dir() else target.parent
-    adapted = meta_as_hugging_face(root, candidate, reference)
-    candidate, notes = adapted, ((llama.NOTE,) if adapted is not candidate else ())
+    notes: tuple[str, ...] = ()
+    for adapt, note in ((meta_as_hugging_face, llama.NOTE), (gguf_as_hugging_face, gguf_names.NOTE)):
+        adapted = adapt(root, candidate, reference)
+        if adapted is not candidate:
+            candidate, notes = adapted, (*notes, note)
     damage = inspect_damage(root, reference, candidate)
     report = compare(
         reference,

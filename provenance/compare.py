@@ -327,6 +327,17 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
     return outcome
 
 
+# Sampled relative change a GGUF quantization of the same values stays within (8-bit ~0.4%, 4-bit ~5%)
+QUANT_TOLERANCE = {
+    "Q8_0": 0.02,
+    "Q6_K": 0.04,
+    "Q5_0": 0.08,
+    "Q5_1": 0.08,
+    "Q5_K": 0.08,
+    "Q4_0": 0.15,
+    "Q4_1": 0.15,
+    "Q4_K": 0.15,
+}
 CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0**-52}  # half an ulp, relative
 
 
@@ -348,6 +359,9 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorSta
     if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
     change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
+    if cand.dtype in QUANT_TOLERANCE and change <= QUANT_TOLERANCE[cand.dtype] and correlation >= 0.99:
+        detail = f"{cand.dtype} quantization of the release's values (sampled change {change:.2%})"
+        return TensorStatus.QUANTIZED, detail, (change, correlation)
     narrower = max(CAST_TOLERANCE.get(ref.dtype, 0.0), CAST_TOLERANCE.get(cand.dtype, 0.0))
     if cand.dtype != ref.dtype and change <= narrower:
         detail = f"values within {cand.dtype} rounding of the release's (sampled: {change:.1e})"

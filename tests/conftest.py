@@ -58,13 +58,13 @@ def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def write_release_manifest(release: Path, path: Path, piece_length: int = 0) -> Path:
+def write_release_manifest(release: Path, path: Path, piece_length: int = 0, *, sketches: bool = False) -> Path:
     """The release's manifest, through the library; with a piece length, BEP 52 roots and chunk hashes too."""
     import provenance
     from manifests import build_manifest, write_atomic
     from manifests.io import dump_json
 
-    checkpoint = provenance.fingerprint(release, piece_length=piece_length)
+    checkpoint = provenance.fingerprint(release, piece_length=piece_length, sketches=sketches)
     write_atomic(path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
     return path
 

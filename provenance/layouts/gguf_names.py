@@ -1,0 +1,133 @@
+"""llama.cpp GGUF files read as the Hugging Face Llama layout.
+
+llama.cpp names tensors `blk.N.attn_q.weight` and keeps q and k rows in Meta's rotary order; the head
+counts are in the file's key-values. Plain tensors (F16, BF16, F32) are rebuilt in the Hugging Face order
+from their bytes and digested, so the same numbers give the same digest. Quantized tensors (Q8_0, Q4_K,
+...) cannot match a float digest: they are dequantized with the gguf package, put in the same order, and
+sketched, so the comparison can tell a quantization of the release (`quantized`) from a change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+from provenance.dtypes import DTYPE_BITS
+from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
+from provenance.layouts.llama import wants_hugging_face
+from provenance.sketch import SketchBuilder
+
+_NAMES = {
+    "token_embd.weight": ("model.embed_tokens.weight", None),
+    "output_norm.weight": ("model.norm.weight", None),
+    "output.weight": ("lm_head.weight", None),
+}
+_PER_LAYER = {
+    "attn_q.weight": ("self_attn.q_proj.weight", "q"),
+    "attn_k.weight": ("self_attn.k_proj.weight", "k"),
+    "attn_v.weight": ("self_attn.v_proj.weight", None),
+    "attn_output.weight": ("self_attn.o_proj.weight", None),
+    "ffn_gate.weight": ("mlp.gate_proj.weight", None),
+    "ffn_down.weight": ("mlp.down_proj.weight", None),
+    "ffn_up.weight": ("mlp.up_proj.weight", None),
+    "attn_norm.weight": ("input_layernorm.weight", None),
+    "ffn_norm.weight": ("post_attention_layernorm.weight", None),
+}
+NOTE = (
+    "read in llama.cpp's GGUF layout: tensor names mapped and the q and k rows permuted into the Hugging Face "
+    "layout; quantized tensors dequantized to be compared with the release's sketches"
+)
+
+
+def hugging_face_name(name: str) -> tuple[str, str | None] | None:
+    if name in _NAMES:
+        return _NAMES[name]
+    parts = name.split(".", 2)
+    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in _PER_LAYER:
+        hf, rope = _PER_LAYER[parts[2]]
+        return f"model.layers.{parts[1]}.{hf}", rope
+    return None
+
+
+def gguf_as_hugging_face(root: Path, candidate: Checkpoint, reference: Checkpoint) -> Checkpoint:
+    """The candidate with each llama.cpp GGUF file's tensors under Hugging Face names and order."""
+    if not wants_hugging_face(reference):
+        return candidate
+    files: list[FileFingerprint] = []
+    changed = False
+    for f in candidate.files:
+        if f.format != "gguf" or f.error is not None or not any(hugging_face_name(t.name) for t in f.tensors):
+            files.append(f)
+            continue
+        heads, kv_heads = _head_counts(root / f.path)
+        tensors = tuple(_mapped(root / f.path, t, heads, kv_heads) for t in f.tensors)
+        files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None))
+        changed = True
+    return dataclasses.replace(candidate, files=tuple(files)) if changed else candidate
+
+
+def _head_counts(path: Path) -> tuple[int, int]:
+    from gguf import GGUFReader
+
+    from provenance.errors import MalformedContainer
+
+    fields = GGUFReader(str(path)).fields
+
+    def number(key: str) -> int | None:
+        field = fields.get(key)
+        return int(field.parts[field.data[0]][0]) if field is not None and field.data else None
+
+    heads = number("llama.attention.head_count")
+    if heads is None:
+        raise MalformedContainer(path.name, "a llama GGUF without llama.attention.head_count")
+    return heads, number("llama.attention.head_count_kv") or heads
+
+
+def _mapped(path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int) -> TensorFingerprint:
+    import numpy as np
+
+    named = hugging_face_name(tensor.name)
+    if named is None or tensor.view or not tensor.intact:
+        return tensor
+    name, rope = named
+    raw = _read(path, tensor)
+    group = heads if rope == "q" else kv_heads
+    if tensor.dtype in DTYPE_BITS:
+        unit = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}[DTYPE_BITS[tensor.dtype]]
+        values = np.frombuffer(raw, dtype=unit).reshape(tensor.shape)
+        if rope is not None:
+            values = _hf_rows(values, group)
+        digest = blake3(np.ascontiguousarray(values).tobytes()).hexdigest()
+        return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, digest, True)
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    kind = GGMLQuantizationType[tensor.dtype]
+    rows = int(np.prod(tensor.shape[:-1])) if len(tensor.shape) > 1 else 1
+    floats = dequantize(np.frombuffer(raw, dtype=np.uint8).reshape(rows, -1), kind).reshape(tensor.shape)
+    if rope is not None:
+        floats = _hf_rows(floats, group)
+    builder = SketchBuilder(name, "F32", tensor.shape)
+    builder.update(np.ascontiguousarray(floats, dtype=np.float32).tobytes())
+    sketch = dataclasses.replace(builder.finish(), casts={})
+    digest = blake3(np.ascontiguousarray(floats, dtype=np.float32).tobytes()).hexdigest()
+    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, digest, True, sketch=sketch)
+
+
+def _hf_rows(values: Any, heads: int) -> Any:
+    rows, cols = values.shape
+    return values.reshape(heads, rows // heads // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+
+def _read(path: Path, tensor: TensorFingerprint) -> bytes:
+    with open(path, "rb", buffering=0) as stream:
+        aligned = tensor.start - tensor.start % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(stream.fileno(), tensor.end - aligned, access=mmap.ACCESS_READ, offset=aligned) as mapped:
+            return bytes(mapped[tensor.start - aligned : tensor.end - aligned])
+
+
+__all__ = ["NOTE", "gguf_as_hugging_face", "hugging_face_name"]
