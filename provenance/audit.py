@@ -21,7 +21,7 @@ from provenance.compare import compare, file_status_of
 from provenance.engine import HashPlan, hash_chunks, hash_file
 from provenance.errors import MalformedContainer
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
-from provenance.formats.detect import is_weights_file
+from provenance.formats.detect import is_weights_file, reader_for
 from provenance.formats.safetensors import HEADER_CAP, SafetensorsReader
 from provenance.merkle import piece_hash
 from provenance.paths import DEFAULT_IGNORE, is_ignored
@@ -185,13 +185,7 @@ def _partial(
 
 
 def _is_safetensors(path: str) -> bool:
-    return isinstance(_reader(path), SafetensorsReader)
-
-
-def _reader(path: str) -> object:
-    from provenance.formats.detect import reader_for
-
-    return reader_for(path)
+    return isinstance(reader_for(path), SafetensorsReader)
 
 
 def _unsettled(f: HubFile, unsettled: list[FileFingerprint]) -> bool:

@@ -103,10 +103,10 @@ class Sketch:
 class SketchBuilder:
     """Fed a float tensor's bytes in order, in pieces of any length; gives its Sketch."""
 
-    def __init__(self, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, name: str, dtype: str, shape: tuple[int, ...], *, casts: bool = True) -> None:
         self.dtype = _numpy_dtype(dtype)
         self.itemsize = np.dtype(self.dtype).itemsize
-        self.targets = [t for t in CAST_TARGETS if t != dtype and dtype != "F64"]
+        self.targets = [t for t in CAST_TARGETS if casts and t != dtype and dtype != "F64"]
         self.casts = {t: blake3() for t in self.targets}
         self.code = dtype
         self.positions = sample_positions(name, shape)
@@ -120,6 +120,7 @@ class SketchBuilder:
         self.zeros = self.nans = self.infs = 0
 
     def update(self, piece: bytes | memoryview) -> None:
+        piece = memoryview(piece).cast("B")  # lengths in bytes, whatever buffer it came from
         data = self.rest + bytes(piece) if self.rest else piece
         usable = len(data) - len(data) % self.itemsize
         self.rest = bytes(data[usable:])

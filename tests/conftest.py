@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +58,13 @@ def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if REAL_TOKENIZER.is_file():
         shutil.copyfile(REAL_TOKENIZER, folder / "tokenizer.model")
     return folder
+
+
+def verify_json(run_cli: Callable[..., CliResult], folder: Path, manifest: Path) -> tuple[int, dict[str, Any]]:
+    """`provenance verify FOLDER --manifest M --json`: its exit code and the document it printed."""
+    result = run_cli("verify", folder, "--manifest", manifest, "--json", "-q")
+    document: dict[str, Any] = json.loads(result.out)
+    return result.code, document
 
 
 def write_release_manifest(release: Path, path: Path, piece_length: int = 0, *, sketches: bool = False) -> Path:

@@ -147,12 +147,10 @@ def test_spot_check_by_tensor_without_chunk_hashes(
     run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path
 ) -> None:
     hub.add_repo("org/liar", files_of(release_dir), served={SHARD: noisy(release_dir)})
-    tensors_in_shard = 13
-    total = 39
     code, document = audit_json(
         run_cli, "hf://org/liar", "--manifest", release_manifest, "--spot-check", "10", "--seed", "4"
     )
-    assert (code, document["verdict"]) == (1, "modified"), (tensors_in_shard, total)
+    assert (code, document["verdict"]) == (1, "modified")
     assert "10 sampled tensors" in document["evidence"]
     assert {t["status"] for t in document["tensors"]} == {"modified"}
     assert all(t["detail"] == "sampled: values differ" for t in document["tensors"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 
 from provenance.sample import sample_tensors, write_sharded
 from tests.conftest import CliResult
+from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
 SCHEMA = json.loads((Path(__file__).parents[1] / "manifests" / "schema.json").read_text())
@@ -39,12 +39,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = folder.parent / "release.json"
     write_atomic(manifest, dump_json(build_manifest(provenance.fingerprint(folder, sketches=True), "bf16").statement()))
     return manifest
-
-
-def verify(run_cli: Run, folder: Path, manifest: Path) -> tuple[int, dict[str, Any]]:
-    result = run_cli("verify", folder, "--manifest", manifest, "--json", "-q")
-    document: dict[str, Any] = json.loads(result.out)
-    return result.code, document
 
 
 def variant(tmp_path: Path, name: str, change: Callable[[str, np.ndarray], np.ndarray]) -> Path:

@@ -3,11 +3,9 @@ them) against the Hugging Face release: F16 is the same numbers, Q8_0 a quantiza
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import gguf
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 
 from provenance.sample import sample_tensors
 from tests.conftest import CliResult, write_release_manifest
+from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
 HEADS, KV_HEADS = 4, 2
@@ -80,12 +79,6 @@ def gguf_download(release_dir: Path, folder: Path, quantize: str | None) -> Path
         if (release_dir / name).exists():
             shutil.copyfile(release_dir / name, folder / name)
     return folder
-
-
-def verify(run_cli: Run, folder: Path, manifest: Path) -> tuple[int, dict[str, Any]]:
-    result = run_cli("verify", folder, "--manifest", manifest, "--json", "-q")
-    document: dict[str, Any] = json.loads(result.out)
-    return result.code, document
 
 
 def test_f16_gguf_is_equivalent(run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path) -> None:

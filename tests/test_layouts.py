@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import CliResult
+from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
 GOLDEN = Path(__file__).parent / "golden" / "llama"
@@ -26,12 +25,6 @@ def meta_copy(release_dir: Path, tmp_path: Path) -> Path:
     if (release_dir / "tokenizer.model").exists():
         shutil.copyfile(release_dir / "tokenizer.model", folder / "tokenizer.model")
     return folder
-
-
-def verify(run_cli: Run, folder: Path, manifest: Path) -> tuple[int, dict[str, Any]]:
-    result = run_cli("verify", folder, "--manifest", manifest, "--json", "-q")
-    document: dict[str, Any] = json.loads(result.out)
-    return result.code, document
 
 
 def test_meta_shards_are_equivalent_to_the_hugging_face_release(

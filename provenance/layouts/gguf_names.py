@@ -10,15 +10,13 @@ sketched, so the comparison can tell a quantization of the release (`quantized`)
 from __future__ import annotations
 
 import dataclasses
-import mmap
 from pathlib import Path
-from typing import Any
 
 from blake3 import blake3
 
 from provenance.dtypes import DTYPE_BITS
 from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
-from provenance.layouts.llama import wants_hugging_face
+from provenance.layouts.llama import elements, hugging_face_rows, tensor_bytes, wants_hugging_face
 from provenance.sketch import SketchBuilder
 
 _NAMES = {
@@ -94,40 +92,26 @@ def _mapped(path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int) ->
     if named is None or tensor.view or not tensor.intact:
         return tensor
     name, rope = named
-    raw = _read(path, tensor)
     group = heads if rope == "q" else kv_heads
     if tensor.dtype in DTYPE_BITS:
-        unit = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}[DTYPE_BITS[tensor.dtype]]
-        values = np.frombuffer(raw, dtype=unit).reshape(tensor.shape)
-        if rope is not None:
-            values = _hf_rows(values, group)
-        digest = blake3(np.ascontiguousarray(values).tobytes()).hexdigest()
+        values = elements(path, tensor)
+        if rope is None:  # the same bytes in the same order: the digest the first read gave stands
+            return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True)
+        digest = blake3(np.ascontiguousarray(hugging_face_rows(values, group)).tobytes()).hexdigest()
         return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, digest, True)
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
     kind = GGMLQuantizationType[tensor.dtype]
     rows = int(np.prod(tensor.shape[:-1])) if len(tensor.shape) > 1 else 1
-    floats = dequantize(np.frombuffer(raw, dtype=np.uint8).reshape(rows, -1), kind).reshape(tensor.shape)
+    raw = np.frombuffer(tensor_bytes(path, tensor), dtype=np.uint8).reshape(rows, -1)
+    floats = dequantize(raw, kind).reshape(tensor.shape)
     if rope is not None:
-        floats = _hf_rows(floats, group)
-    builder = SketchBuilder(name, "F32", tensor.shape)
-    builder.update(np.ascontiguousarray(floats, dtype=np.float32).tobytes())
-    sketch = dataclasses.replace(builder.finish(), casts={})
-    digest = blake3(np.ascontiguousarray(floats, dtype=np.float32).tobytes()).hexdigest()
-    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, digest, True, sketch=sketch)
-
-
-def _hf_rows(values: Any, heads: int) -> Any:
-    rows, cols = values.shape
-    return values.reshape(heads, rows // heads // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
-
-
-def _read(path: Path, tensor: TensorFingerprint) -> bytes:
-    with open(path, "rb", buffering=0) as stream:
-        aligned = tensor.start - tensor.start % mmap.ALLOCATIONGRANULARITY
-        with mmap.mmap(stream.fileno(), tensor.end - aligned, access=mmap.ACCESS_READ, offset=aligned) as mapped:
-            return bytes(mapped[tensor.start - aligned : tensor.end - aligned])
+        floats = hugging_face_rows(floats, group)
+    builder = SketchBuilder(name, "F32", tensor.shape, casts=False)  # no float digest can match quantized blocks
+    builder.update(np.ascontiguousarray(floats, dtype=np.float32).data)
+    # The raw blocks' digest stays: a quantized tensor is identified by its blocks, compared by its sketch.
+    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True, sketch=builder.finish())
 
 
 __all__ = ["NOTE", "gguf_as_hugging_face", "hugging_face_name"]

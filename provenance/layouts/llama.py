@@ -129,23 +129,31 @@ def _merge(
             mixed = blake3("|".join(str(p.blake3) for p in pieces).encode()).hexdigest()
             return TensorFingerprint(name, first.dtype, first.shape, 0, 0, mixed, True)
         return TensorFingerprint(name, first.dtype, first.shape, 0, 0, first.blake3, True)
-    unit = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}[DTYPE_BITS[first.dtype]]
-    arrays = []
-    for shard, piece in zip(shards, pieces, strict=True):
-        arrays.append(_read(root / shard.path, piece, unit))
+    arrays = [elements(root / shard.path, piece) for shard, piece in zip(shards, pieces, strict=True)]
     whole = np.concatenate(arrays, axis=split)
     if rope is not None:
-        rows, cols = whole.shape
-        whole = whole.reshape(heads, rows // heads // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+        whole = hugging_face_rows(whole, heads)
     digest = blake3(np.ascontiguousarray(whole).tobytes()).hexdigest()
     return TensorFingerprint(name, first.dtype, tuple(int(d) for d in whole.shape), 0, 0, digest, True)
 
 
-def _read(path: Path, piece: TensorFingerprint, unit: Any) -> Any:
+def tensor_bytes(path: Path, tensor: TensorFingerprint) -> bytes:
+    """A plain tensor's bytes, file[start:end], through a read-only map of just that range."""
+    with open(path, "rb", buffering=0) as stream:
+        aligned = tensor.start - tensor.start % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(stream.fileno(), tensor.end - aligned, access=mmap.ACCESS_READ, offset=aligned) as mapped:
+            return bytes(mapped[tensor.start - aligned : tensor.end - aligned])
+
+
+def elements(path: Path, tensor: TensorFingerprint) -> Any:
+    """A plain tensor's elements as unsigned integers of its width, in its shape: rearranged, never computed."""
     import numpy as np
 
-    with open(path, "rb", buffering=0) as stream:
-        aligned = piece.start - piece.start % mmap.ALLOCATIONGRANULARITY
-        with mmap.mmap(stream.fileno(), piece.end - aligned, access=mmap.ACCESS_READ, offset=aligned) as mapped:
-            data = bytes(mapped[piece.start - aligned : piece.end - aligned])
-    return np.frombuffer(data, dtype=unit).reshape(piece.shape)
+    unit = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}[DTYPE_BITS[tensor.dtype]]
+    return np.frombuffer(tensor_bytes(path, tensor), dtype=unit).reshape(tensor.shape)
+
+
+def hugging_face_rows(values: Any, heads: int) -> Any:
+    """Rows of q or k from Meta's rotary order to the Hugging Face one (the conversion script's permute)."""
+    rows, cols = values.shape
+    return values.reshape(heads, rows // heads // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
