@@ -13,10 +13,12 @@ import hashlib
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from blake3 import blake3
+
+if TYPE_CHECKING:  # numpy is imported where sketches are made, not by every `verify` that only reads a manifest
+    import numpy as np
 
 SAMPLE = 64  # values kept per tensor
 BLOCK = 1 << 20  # elements converted at a time: bounds the float32 working copy
@@ -26,12 +28,15 @@ CAST_TARGETS = ("F16", "BF16")
 
 def _numpy_dtype(code: str) -> Any:
     import ml_dtypes
+    import numpy as np
 
     return {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16}[code]
 
 
 def sample_positions(name: str, shape: tuple[int, ...], count: int = SAMPLE) -> np.ndarray:
     """Flat element indices to sample, from a seed that is the tensor's name and shape only."""
+    import numpy as np
+
     total = math.prod(shape)
     seed = int.from_bytes(hashlib.sha256(f"{name}|{list(shape)}".encode()).digest()[:8], "little")
     if total <= count:
@@ -44,6 +49,8 @@ def sample_positions(name: str, shape: tuple[int, ...], count: int = SAMPLE) -> 
 def _table(source: str, target: str) -> np.ndarray:
     """Every 16-bit source pattern cast once: a 16-bit cast is then one lookup per element, with the very
     results the per-element cast gives (numpy's half conversions are slow, ml_dtypes' not much faster)."""
+    import numpy as np
+
     patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(_numpy_dtype(source))
     with np.errstate(all="ignore"):
         return np.ascontiguousarray(patterns.astype(_numpy_dtype(target)))
@@ -51,6 +58,8 @@ def _table(source: str, target: str) -> np.ndarray:
 
 def _widen(values: np.ndarray, code: str) -> np.ndarray:
     """The values as float32 (exactly: every F16 and BF16 value is one)."""
+    import numpy as np
+
     if code == "BF16":
         return (values.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
     if code == "F16":
@@ -64,6 +73,8 @@ def cast_to(values: np.ndarray, target: str) -> np.ndarray:
     From F32, F16 and BF16 numpy and ml_dtypes round once (a half or bfloat16 value widens exactly to
     float32 first). F64 would round twice through float32, so F64 tensors get no cast digests.
     """
+    import numpy as np
+
     source = {np.dtype(np.float16): "F16", np.dtype(_numpy_dtype("BF16")): "BF16"}.get(values.dtype)
     if source is not None:
         return np.take(_table(source, target), values.view(np.uint16))
@@ -104,6 +115,8 @@ class SketchBuilder:
     """Fed a float tensor's bytes in order, in pieces of any length; gives its Sketch."""
 
     def __init__(self, name: str, dtype: str, shape: tuple[int, ...], *, casts: bool = True) -> None:
+        import numpy as np
+
         self.dtype = _numpy_dtype(dtype)
         self.itemsize = np.dtype(self.dtype).itemsize
         self.targets = [t for t in CAST_TARGETS if casts and t != dtype and dtype != "F64"]
@@ -120,6 +133,8 @@ class SketchBuilder:
         self.zeros = self.nans = self.infs = 0
 
     def update(self, piece: bytes | memoryview) -> None:
+        import numpy as np
+
         piece = memoryview(piece).cast("B")  # lengths in bytes, whatever buffer it came from
         data = self.rest + bytes(piece) if self.rest else piece
         usable = len(data) - len(data) % self.itemsize
@@ -129,6 +144,8 @@ class SketchBuilder:
             self._block(values[start : start + BLOCK])
 
     def _block(self, values: np.ndarray) -> None:
+        import numpy as np
+
         with np.errstate(all="ignore"):  # NaN and Inf are counted, not warned about
             for target, hasher in self.casts.items():
                 hasher.update(np.ascontiguousarray(cast_to(values, target)).view(np.uint8).data)
@@ -174,6 +191,8 @@ class SketchBuilder:
 
 def compare_samples(reference: tuple[float, ...], candidate: np.ndarray | tuple[float, ...]) -> tuple[float, float]:
     """Relative change (||c - r|| / ||r||) and correlation of two samples taken at the same positions."""
+    import numpy as np
+
     r = np.asarray(reference, dtype=np.float64)
     c = np.asarray(candidate, dtype=np.float64)
     ok = np.isfinite(r) & np.isfinite(c)
