@@ -8,9 +8,7 @@ from pathlib import Path
 from provenance.compare import compare
 from provenance.derive import sketch_mismatches
 from provenance.fingerprint import Checkpoint
-from provenance.layouts import gguf_names, llama
-from provenance.layouts.gguf_names import gguf_as_hugging_face
-from provenance.layouts.llama import meta_as_hugging_face
+from provenance.layouts import in_reference_layout
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
 from provenance.report import Report, Verdict
@@ -74,11 +72,16 @@ def verify(
         label="verifying",
     )
     root = target if target.is_dir() else target.parent
-    notes: tuple[str, ...] = ()
-    for adapt, note in ((meta_as_hugging_face, llama.NOTE), (gguf_as_hugging_face, gguf_names.NOTE)):
-        adapted = adapt(root, candidate, reference)
-        if adapted is not candidate:
-            candidate, notes = adapted, (*notes, note)
+    adapted = in_reference_layout(root, candidate, reference)
+    if adapted.note:  # another layout: compared tensor by tensor; byte ranges of the release's files mean nothing
+        report = compare(
+            adapted.reference,
+            sketch_mismatches(root, adapted.reference, adapted.candidate),
+            reference_label=reference_label,
+            candidate_label=str(target),
+            evidence=EVIDENCE_BYTES,
+        )
+        return dataclasses.replace(report, reasons=(*report.reasons, adapted.note))
     damage = inspect_damage(root, reference, candidate)
     report = compare(
         reference,
@@ -87,8 +90,6 @@ def verify(
         candidate_label=str(target),
         evidence=EVIDENCE_BYTES if reference.tensor_level else EVIDENCE_FILES,
     )
-    if notes:
-        report = dataclasses.replace(report, reasons=report.reasons + notes)
     if report.verdict not in (Verdict.INCOMPLETE, Verdict.MODIFIED):
         return report
     return dataclasses.replace(report, refetch=plan_refetch(reference, damage.candidate, report, damage.chunks))

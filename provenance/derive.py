@@ -44,6 +44,7 @@ def _sketch_where(root: Path, checkpoint: Checkpoint, others: dict[str, TensorFi
             i
             for i, t in enumerate(f.tensors)
             if t.intact
+            and t.end > t.start  # a tensor a layout adapter rebuilt has no bytes to re-read: it was sketched then
             and t.sketch is None  # sketched once, however many references ask
             and not t.view
             and t.dtype in FLOAT_DTYPES

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.conftest import CliResult
+from provenance.sample import sample_tensors, write_sharded
+from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
@@ -68,6 +71,73 @@ def test_replicated_norms_must_agree(run_cli: Run, meta_copy: Path, release_mani
     assert [t["name"] for t in document["tensors"] if t["status"] == "modified"] == [
         "model.layers.0.post_attention_layernorm.weight"
     ]
+
+
+@pytest.fixture
+def meta_manifest(meta_copy: Path, tmp_path: Path) -> Path:
+    """The release in Meta's layout fingerprinted with sketches: a manifest of Meta's consolidated shards."""
+    return write_release_manifest(meta_copy, tmp_path / "meta.manifest.json", sketches=True)
+
+
+def hugging_face_copy(release_dir: Path, folder: Path, dtype: type | None = None) -> Path:
+    """The release in the Hugging Face layout, its matrices cast to `dtype` when one is given."""
+    shutil.copytree(release_dir, folder)
+    if dtype is not None:
+        for shard in folder.glob("model-*.safetensors"):
+            shard.unlink()
+        (folder / "model.safetensors.index.json").unlink()
+        tensors = {k: v.astype(dtype) if v.ndim == 2 else v for k, v in sample_tensors().items()}
+        write_sharded(folder, tensors, 2)
+    return folder
+
+
+def test_hugging_face_download_is_equivalent_to_a_meta_manifest(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """The other way round: each Hugging Face tensor split into Meta's two shards, q and k rows permuted back."""
+    code, document = verify(run_cli, hugging_face_copy(release_dir, tmp_path / "hf"), meta_manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
+    assert {t["status"] for t in document["tensors"]} == {"match"}
+    assert len(document["tensors"]) == 78  # 39 per shard: rope.freqs is computed, not in the Hugging Face layout
+    assert {t["file"] for t in document["tensors"]} == {"consolidated.00.pth", "consolidated.01.pth"}
+    assert any(r.startswith("read in the Hugging Face layout") for r in document["reasons"])
+    assert "refetch" not in document or not document["refetch"]
+
+
+def test_a_changed_hugging_face_tensor_lands_on_one_meta_shard(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    from provenance.sample import flip_bit
+
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    name = "model.layers.1.self_attn.q_proj.weight"
+    flip_bit(folder / index[name], name, byte=2 * 64 * 40 + 1, bit=3)  # row 40 of 64: the second shard's rows
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    changed = [(t["name"], t["file"]) for t in document["tensors"] if t["status"] == "modified"]
+    assert changed == [("layers.1.attention.wq.weight", "consolidated.01.pth")]
+
+
+def test_a_cast_across_layouts_is_converted(
+    run_cli: Run, release_dir: Path, meta_copy: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """Float32 weights in the Hugging Face layout against the float16 Meta manifest, and the float16 Meta
+    shards against a float32 Hugging Face manifest: the release's numbers in another dtype, both ways."""
+    wide = hugging_face_copy(release_dir, tmp_path / "hf-f32", np.float32)
+    code, document = verify(run_cli, wide, meta_manifest)
+    assert (code, document["verdict"]) == (1, "converted")
+    casts = [t for t in document["tensors"] if t["status"] == "cast"]
+    assert len(casts) == 2 * 30 and {t["candidate_dtype"] for t in casts} == {"F32"}
+    assert {t["detail"] for t in casts} == {"the release's F16 values in F32 (they round back exactly)"}
+    assert {t["status"] for t in document["tensors"]} == {"cast", "match"}
+
+    wide_manifest = write_release_manifest(wide, tmp_path / "f32.manifest.json", sketches=True)
+    code, document = verify(run_cli, meta_copy, wide_manifest)
+    assert (code, document["verdict"]) == (1, "converted")
+    casts = [t for t in document["tensors"] if t["status"] == "cast"]
+    assert len(casts) == 30 and {t["candidate_dtype"] for t in casts} == {"F16"}
+    assert {t["detail"] for t in casts} == {"exact F32 to F16 cast (proven by digest)"}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed: the goldens are checked")

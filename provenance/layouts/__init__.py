@@ -1,1 +1,27 @@
-"""Layouts the same weights circulate in, mapped onto a reference's names so they compare tensor by tensor."""
+"""Layout adapters: a candidate read in its reference's layout, detected from both sides' names and files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provenance.fingerprint import Checkpoint
+from provenance.layouts.gguf_names import GgufToHuggingFace
+from provenance.layouts.interface import Adapted, Layout
+from provenance.layouts.llama import HuggingFaceToMeta, MetaToHuggingFace
+
+LAYOUTS: tuple[Layout, ...] = (MetaToHuggingFace(), HuggingFaceToMeta(), GgufToHuggingFace())
+
+
+def in_reference_layout(root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted:
+    """The candidate (files under `root`) and reference as they can be compared tensor by tensor, with a
+    note per mapping applied; both unchanged, and no note, when they already share a layout."""
+    notes: list[str] = []
+    for layout in LAYOUTS:
+        adapted = layout.adapt(root, candidate, reference)
+        if adapted is not None:
+            candidate, reference = adapted.candidate, adapted.reference
+            notes.append(adapted.note)
+    return Adapted(candidate, reference, " / ".join(notes))
+
+
+__all__ = ["LAYOUTS", "Adapted", "Layout", "in_reference_layout"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from blake3 import blake3
-
 from provenance.dtypes import DTYPE_BITS
 from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
-from provenance.layouts.llama import elements, hugging_face_rows, tensor_bytes, wants_hugging_face
+from provenance.layouts.interface import Adapted
+from provenance.layouts.llama import wants_hugging_face
+from provenance.layouts.tensors import elements, hugging_face_rows, rebuilt, tensor_bytes
 from provenance.sketch import SketchBuilder
 
 _NAMES = {
@@ -51,21 +51,26 @@ def hugging_face_name(name: str) -> tuple[str, str | None] | None:
     return None
 
 
-def gguf_as_hugging_face(root: Path, candidate: Checkpoint, reference: Checkpoint) -> Checkpoint:
-    """The candidate with each llama.cpp GGUF file's tensors under Hugging Face names and order."""
-    if not wants_hugging_face(reference):
-        return candidate
-    files: list[FileFingerprint] = []
-    changed = False
-    for f in candidate.files:
-        if f.format != "gguf" or f.error is not None or not any(hugging_face_name(t.name) for t in f.tensors):
-            files.append(f)
-            continue
-        heads, kv_heads = _head_counts(root / f.path)
-        tensors = tuple(_mapped(root / f.path, t, heads, kv_heads) for t in f.tensors)
-        files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None))
-        changed = True
-    return dataclasses.replace(candidate, files=tuple(files)) if changed else candidate
+class GgufToHuggingFace:
+    """llama.cpp GGUF files checked against a manifest in the Hugging Face layout."""
+
+    name = "gguf-to-hugging-face"
+
+    def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
+        if not wants_hugging_face(reference):
+            return None
+        wanted = {t.name: t for f in reference.files for t in f.tensors}
+        files: list[FileFingerprint] = []
+        changed = False
+        for f in candidate.files:
+            if f.format != "gguf" or f.error is not None or not any(hugging_face_name(t.name) for t in f.tensors):
+                files.append(f)
+                continue
+            heads, kv_heads = _head_counts(root / f.path)
+            tensors = tuple(_mapped(root / f.path, t, heads, kv_heads, wanted) for t in f.tensors)
+            files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None))
+            changed = True
+        return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, NOTE) if changed else None
 
 
 def _head_counts(path: Path) -> tuple[int, int]:
@@ -85,7 +90,9 @@ def _head_counts(path: Path) -> tuple[int, int]:
     return heads, number("llama.attention.head_count_kv") or heads
 
 
-def _mapped(path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int) -> TensorFingerprint:
+def _mapped(
+    path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int, wanted: dict[str, TensorFingerprint]
+) -> TensorFingerprint:
     import numpy as np
 
     named = hugging_face_name(tensor.name)
@@ -94,11 +101,9 @@ def _mapped(path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int) ->
     name, rope = named
     group = heads if rope == "q" else kv_heads
     if tensor.dtype in DTYPE_BITS:
-        values = elements(path, tensor)
-        if rope is None:  # the same bytes in the same order: the digest the first read gave stands
-            return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True)
-        digest = blake3(np.ascontiguousarray(hugging_face_rows(values, group)).tobytes()).hexdigest()
-        return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, digest, True)
+        if rope is None:  # the same bytes in the same place: only the name changes
+            return tensor._replace(name=name)
+        return rebuilt(name, tensor.dtype, hugging_face_rows(elements(path, tensor), group), wanted.get(name))
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
@@ -114,4 +119,4 @@ def _mapped(path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int) ->
     return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True, sketch=builder.finish())
 
 
-__all__ = ["NOTE", "gguf_as_hugging_face", "hugging_face_name"]
+__all__ = ["NOTE", "GgufToHuggingFace", "hugging_face_name"]
