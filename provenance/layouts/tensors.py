@@ -51,7 +51,7 @@ def rebuilt(name: str, dtype: str, values: Any, reference: TensorFingerprint | N
     data = np.ascontiguousarray(values)
     shape = tuple(int(d) for d in data.shape)
     raw = data.reshape(-1).view(np.uint8)  # bytes in order, without a copy
-    digest = blake3(raw).hexdigest()
+    digest = blake3(raw.data).hexdigest()
     tensor = TensorFingerprint(name, dtype, shape, 0, 0, digest, True)
     if (
         reference is not None
