@@ -2,8 +2,11 @@
 
 The candidate is read once with every digest any reference may need (BLAKE3 per tensor, and whole-file
 SHA-256, MD5 and BLAKE3 for references that only list files); each reference then costs a comparison,
-not a read. Exact matches (tensor digests, cast digests of sketched manifests) count first; a reference
-that only lists files is matched by file.
+not a read. Exact matches (tensor digests, cast digests of sketched manifests) count first; then, for a
+sketched reference whose tensors the candidate holds by name and shape but not bit for bit, the sketches'
+samples tell a fine-tune (correlated values) from an unrelated model. A candidate in another layout (Meta's
+shards, llama.cpp GGUF) is read in each reference's layout first. A reference that only lists files is
+matched by file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from provenance.derive import sketch_mismatches
 from provenance.engine import HashPlan
 from provenance.fingerprint import Checkpoint
 from provenance.formats.detect import is_weights_file
+from provenance.layouts import in_reference_layout
 from provenance.report import FileStatus, Report, TensorStatus, Verdict
 from provenance.scan import ProgressReporter, scan
 
@@ -38,9 +42,10 @@ class Candidate:
     release: str
     source: str
     verdict: Verdict
-    share: float  # of the release's tensors (or files, for a file-level reference) found, exactly or cast
+    share: float  # of the release's tensors (or files, for a file-level reference) found: exact, cast, quantized
     how: str
     by_files: bool = False  # the reference lists files only: weaker evidence, ranked after tensor matches
+    derived: float = 0.0  # of the release's tensors changed but correlated with it: ranks fine-tunes
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -67,23 +72,26 @@ def identify(
 ) -> list[Candidate]:
     """Every reference (release name, source, checkpoint) ranked by how much of it the candidate holds.
 
-    With `root` (where the candidate's files are), a reference with sketches that shares any tensor with
-    the candidate gets a second look at the tensors that differ (each read once, whatever the number of
-    references), which tells a fine-tune of that release from an unrelated model.
+    With `root` (where the candidate's files are), the candidate is read in each reference's layout, and a
+    reference with sketches gets a second look at the tensors that differ from its own of the same name and
+    shape (each read once, whatever the number of references): what tells a fine-tune of that release from
+    an unrelated model when no tensor is bit-identical.
     """
     ranked: list[Candidate] = []
     for release, source, reference in references:
-        report = compare(reference, candidate, reference_label=release)
-        if root is not None and _shares_any(report) and _sketched(reference):
-            candidate = sketch_mismatches(root, reference, candidate)
+        if root is None:
             report = compare(reference, candidate, reference_label=release)
+        else:
+            adapted = in_reference_layout(root, candidate, reference)
+            mine, theirs = adapted.candidate, adapted.reference
+            if _sketched(theirs):
+                mine = sketch_mismatches(root, theirs, mine)
+                if not adapted.note:
+                    candidate = mine  # keep the sketches for the next reference
+            report = compare(theirs, mine, reference_label=release)
         ranked.append(_candidate(release, source, reference, report))
-    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], c.release))
+    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], -c.derived, c.release))
     return ranked
-
-
-def _shares_any(report: Report) -> bool:
-    return any(t.status in (TensorStatus.MATCH, TensorStatus.CAST) and t.file is not None for t in report.tensors)
 
 
 def _sketched(reference: Checkpoint) -> bool:
@@ -95,10 +103,13 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
     if tensors:
         exact = sum(1 for t in tensors if t.status is TensorStatus.MATCH)
         cast = sum(1 for t in tensors if t.status is TensorStatus.CAST)
+        quantized = sum(1 for t in tensors if t.status is TensorStatus.QUANTIZED)
         derived = sum(1 for t in tensors if t.status is TensorStatus.MODIFIED and (t.correlation or 0) >= 0.5)
         how = f"{exact} of {len(tensors)} tensors bit-identical" + (f", {cast} cast" if cast else "")
+        how += f", {quantized} quantized" if quantized else ""
         how += f", {derived} changed but derived" if derived else ""
-        return Candidate(release, source, report.verdict, (exact + cast) / len(tensors), how)
+        share = (exact + cast + quantized) / len(tensors)
+        return Candidate(release, source, report.verdict, share, how, derived=derived / len(tensors))
     files = [f for f in report.files if f.status is not FileStatus.EXTRA]
     matched = sum(1 for f in files if f.status is FileStatus.MATCH)
     share = matched / len(files) if files else 0.0

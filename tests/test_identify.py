@@ -1,8 +1,11 @@
-"""`provenance identify`: the right release ranked first among several of the same shapes."""
+"""`provenance identify`: the right release ranked first among several of the same shapes, for each way a
+checkpoint derives from a release (copies, other layouts, casts, quantizations, fine-tunes), and nothing
+claimed for unrelated weights."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,21 +16,16 @@ import pytest
 
 from provenance.sample import sample_tensors, write_sharded
 from tests.conftest import CliResult
+from tests.test_gguf_layout import gguf_download
+from tests.test_layouts import GOLDEN
 
 Run = Callable[..., CliResult]
-RELEASES = 5
-
-
-def weights(seed: int) -> dict[str, np.ndarray]:
-    return {
-        k: v.astype(np.float32).astype(ml_dtypes.bfloat16) if v.ndim == 2 else v
-        for k, v in sample_tensors(seed).items()
-    }
+RELEASES = 5  # release-0 holds the sample model's numbers (those of the Meta and GGUF goldens)
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Five releases of one architecture, fingerprinted with sketches into one registry folder."""
+    """Five float16 releases of one architecture, fingerprinted with sketches into one registry folder."""
     import provenance
     from manifests import build_manifest, write_atomic
     from manifests.io import dump_json
@@ -37,7 +35,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir()
     for seed in range(RELEASES):
         release = root / f"release-{seed}"
-        write_sharded(release, weights(seed), 2)
+        write_sharded(release, sample_tensors(seed), 2)
         checkpoint = provenance.fingerprint(release, sketches=True)
         write_atomic(
             folder / f"release-{seed}.json", dump_json(build_manifest(checkpoint, f"release-{seed}").statement())
@@ -51,8 +49,25 @@ def ranked(run_cli: Run, folder: Path, registry: Path) -> tuple[int, list[dict[s
     return result.code, [m for m in matches if m["release"].startswith("release-")]
 
 
+def changed(seed: int, change: Callable[[str, np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: change(k, v) for k, v in sample_tensors(seed).items()}
+
+
+def noisy(scale: float, where: str, seed: int = 5) -> Callable[[str, np.ndarray], np.ndarray]:
+    """Relative noise of `scale` on the tensors whose names hold `where` (matrices only unless `where` is '')."""
+    rng = np.random.default_rng(seed)
+
+    def apply(name: str, values: np.ndarray) -> np.ndarray:
+        if where not in name or (where and values.ndim != 2):
+            return values
+        wide = values.astype(np.float32)
+        return (wide * (1 + scale * rng.standard_normal(wide.shape))).astype(values.dtype)
+
+    return apply
+
+
 def test_exact_copy_ranks_its_release_first(run_cli: Run, registry: Path, tmp_path: Path) -> None:
-    write_sharded(tmp_path / "copy", weights(2), 2)
+    write_sharded(tmp_path / "copy", sample_tensors(2), 2)
     code, matches = ranked(run_cli, tmp_path / "copy", registry)
     assert code == 0
     assert matches[0] == {
@@ -66,37 +81,79 @@ def test_exact_copy_ranks_its_release_first(run_cli: Run, registry: Path, tmp_pa
     assert len(matches) == RELEASES
 
 
-def test_a_cast_and_a_fine_tune_rank_their_release_first(run_cli: Run, registry: Path, tmp_path: Path) -> None:
-    cast = {k: v.astype(np.float16) if v.dtype == ml_dtypes.bfloat16 else v for k, v in weights(3).items()}
-    write_sharded(tmp_path / "cast", cast, 2)
-    code, matches = ranked(run_cli, tmp_path / "cast", registry)
-    assert code == 1
-    assert (matches[0]["release"], matches[0]["verdict"], matches[0]["share"]) == ("release-3", "converted", 1.0)
-    assert matches[0]["how"] == "9 of 39 tensors bit-identical, 30 cast"
+# (case, seed of the release it derives from, expected verdict, expected `how` of the first row)
+DERIVED = [
+    ("bf16", 3, "converted", "9 of 39 tensors bit-identical, 30 cast"),
+    ("f32", 3, "converted", "9 of 39 tensors bit-identical, 30 cast"),
+    ("noise-0.1%", 1, "modified", "32 of 39 tensors bit-identical, 7 changed but derived"),
+    ("noise-1%", 1, "modified", "32 of 39 tensors bit-identical, 7 changed but derived"),
+    ("noise-5%", 1, "modified", "32 of 39 tensors bit-identical, 7 changed but derived"),
+    ("continued-50%", 4, "modified", "0 of 39 tensors bit-identical, 30 changed but derived"),
+]
 
-    rng = np.random.default_rng(0)
-    tuned = {
-        k: (v.astype(np.float32) * (1 + 0.01 * rng.standard_normal(v.shape))).astype(v.dtype)
-        if ".layers.1." in k and v.ndim == 2
-        else v
-        for k, v in weights(1).items()
+
+@pytest.mark.parametrize(("case", "seed", "verdict", "how"), DERIVED, ids=[c[0] for c in DERIVED])
+def test_casts_and_fine_tunes_rank_their_release_first(
+    run_cli: Run, registry: Path, tmp_path: Path, case: str, seed: int, verdict: str, how: str
+) -> None:
+    changes: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
+        "bf16": lambda k, v: v.astype(np.float32).astype(ml_dtypes.bfloat16) if v.ndim == 2 else v,
+        "f32": lambda k, v: v.astype(np.float32),
+        "noise-0.1%": noisy(0.001, ".layers.1."),
+        "noise-1%": noisy(0.01, ".layers.1."),
+        "noise-5%": noisy(0.05, ".layers.1."),
+        "continued-50%": noisy(0.5, ""),  # every tensor, norms too: nothing is bit-identical
     }
-    write_sharded(tmp_path / "tuned", tuned, 2)
-    code, matches = ranked(run_cli, tmp_path / "tuned", registry)
-    assert (matches[0]["release"], matches[0]["verdict"]) == ("release-1", "modified")
-    assert matches[0]["how"] == "32 of 39 tensors bit-identical, 7 changed but derived"
+    write_sharded(tmp_path / case, changed(seed, changes[case]), 2)
+    code, matches = ranked(run_cli, tmp_path / case, registry)
+    assert code == 1
+    assert (matches[0]["release"], matches[0]["verdict"], matches[0]["how"]) == (f"release-{seed}", verdict, how)
+    assert {m["verdict"] for m in matches[1:]} == {"unrelated"}
+
+
+def test_other_layouts_rank_their_release_first(
+    run_cli: Run, registry: Path, release_dir: Path, tmp_path: Path
+) -> None:
+    """Meta's consolidated shards and llama.cpp GGUF files of release-0's numbers."""
+    meta = tmp_path / "meta"
+    shutil.copytree(GOLDEN / "meta", meta)
+    code, matches = ranked(run_cli, meta, registry)
+    assert (code, matches[0]["release"], matches[0]["verdict"]) == (0, "release-0", "equivalent")
+    assert matches[0]["how"] == "39 of 39 tensors bit-identical"
+
+    code, matches = ranked(run_cli, gguf_download(release_dir, tmp_path / "f16", None), registry)
+    assert (code, matches[0]["release"], matches[0]["verdict"], matches[0]["share"]) == (
+        0,
+        "release-0",
+        "equivalent",
+        1.0,
+    )
+
+    code, matches = ranked(run_cli, gguf_download(release_dir, tmp_path / "q8", "Q8_0"), registry)
+    assert (code, matches[0]["release"], matches[0]["verdict"]) == (1, "release-0", "converted")
+    assert matches[0]["how"] == "9 of 39 tensors bit-identical, 30 quantized"
+    assert {m["verdict"] for m in matches[1:]} == {"unrelated"}
+
+
+def test_a_row_permuted_copy_is_not_a_match(run_cli: Run, registry: Path, tmp_path: Path) -> None:
+    write_sharded(tmp_path / "permuted", changed(2, lambda k, v: v[::-1].copy() if v.ndim == 2 else v), 2)
+    code, matches = ranked(run_cli, tmp_path / "permuted", registry)
+    assert code == 1
+    assert matches[0]["release"] == "release-2"  # its norms are the release's: it ranks first, but matches nothing
+    assert matches[0]["verdict"] == "unrelated"
+    assert matches[0]["how"] == "9 of 39 tensors bit-identical"
 
 
 def test_unrelated_weights_match_nothing(run_cli: Run, registry: Path, tmp_path: Path) -> None:
-    write_sharded(tmp_path / "other", weights(42), 2)
+    write_sharded(tmp_path / "other", sample_tensors(42), 2)
     code, matches = ranked(run_cli, tmp_path / "other", registry)
     assert code == 1
     assert {m["verdict"] for m in matches} == {"unrelated"}
-    assert all(m["share"] < 0.3 for m in matches)
+    assert all(m["share"] == 0 for m in matches)
 
 
 def test_table_output(run_cli: Run, registry: Path, tmp_path: Path) -> None:
-    write_sharded(tmp_path / "copy", weights(0), 2)
+    write_sharded(tmp_path / "copy", sample_tensors(0), 2)
     result = run_cli("identify", tmp_path / "copy", "--registry", registry, "-q")
     assert result.code == 0
     lines = result.out.splitlines()
