@@ -3,6 +3,7 @@ figures (`modified`, the changed layers named), and what must not pass for a mat
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -215,3 +216,36 @@ def test_diff_draws_drift_per_layer_and_kind(run_cli: Run, tmp_path: Path) -> No
     assert again.code == 2 and "--force" in again.err
     bad = run_cli("diff", base, tuned, "--plot", tmp_path / "drift.gif", "-q")
     assert bad.code == 2 and ".svg or .png" in bad.err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed: casts checked by digest")
+def test_canonical_casts_agree_with_torch_for_every_16_bit_value() -> None:
+    """A cast digest proves a conversion only if it is the cast converters make: torch's `.to()` rounds
+    once, to nearest, ties to even. Every F16 and BF16 pattern (NaN payloads aside), and F32 values around
+    both types' subnormal and overflow edges."""
+    import torch
+
+    from provenance.sketch import cast_to
+
+    patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    kinds = {"F16": (np.float16, torch.float16), "BF16": (ml_dtypes.bfloat16, torch.bfloat16)}
+    for source, (ours, theirs) in kinds.items():
+        values = patterns.view(ours)
+        finite = ~np.isnan(values.astype(np.float32))
+        for target, (_, wanted) in kinds.items():
+            if target == source:
+                continue
+            expected = torch.from_numpy(patterns.view(np.int16).copy()).view(theirs).to(wanted)
+            got = cast_to(values, target).view(np.uint16)
+            assert np.array_equal(got[finite], expected.view(torch.int16).numpy().view(np.uint16)[finite]), source
+    rng = np.random.default_rng(3)
+    edges = np.concatenate(
+        [
+            rng.standard_normal(1 << 16).astype(np.float32) * scale
+            for scale in (0.02, 1e-5, 1e-7, 1e-8, 1e-38, 1e-40, 6e4, 3e38)
+        ]
+    )
+    for target, (_, wanted) in kinds.items():
+        with np.errstate(all="ignore"):
+            got = cast_to(edges, target).view(np.uint16)
+        assert np.array_equal(got, torch.from_numpy(edges).to(wanted).view(torch.int16).numpy().view(np.uint16))
