@@ -2,7 +2,9 @@
 
 Builds a bfloat16 release of the sample model, fingerprints it with --sketches, applies each
 transformation, verifies it with the installed `provenance`, and prints a Markdown table of the measured
-figures (median over the tensors that are not bit-identical) and the resulting statuses and verdict.
+figures (median over the tensors that are not bit-identical) and the resulting statuses and verdict. Then
+the same for llama.cpp GGUF quantizations (written by the gguf package, as tests/test_gguf_layout.py
+writes them) of the float16 sample release.
 
     python3 benchmarks/calibrate.py
 """
@@ -24,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provenance.sample import sample_tensors, write_sharded
+from tests.test_gguf_layout import write_llama_gguf
 
 Weights = dict[str, np.ndarray]
 
@@ -35,14 +38,14 @@ def bf16(seed: int = 0) -> Weights:
     }
 
 
-def noise(scale: float, layer: str | None) -> Callable[[], Weights]:
+def noise(scale: float, layer: str | None, base: Callable[[], Weights] = bf16) -> Callable[[], Weights]:
     def make() -> Weights:
         rng = np.random.default_rng(1)
         return {
             k: (v.astype(np.float32) * (1 + scale * rng.standard_normal(v.shape))).astype(v.dtype)
             if v.ndim == 2 and (layer is None or layer in k)
             else v
-            for k, v in bf16().items()
+            for k, v in base().items()
         }
 
     return make
@@ -71,6 +74,34 @@ CASES: dict[str, Callable[[], Weights]] = {
     "unrelated weights (another seed)": lambda: bf16(9),
 }
 
+# GGUF cases against the float16 release: (quantization, weights before quantizing)
+GGUF_CASES: dict[str, tuple[str, Callable[[], Weights]]] = {
+    f"GGUF {kind}": (kind, sample_tensors) for kind in ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
+} | {
+    "GGUF Q8_0 of noise 1% on layer 1": ("Q8_0", noise(0.01, ".layers.1.", sample_tensors)),
+    "GGUF Q8_0 of noise 5% on layer 1": ("Q8_0", noise(0.05, ".layers.1.", sample_tensors)),
+    "GGUF Q4_0 of noise 5% on layer 1": ("Q4_0", noise(0.05, ".layers.1.", sample_tensors)),
+    "GGUF Q4_0 of noise 20% on layer 1": ("Q4_0", noise(0.2, ".layers.1.", sample_tensors)),
+}
+
+
+def row(exe: str, name: str, folder: Path, manifest: Path) -> str:
+    """One table row: `provenance verify` of a transformed copy, its figures and what it reads as."""
+    proc = subprocess.run(
+        [exe, "verify", str(folder), "--manifest", str(manifest), "--json", "-q"], capture_output=True, text=True
+    )
+    document = json.loads(proc.stdout)
+    changed = [t for t in document["tensors"] if t["status"] != "match"]
+    changes = [t["change"] for t in changed if t.get("change") is not None]
+    correlations = [t["correlation"] for t in changed if t.get("correlation") is not None]
+    change = f"{statistics.median(changes):.2%}" if changes else "-"
+    correlation = f"{statistics.median(correlations):.3f}" if correlations else "-"
+    statuses = ", ".join(sorted({t["status"] for t in changed})) or "match"
+    return (
+        f"| {name} | {len(changed)} of {len(document['tensors'])} | {change} | {correlation} | {statuses} | "
+        f"{document['verdict']} |"
+    )
+
 
 def main() -> int:
     exe = os.environ.get("PROVENANCE", "provenance")
@@ -85,22 +116,16 @@ def main() -> int:
         for i, (name, make) in enumerate(CASES.items()):
             folder = root / f"case-{i}"
             write_sharded(folder, make(), 2)
-            proc = subprocess.run(
-                [exe, "verify", str(folder), "--manifest", str(manifest), "--json", "-q"],
-                capture_output=True,
-                text=True,
-            )
-            document = json.loads(proc.stdout)
-            changed = [t for t in document["tensors"] if t["status"] != "match"]
-            changes = [t["change"] for t in changed if t.get("change") is not None]
-            correlations = [t["correlation"] for t in changed if t.get("correlation") is not None]
-            change = f"{statistics.median(changes):.2%}" if changes else "-"
-            correlation = f"{statistics.median(correlations):.3f}" if correlations else "-"
-            statuses = ", ".join(sorted({t["status"] for t in changed})) or "match"
-            print(
-                f"| {name} | {len(changed)} of {len(document['tensors'])} | {change} | {correlation} | {statuses} | "
-                f"{document['verdict']} |"
-            )
+            print(row(exe, name, folder, manifest))
+        write_sharded(root / "f16", sample_tensors(), 2)
+        f16_manifest = root / "f16.json"
+        command = [exe, "fingerprint", str(root / "f16"), "--sketches", "-o", str(f16_manifest), "-q"]
+        subprocess.run(command, check=True)
+        for i, (name, (kind, make)) in enumerate(GGUF_CASES.items()):
+            folder = root / f"gguf-{i}"
+            folder.mkdir()
+            write_llama_gguf(folder / "model.gguf", kind, make())
+            print(row(exe, name, folder, f16_manifest))
     return 0
 
 
