@@ -78,8 +78,10 @@ CASES: dict[str, Callable[[], Weights]] = {
 GGUF_CASES: dict[str, tuple[str, Callable[[], Weights]]] = {
     f"GGUF {kind}": (kind, sample_tensors) for kind in ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
 } | {
+    "GGUF Q8_0 of noise 0.1% on layer 1": ("Q8_0", noise(0.001, ".layers.1.", sample_tensors)),
     "GGUF Q8_0 of noise 1% on layer 1": ("Q8_0", noise(0.01, ".layers.1.", sample_tensors)),
     "GGUF Q8_0 of noise 5% on layer 1": ("Q8_0", noise(0.05, ".layers.1.", sample_tensors)),
+    "GGUF Q4_0 of noise 1% on layer 1": ("Q4_0", noise(0.01, ".layers.1.", sample_tensors)),
     "GGUF Q4_0 of noise 5% on layer 1": ("Q4_0", noise(0.05, ".layers.1.", sample_tensors)),
     "GGUF Q4_0 of noise 20% on layer 1": ("Q4_0", noise(0.2, ".layers.1.", sample_tensors)),
 }

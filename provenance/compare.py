@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from provenance.errors import ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
+from provenance.quantization import off_grid
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 from provenance.sketch import compare_samples
 
@@ -359,6 +360,24 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorSta
     if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
     change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
+    grid, size = cand.sketch.grid, len(ref.sketch.sample)
+    if grid is not None and len(grid.steps) == size:  # each sample's level checked against the release's value
+        misses = off_grid(ref.sketch.sample, cand.sketch.sample, grid)
+        if misses.off == 0:
+            detail = (
+                f"{cand.dtype} quantization of the release's values: each of {size} sampled values is the nearest "
+                f"level to the release's (sampled change {change:.2%})"
+            )
+            return TensorStatus.QUANTIZED, detail, (change, correlation)
+        if not misses.consistent(grid) or change > QUANT_TOLERANCE.get(cand.dtype, 0.0) or correlation < 0.99:
+            figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
+            detail = f"{misses.off} of {size} sampled values are not the {cand.dtype} level nearest the release's: "
+            return TensorStatus.MODIFIED, detail + figures, (change, correlation)
+        detail = (
+            f"{cand.dtype} quantization with an importance matrix, consistent with the release's values ({misses.off} "
+            f"of {size} samples a level off the nearest, as such quantizers leave them; sampled change {change:.2%})"
+        )
+        return TensorStatus.QUANTIZED, detail, (change, correlation)
     if cand.dtype in QUANT_TOLERANCE and change <= QUANT_TOLERANCE[cand.dtype] and correlation >= 0.99:
         detail = f"{cand.dtype} quantization of the release's values (sampled change {change:.2%})"
         return TensorStatus.QUANTIZED, detail, (change, correlation)

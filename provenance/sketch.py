@@ -20,6 +20,8 @@ from blake3 import blake3
 if TYPE_CHECKING:  # numpy is imported where sketches are made, not by every `verify` that only reads a manifest
     import numpy as np
 
+    from provenance.quantization import Grid
+
 SAMPLE = 64  # values kept per tensor
 BLOCK = 1 << 20  # elements converted at a time: bounds the float32 working copy
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
@@ -94,6 +96,7 @@ class Sketch:
     infs: int
     sample: tuple[float, ...]
     casts: dict[str, str]  # target dtype -> BLAKE3 of the canonical cast's elements
+    grid: Grid | None = None  # a quantized candidate's grid at the sampled positions (never in a manifest)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import NamedTuple
 
 from provenance.dtypes import DTYPE_BITS
 from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
 from provenance.layouts.interface import Adapted
 from provenance.layouts.llama import wants_hugging_face
 from provenance.layouts.tensors import elements, hugging_face_rows, rebuilt, tensor_bytes
-from provenance.sketch import SketchBuilder
+from provenance.quantization import grid_at
+from provenance.sketch import SketchBuilder, sample_positions
 
 _NAMES = {
     "token_embd.weight": ("model.embed_tokens.weight", None),
@@ -66,14 +68,22 @@ class GgufToHuggingFace:
             if f.format != "gguf" or f.error is not None or not any(hugging_face_name(t.name) for t in f.tensors):
                 files.append(f)
                 continue
-            heads, kv_heads = _head_counts(root / f.path)
-            tensors = tuple(_mapped(root / f.path, t, heads, kv_heads, wanted) for t in f.tensors)
+            keys = _model_keys(root / f.path)
+            tensors = tuple(_mapped(root / f.path, t, keys, wanted) for t in f.tensors)
             files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None))
             changed = True
         return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, NOTE) if changed else None
 
 
-def _head_counts(path: Path) -> tuple[int, int]:
+class _Keys(NamedTuple):
+    heads: int
+    kv_heads: int
+    weighted: bool  # quantized with an importance matrix: levels may sit one off the nearest
+
+
+def _model_keys(path: Path) -> _Keys:
+    """What the mapping needs from the file's key-values: head counts, and whether llama.cpp recorded an
+    importance matrix (`quantize.imatrix.*`), whose quantizers may move a level off the nearest."""
     from gguf import GGUFReader
 
     from provenance.errors import MalformedContainer
@@ -87,11 +97,12 @@ def _head_counts(path: Path) -> tuple[int, int]:
     heads = number("llama.attention.head_count")
     if heads is None:
         raise MalformedContainer(path.name, "a llama GGUF without llama.attention.head_count")
-    return heads, number("llama.attention.head_count_kv") or heads
+    weighted = any(key.startswith("quantize.imatrix.") for key in fields)
+    return _Keys(heads, number("llama.attention.head_count_kv") or heads, weighted)
 
 
 def _mapped(
-    path: Path, tensor: TensorFingerprint, heads: int, kv_heads: int, wanted: dict[str, TensorFingerprint]
+    path: Path, tensor: TensorFingerprint, keys: _Keys, wanted: dict[str, TensorFingerprint]
 ) -> TensorFingerprint:
     import numpy as np
 
@@ -99,7 +110,7 @@ def _mapped(
     if named is None or tensor.view or not tensor.intact:
         return tensor
     name, rope = named
-    group = heads if rope == "q" else kv_heads
+    group = keys.heads if rope == "q" else keys.kv_heads
     if tensor.dtype in DTYPE_BITS:
         if rope is None:  # the same bytes in the same place: only the name changes
             return tensor._replace(name=name)
@@ -109,14 +120,19 @@ def _mapped(
 
     kind = GGMLQuantizationType[tensor.dtype]
     rows = int(np.prod(tensor.shape[:-1])) if len(tensor.shape) > 1 else 1
-    raw = np.frombuffer(tensor_bytes(path, tensor), dtype=np.uint8).reshape(rows, -1)
-    floats = dequantize(raw, kind).reshape(tensor.shape)
+    stored = tensor_bytes(path, tensor)
+    floats = dequantize(np.frombuffer(stored, dtype=np.uint8).reshape(rows, -1), kind).reshape(tensor.shape)
+    positions = sample_positions(name, tensor.shape)  # in the Hugging Face order the sketch samples
     if rope is not None:
         floats = hugging_face_rows(floats, group)
+        source = hugging_face_rows(np.arange(rows).reshape(rows, 1), group)[:, 0]  # stored row of each row
+        cols = tensor.shape[-1]
+        positions = source[positions // cols] * cols + positions % cols
     builder = SketchBuilder(name, "F32", tensor.shape, casts=False)  # no float digest can match quantized blocks
     builder.update(np.ascontiguousarray(floats, dtype=np.float32).data)
+    sketch = dataclasses.replace(builder.finish(), grid=grid_at(tensor.dtype, stored, positions, keys.weighted))
     # The raw blocks' digest stays: a quantized tensor is identified by its blocks, compared by its sketch.
-    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True, sketch=builder.finish())
+    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True, sketch=sketch)
 
 
 __all__ = ["NOTE", "GgufToHuggingFace", "hugging_face_name"]
