@@ -586,6 +586,10 @@ def size_commands(
             *(tools.peer_python, str(BENCH_DIR / "libtorrent_create.py")),
             *(directory, str(out / "timed.torrent"), str(PIECE_LENGTH)),
         ],
+        "provenance fingerprint --sketches": [
+            *fingerprint_argv(tools, ckpt, out / "fingerprint-sketches-timed.json"),
+            "--sketches",
+        ],
     }
 
 
@@ -667,6 +671,16 @@ def ratio_table(results: dict[str, dict[str, Series]]) -> Table:
                 (
                     "fingerprint --torrent-v2 / fingerprint",
                     "provenance fingerprint --torrent-v2",
+                    "provenance fingerprint",
+                ),
+                (
+                    "fingerprint --sketches / model_signing sign",
+                    "provenance fingerprint --sketches",
+                    "model_signing sign key",
+                ),
+                (
+                    "fingerprint --sketches / fingerprint",
+                    "provenance fingerprint --sketches",
                     "provenance fingerprint",
                 ),
             ):

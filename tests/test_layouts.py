@@ -75,7 +75,12 @@ def test_replicated_norms_must_agree(run_cli: Run, meta_copy: Path, release_mani
 
 @pytest.fixture
 def meta_manifest(meta_copy: Path, tmp_path: Path) -> Path:
-    """The release in Meta's layout fingerprinted with sketches: a manifest of Meta's consolidated shards."""
+    """The release in Meta's layout fingerprinted with sketches: a manifest of Meta's consolidated shards
+    (with the checklist.chk of md5 sums Meta ships beside them)."""
+    import hashlib
+
+    sums = [f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(meta_copy.iterdir())]
+    (meta_copy / "checklist.chk").write_text("\n".join(sums) + "\n")
     return write_release_manifest(meta_copy, tmp_path / "meta.manifest.json", sketches=True)
 
 

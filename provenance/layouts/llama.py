@@ -26,6 +26,7 @@ from provenance.layouts.tensors import elements, hugging_face_rows, meta_rows, r
 PARAMS = "params.json"
 CONFIG = "config.json"
 ROPE_FREQS = "rope.freqs"
+CHECKLIST = "checklist.chk"  # md5 of each of Meta's files: the layout's own record, like a shard index
 _SHARD = re.compile(r"(?:.*/)?consolidated\.(\d+)\.pth")
 JSON_CAP = 1 << 20
 
@@ -57,7 +58,8 @@ NOTE = (
 REVERSE_NOTE = (
     "read in the Hugging Face layout: each tensor split into Meta's tensor-parallel shards and the q and k rows "
     "permuted into Meta's order; config.json stands in for params.json (the tensors' shapes and digests check "
-    "it); rope.freqs, computed from params.json and absent from the Hugging Face layout, is not compared"
+    "it); rope.freqs, computed from params.json and absent from the Hugging Face layout, and checklist.chk, "
+    "md5 sums of Meta's files, are not compared"
 )
 
 
@@ -155,11 +157,13 @@ class HuggingFaceToMeta:
             tensors = tuple(pieces[shard] + (rest if shard == 0 else []))
             files.append(FileFingerprint(ref.path + SPLIT, None, Role.WEIGHTS, format="pytorch", tensors=tensors))
         files.extend(_stand_ins(reference, PARAMS))
-        without_freqs = [
-            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if t.name != ROPE_FREQS)) for f in reference.files
+        comparable = [
+            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if t.name != ROPE_FREQS))
+            for f in reference.files
+            if f.path.rsplit("/", 1)[-1] != CHECKLIST
         ]
         adapted = dataclasses.replace(candidate, files=tuple(files))
-        return Adapted(adapted, dataclasses.replace(reference, files=tuple(without_freqs)), REVERSE_NOTE)
+        return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), REVERSE_NOTE)
 
 
 def _split(values: Any, axis: int, count: int) -> list[Any]:
