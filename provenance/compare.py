@@ -21,7 +21,7 @@ from provenance.report import FileResult, FileStatus, Report, TensorResult, Tens
 from provenance.sketch import compare_samples
 
 _NAMES_SHOWN = 3
-_FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)
+FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)  # statuses of a tensor that is there
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ def _decide(
 ) -> tuple[Verdict, list[str]]:
     tensors = outcome.results
     ref_tensors = [t for t in tensors if t.file is not None]
-    found = [t for t in ref_tensors if t.status in _FOUND]
+    found = [t for t in ref_tensors if t.status in FOUND]
     changed = [t.name for t in ref_tensors if t.status is TensorStatus.MODIFIED]
     corrupt = [t.name for t in tensors if t.status is TensorStatus.CORRUPT]
     cand_intact = sum(1 for f in candidate.files for t in f.tensors if t.intact)
@@ -152,7 +152,7 @@ def _decide(
     modified = bool(reasons)
 
     # A lost weights file costs nothing when every tensor it held turned up elsewhere (re-sharded copies).
-    not_found = {t.file for t in ref_tensors if t.status not in _FOUND}
+    not_found = {t.file for t in ref_tensors if t.status not in FOUND}
     held_elsewhere = {f.path for f in reference.files if f.has_layout and f.path not in not_found}
     lost_files = [
         r

@@ -107,6 +107,10 @@ def test_hugging_face_download_is_equivalent_to_a_meta_manifest(
     assert {t["file"] for t in document["tensors"]} == {"consolidated.00.pth", "consolidated.01.pth"}
     assert any(r.startswith("read in the Hugging Face layout") for r in document["reasons"])
     assert "refetch" not in document or not document["refetch"]
+    absent = {f["name"]: f.get("detail") for f in document["files"] if f["status"] == "missing"}
+    assert absent == dict.fromkeys(
+        ["consolidated.00.pth", "consolidated.01.pth"], "its tensors are in the candidate's layout"
+    )
 
 
 def test_a_changed_hugging_face_tensor_lands_on_one_meta_shard(
