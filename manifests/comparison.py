@@ -9,7 +9,10 @@ import provenance
 from manifests.reference import is_manifest_file, open_reference
 from manifests.trust import load_trust
 from manifests.verification import verify_against
+from provenance.api import across_layouts
 from provenance.derive import sketch_differences
+from provenance.fingerprint import Checkpoint
+from provenance.layouts import in_reference_layout
 from provenance.report import Report
 from provenance.scan import ProgressReporter, plan_against, scan
 
@@ -40,13 +43,27 @@ def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: Prog
     else:
         side_a = provenance.read_checkpoint(a, allow_symlinks=allow_symlinks, progress=progress)
         side_b = provenance.read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, progress=progress)
-        side_a, side_b = sketch_differences(_root(a), side_a, _root(b), side_b)
-        report = provenance.diff(side_a, side_b, a_label=str(a), b_label=str(b))
+        report = _diff_on_disk(a, side_a, b, side_b)
     signed = ref_a or ref_b
     if signed is None:
         return report
     warnings = tuple(w for ref in (ref_a, ref_b) if ref is not None for w in ref.warnings)
     return dataclasses.replace(report, signature=signed.signature, warnings=warnings)
+
+
+def _diff_on_disk(a: Path, side_a: Checkpoint, b: Path, side_b: Checkpoint) -> Report:
+    """Two checkpoints on disk, B read in A's layout when it is in another; the tensors that differ are
+    sketched on both sides, so each carries its figures."""
+    adapted = in_reference_layout(_root(b), side_b, side_a)
+    if not adapted.note:
+        side_a, side_b = sketch_differences(_root(a), side_a, _root(b), side_b)
+        return provenance.diff(side_a, side_b, a_label=str(a), b_label=str(b))
+    # A's differing tensors are sketched first; B's are rebuilt again to be sketched alike (they have no
+    # place in a file to be read again from).
+    side_a, _ = sketch_differences(_root(a), side_a, _root(b), adapted.candidate)
+    adapted = in_reference_layout(_root(b), side_b, side_a)
+    report = provenance.diff(adapted.reference, adapted.candidate, a_label=str(a), b_label=str(b))
+    return across_layouts(report, adapted.note)
 
 
 def _root(path: Path) -> Path:

@@ -11,7 +11,7 @@ from provenance.fingerprint import Checkpoint, Role
 from provenance.layouts import in_reference_layout
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
-from provenance.report import FileResult, FileStatus, Report, Verdict
+from provenance.report import FileStatus, Report, Verdict
 from provenance.scan import ProgressReporter, content_plan, fingerprint_plan, plan_against, scan
 
 EVIDENCE_BYTES = "every byte read: BLAKE3 per tensor and of the container bytes"
@@ -81,7 +81,7 @@ def verify(
             candidate_label=str(target),
             evidence=EVIDENCE_BYTES,
         )
-        return dataclasses.replace(report, files=_held_elsewhere(report), reasons=(*report.reasons, adapted.note))
+        return across_layouts(report, adapted.note)
     damage = inspect_damage(root, reference, candidate)
     report = compare(
         reference,
@@ -95,15 +95,17 @@ def verify(
     return dataclasses.replace(report, refetch=plan_refetch(reference, damage.candidate, report, damage.chunks))
 
 
-def _held_elsewhere(report: Report) -> tuple[FileResult, ...]:
-    """A reference weights file absent in another layout, whose every tensor turned up, is said to be."""
+def across_layouts(report: Report, note: str) -> Report:
+    """A report of a candidate read in another layout: the adapter's note, and the reference's weights
+    files that are absent but whose every tensor turned up said to be so."""
     lost = {t.file for t in report.tensors if t.file is not None and t.status not in FOUND}
-    return tuple(
+    files = tuple(
         dataclasses.replace(f, detail="its tensors are in the candidate's layout")
         if f.status is FileStatus.MISSING and f.role == Role.WEIGHTS.value and f.name not in lost
         else f
         for f in report.files
     )
+    return dataclasses.replace(report, files=files, reasons=(*report.reasons, note))
 
 
 def read_checkpoint(

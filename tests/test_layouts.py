@@ -162,3 +162,20 @@ def test_golden_regenerates_with_torch(run_cli: Run, tmp_path: Path, release_dir
     code, document = verify(run_cli, folder, release_manifest)
     assert (code, document["verdict"]) == (0, "equivalent")
     assert (folder / "params.json").read_text() == (GOLDEN / "meta" / "params.json").read_text()
+
+
+def test_diff_reads_the_second_side_in_the_first_ones_layout(
+    run_cli: Run, release_dir: Path, meta_copy: Path, tmp_path: Path
+) -> None:
+    """`diff` of two checkpoints on disk in different layouts (and dtypes): the Meta side rebuilt in the
+    Hugging Face layout, each differing tensor sketched on both sides, so the casts are proven."""
+    wide = hugging_face_copy(release_dir, tmp_path / "hf-f32", np.float32)
+    result = run_cli("diff", wide, meta_copy, "--json", "-q")
+    document = json.loads(result.out)
+    assert (result.code, document["verdict"]) == (1, "converted")
+    casts = [t for t in document["tensors"] if t["status"] == "cast"]
+    assert len(casts) == 30 and {t["detail"] for t in casts} == {"exact F32 to F16 cast (proven by digest)"}
+    assert any(r.startswith("read in Meta's layout") for r in document["reasons"])
+
+    result = run_cli("diff", release_dir, meta_copy, "--json", "-q")
+    assert (result.code, json.loads(result.out)["verdict"]) == (0, "equivalent")
