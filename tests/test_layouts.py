@@ -71,6 +71,10 @@ def test_replicated_norms_must_agree(run_cli: Run, meta_copy: Path, release_mani
     assert [t["name"] for t in document["tensors"] if t["status"] == "modified"] == [
         "model.layers.0.post_attention_layernorm.weight"
     ]
+    assert document["reasons"][-1].endswith(
+        "; layers.0.ffn_norm.weight is replicated in every shard, but consolidated.01.pth holds another copy than "
+        "consolidated.00.pth"
+    )
 
 
 @pytest.fixture

@@ -103,12 +103,15 @@ class MetaToHuggingFace:
         tables = [{t.name: t for t in f.tensors} for f in shards]
         merged: list[TensorFingerprint] = []
         used: set[str] = set()
+        replicated: list[tuple[str, str, list[TensorFingerprint]]] = []
         for hf_name, meta_name, split, rope in _meta_plan(int(params["n_layers"])):
             found = [table.get(meta_name) for table in tables]
             pieces = [p for p in found if p is not None and not p.view]
             if len(pieces) != len(found):
                 continue
             used.add(meta_name)
+            if split is None:
+                replicated.append((hf_name, meta_name, pieces))
             group = heads if rope == "q" else kv_heads
             merged.append(_merge(root, shards, hf_name, pieces, split, group, rope, wanted.get(hf_name)))
         leftovers = [t for table in tables for name, t in table.items() if name not in used and name != ROPE_FREQS]
@@ -116,7 +119,9 @@ class MetaToHuggingFace:
         synthetic = FileFingerprint(MERGED, size, Role.WEIGHTS, format="pytorch", tensors=tuple(merged + leftovers))
         others = [f for f in candidate.files if not _SHARD.fullmatch(f.path) and f.path != PARAMS]
         files = (*others, synthetic, *_stand_ins(reference, CONFIG))
-        return Adapted(dataclasses.replace(candidate, files=files), reference, NOTE)
+        disagreeing = [_disagreement(shards, name, pieces) for _, name, pieces in replicated]
+        note = "; ".join([NOTE, *(d for d in disagreeing if d)])
+        return Adapted(dataclasses.replace(candidate, files=files), reference, note)
 
 
 class HuggingFaceToMeta:
@@ -164,6 +169,15 @@ class HuggingFaceToMeta:
         ]
         adapted = dataclasses.replace(candidate, files=tuple(files))
         return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), REVERSE_NOTE)
+
+
+def _disagreement(shards: list[FileFingerprint], name: str, pieces: list[TensorFingerprint]) -> str | None:
+    """Which shards' copies of a replicated tensor differ from the first shard's, said in a sentence."""
+    odd = [f.path for f, p in zip(shards, pieces, strict=True) if p.blake3 != pieces[0].blake3]
+    if not odd:
+        return None
+    verb = "holds another copy" if len(odd) == 1 else "hold other copies"
+    return f"{name} is replicated in every shard, but {', '.join(odd)} {verb} than {shards[0].path}"
 
 
 def _split(values: Any, axis: int, count: int) -> list[Any]:
