@@ -308,6 +308,8 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
 
     # Candidate tensors left over: another copy of a tensor already matched changes nothing; a new intact
     # tensor was added; a tensor named only by a cut-short header is damage, not an addition.
+    if not reference.tensor_level:  # a reference that lists files only: tensors are neither added nor removed
+        return outcome
     ref_digests = {(t.name, t.blake3) for _, t in ref_tensors}
     ref_names = {t.name for _, t in ref_tensors}
     unlaid = {f.path for f in reference.files if not f.has_layout}  # compared as whole files only

@@ -150,6 +150,10 @@ def test_unrelated_weights_match_nothing(run_cli: Run, registry: Path, tmp_path:
     assert code == 1
     assert {m["verdict"] for m in matches} == {"unrelated"}
     assert all(m["share"] == 0 for m in matches)
+    result = run_cli("identify", tmp_path / "other", "--registry", registry, "--json", "-q")
+    bundled = [m for m in json.loads(result.out)["matches"] if m["release"].startswith("llama-")]
+    assert bundled and all(m["share"] == 0 for m in bundled)
+    assert {m["verdict"] for m in bundled} == {"undecided"}  # checksum lists cannot tell: not `modified`
 
 
 def test_table_output(run_cli: Run, registry: Path, tmp_path: Path) -> None:
