@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def row(exe: str, name: str, folder: Path, manifest: Path) -> str:
     correlations = [t["correlation"] for t in changed if t.get("correlation") is not None]
     change = f"{statistics.median(changes):.2%}" if changes else "-"
     correlation = f"{statistics.median(correlations):.3f}" if correlations else "-"
-    statuses = ", ".join(sorted({t["status"] for t in changed})) or "match"
+    counts = Counter(t["status"] for t in changed)
+    statuses = ", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "match"
     return (
         f"| {name} | {len(changed)} of {len(document['tensors'])} | {change} | {correlation} | {statuses} | "
         f"{document['verdict']} |"
