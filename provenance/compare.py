@@ -188,6 +188,14 @@ def _decide(
     if lost_files or outcome.lost or corrupt:
         return Verdict.INCOMPLETE, reasons
     casts = [t for t in ref_tensors if t.status in (TensorStatus.CAST, TensorStatus.QUANTIZED)]
+    loose = [t.name for t in casts if t.proven is False]
+    if loose:
+        return Verdict.UNDECIDED, [
+            *reasons,
+            f"{_plural(len(loose), 'tensor')} quantized by a quantizer that searches its scales (K-quants, or an "
+            f"importance matrix): consistent with the release's values, but a change smaller than the "
+            f"quantization's error cannot be ruled out ({_names(loose)}); a float copy would decide",
+        ]
     if casts:
         kinds = sorted({f"{t.dtype} to {t.candidate_dtype}" for t in casts})
         return Verdict.CONVERTED, [
@@ -262,6 +270,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
             continue
         c = pool[hits[key]]
         figures: Figures = None
+        proven: bool | None = None
         if key in renamed:
             status, detail = TensorStatus.MATCH, "same numbers under another name"
         elif not c.tensor.intact:
@@ -269,7 +278,8 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         elif (c.tensor.blake3, c.tensor.dtype, c.tensor.shape) == (t.blake3, t.dtype, t.shape):
             status, detail = TensorStatus.MATCH, None
         else:
-            status, detail, figures = classify(t, c.tensor)
+            status, detail, figures, *loose = classify(t, c.tensor)
+            proven = False if loose else None  # a quantization within the error of a quantizer that searches
         status_of[key] = status
         outcome.results.append(
             TensorResult(
@@ -284,6 +294,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
                 c.tensor.dtype if status in (TensorStatus.CAST, TensorStatus.QUANTIZED) else None,
                 None if figures is None else _finite(figures[0]),
                 None if figures is None else _finite(figures[1]),
+                proven,
             )
         )
 
@@ -345,12 +356,14 @@ CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0*
 
 
 Figures = tuple[float, float] | None  # (relative change, correlation) on the sketches' samples
+Classified = tuple[TensorStatus, str, Figures] | tuple[TensorStatus, str, Figures, bool]
 DERIVED = 0.5  # a sampled correlation at least this high: the tensor derives from the release's
 
 
-def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorStatus, str, Figures]:
-    """A tensor that is not bit-identical: a proven cast, values within a cast's rounding, or a change
-    with figures, from the sketches when both sides have them."""
+def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
+    """A tensor that is not bit-identical: a proven cast, values within a cast's rounding, a quantization,
+    or a change with figures, from the sketches when both sides have them. A fourth element, False, marks
+    a quantization that is consistent with the release but cannot rule out a change below its error."""
     if cand.shape != ref.shape:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
     if cand.dtype != ref.dtype:
@@ -362,27 +375,34 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorSta
     if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
     change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
-    grid, size = cand.sketch.grid, len(ref.sketch.sample)
+    size = len(ref.sketch.sample)
+    tolerance = QUANT_TOLERANCE.get(cand.dtype)
+    near = tolerance is not None and change <= tolerance and correlation >= 0.99  # False for NaN figures
+    grid = cand.sketch.grid
     if grid is not None and len(grid.steps) == size:  # each sample's level checked against the release's value
         misses = off_grid(ref.sketch.sample, cand.sketch.sample, grid)
-        if misses.off == 0:
+        if near and misses.off == 0:
             detail = (
-                f"{cand.dtype} quantization of the release's values: each of {size} sampled values is the nearest "
-                f"level to the release's (sampled change {change:.2%})"
+                f"{cand.dtype} quantization of the release's values: each of {size} sampled values is on the level "
+                f"nearest the release's (sampled change {change:.2%})"
             )
             return TensorStatus.QUANTIZED, detail, (change, correlation)
-        if not misses.consistent(grid) or change > QUANT_TOLERANCE.get(cand.dtype, 0.0) or correlation < 0.99:
-            figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
-            detail = f"{misses.off} of {size} sampled values are not the {cand.dtype} level nearest the release's: "
-            return TensorStatus.MODIFIED, detail + figures, (change, correlation)
+        if near and misses.consistent(grid):
+            detail = (
+                f"{cand.dtype} quantization with an importance matrix, consistent with the release's values "
+                f"({misses.off} of {size} samples a level off the nearest, as such quantizers leave them; sampled "
+                f"change {change:.2%}): a change smaller than its error cannot be ruled out"
+            )
+            return TensorStatus.QUANTIZED, detail, (change, correlation), False
+        figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
+        detail = f"{misses.off} of {size} sampled values are not on the {cand.dtype} level nearest the release's: "
+        return TensorStatus.MODIFIED, detail + figures, (change, correlation)
+    if near:  # K-quants search their scales: only the size of the change can be held against the type's error
         detail = (
-            f"{cand.dtype} quantization with an importance matrix, consistent with the release's values ({misses.off} "
-            f"of {size} samples a level off the nearest, as such quantizers leave them; sampled change {change:.2%})"
+            f"{cand.dtype} quantization consistent with the release's values (sampled change {change:.2%}, within "
+            f"the type's error): a change smaller than that error cannot be ruled out"
         )
-        return TensorStatus.QUANTIZED, detail, (change, correlation)
-    if cand.dtype in QUANT_TOLERANCE and change <= QUANT_TOLERANCE[cand.dtype] and correlation >= 0.99:
-        detail = f"{cand.dtype} quantization of the release's values (sampled change {change:.2%})"
-        return TensorStatus.QUANTIZED, detail, (change, correlation)
+        return TensorStatus.QUANTIZED, detail, (change, correlation), False
     narrower = max(CAST_TOLERANCE.get(ref.dtype, 0.0), CAST_TOLERANCE.get(cand.dtype, 0.0))
     if cand.dtype != ref.dtype and change <= narrower:
         detail = f"values within {cand.dtype} rounding of the release's (sampled: {change:.1e})"

@@ -81,7 +81,9 @@ def off_grid(reference: tuple[float, ...], candidate: tuple[float, ...], grid: G
     m = np.asarray(grid.mins, dtype=np.float64)
     if not (len(x) == len(c) == len(d)):
         return Misses(0, 0)
-    ok = np.isfinite(x) & np.isfinite(c)
+    ok = np.isfinite(x)  # a release value that is not a number says nothing about the candidate's
+    broken = ~(np.isfinite(c) & np.isfinite(d) & np.isfinite(m))  # and a candidate's value or scale that is not, fails
+    c, d, m = (np.where(broken, 0.0, v) for v in (c, d, m))
     step = np.abs(d)
     _, _, top, most = LEGACY[grid.kind]
     # The quantizer picked each level q with float32 scales; the file keeps them rounded to float16. So
@@ -89,14 +91,14 @@ def off_grid(reference: tuple[float, ...], candidate: tuple[float, ...], grid: G
     # (|c| + |m|) / |d| (and the type's range): the bound below is that, with float32's arithmetic on top.
     slip_d = np.maximum(step * HALF_ULP, HALF_SPACING)
     slip_m = np.where(m != 0, np.maximum(np.abs(m) * HALF_ULP, HALF_SPACING), 0.0)
-    with np.errstate(all="ignore"):  # an infinite scale (values past float16's range) leaves c non-finite
+    with np.errstate(all="ignore"):
         levels = np.minimum(np.where(step > 0, (np.abs(c) + np.abs(m)) / step, most), most)
-        reach = 0.5 * (step + slip_d)
-        if top is not None:  # values past the top level clip to it: up to a whole step away
-            level = np.round(c / np.where(d != 0, d, 1.0))
-            reach = np.where((d != 0) & (level == top), step + slip_d, reach)
+    reach = 0.5 * (step + slip_d)
+    if top is not None:  # values past the top level clip to it: up to a whole step away
+        level = np.round(c / np.where(d != 0, d, 1.0))
+        reach = np.where((d != 0) & (level == top), step + slip_d, reach)
     slips = (levels + 1) * slip_d + slip_m + 2.0**-20 * (np.abs(c) + step)
-    miss = np.abs(x - c)[ok]
+    miss = np.where(broken, np.inf, np.abs(x - c))[ok]
     off = int(np.count_nonzero(miss > (reach + slips)[ok]))
     far = int(np.count_nonzero(miss > (1.5 * step + slips)[ok]))
     return Misses(off, far)

@@ -83,6 +83,7 @@ class TensorResult:
     candidate_dtype: str | None = None  # set for `cast` and `quantized`: the dtype the candidate holds it in
     change: float | None = None  # sampled relative change ||c - r|| / ||r||, with sketches
     correlation: float | None = None  # sampled correlation with the release's values, with sketches
+    proven: bool | None = None  # False: a quantization consistent with the release, a small change not ruled out
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class Report:
                         "candidate_dtype": t.candidate_dtype,
                         "change": t.change,
                         "correlation": t.correlation,
+                        "proven": t.proven,
                         "detail": t.detail,
                     }
                 )

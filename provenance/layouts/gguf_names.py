@@ -121,7 +121,11 @@ def _mapped(
     kind = GGMLQuantizationType[tensor.dtype]
     rows = int(np.prod(tensor.shape[:-1])) if len(tensor.shape) > 1 else 1
     stored = tensor_bytes(path, tensor)
-    floats = dequantize(np.frombuffer(stored, dtype=np.uint8).reshape(rows, -1), kind).reshape(tensor.shape)
+    try:
+        with np.errstate(all="ignore"):  # NaN or Inf scales dequantize to what they are, without a warning
+            floats = dequantize(np.frombuffer(stored, dtype=np.uint8).reshape(rows, -1), kind).reshape(tensor.shape)
+    except NotImplementedError:  # a type the gguf package cannot dequantize (Q8_K, Q8_1): compared as it is
+        return tensor._replace(name=name)
     positions = sample_positions(name, tensor.shape)  # in the Hugging Face order the sketch samples
     if rope is not None:
         floats = hugging_face_rows(floats, group)
