@@ -40,6 +40,8 @@ class _TensorOutcome:
 
 def file_status_of(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileStatus, str | None]:
     """How one candidate file compares with its reference, from whatever both record."""
+    if cand.rebuilt:  # the candidate holds this file's tensors in another layout, not the file
+        return FileStatus.MISSING, "its tensors are in the candidate's layout"
     if cand.error is not None:
         return FileStatus.CORRUPT, cand.error
     if ref.has_layout and cand.has_layout:  # both well-formed containers: compare them part by part
@@ -93,7 +95,7 @@ def compare(
         file_status[ref.path] = status
         files.append(FileResult(ref.path, status, ref.role.value, cand.size if cand else None, ref.size, detail))
     for cand in candidate.files:
-        if cand.path not in ref_paths:
+        if cand.path not in ref_paths and not (cand.rebuilt and cand.size is None):  # not a made-up table
             files.append(FileResult(cand.path, FileStatus.EXTRA, cand.role.value, cand.size, None, cand.error))
 
     outcome = _match_tensors(reference, candidate, file_status)
@@ -128,7 +130,7 @@ def _decide(
     has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
     derived = [t for t in ref_tensors if t.correlation is not None and t.correlation >= DERIVED]  # fine-tuned
     evidence = [t for t in [*found, *derived] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
-    if ref_tensors and cand_intact and not evidence:
+    if ref_tensors and cand_intact and not evidence and (changed or not outcome.lost):
         return Verdict.UNRELATED, [
             f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor"
             + (" (apart from vectors any model of this shape may share)" if found else "")
@@ -154,12 +156,15 @@ def _decide(
     # A lost weights file costs nothing when every tensor it held turned up elsewhere (re-sharded copies).
     not_found = {t.file for t in ref_tensors if t.status not in FOUND}
     held_elsewhere = {f.path for f in reference.files if f.has_layout and f.path not in not_found}
+    # In another layout the release's weights files are never there: their tensors say what is missing.
+    elsewhere = any(f.rebuilt for f in candidate.files)
     lost_files = [
         r
         for r in files
         if r.status in (FileStatus.MISSING, FileStatus.CORRUPT)
         and r.role != Role.INDEX.value
         and r.name not in held_elsewhere
+        and not (elsewhere and r.role == Role.WEIGHTS.value)
     ]
     gone = [r.name for r in lost_files if r.status is FileStatus.MISSING]
     if gone:
@@ -213,6 +218,8 @@ def _decide(
 
 
 def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
+    if any(f.rebuilt for f in candidate.files):
+        return "another layout"
     ref_w = {f.path for f in reference.files if f.role is Role.WEIGHTS}
     cand_w = {f.path for f in candidate.files if f.role is Role.WEIGHTS}
     if len(ref_w) != len(cand_w):

@@ -67,6 +67,7 @@ class FileFingerprint:
     expected_size: int | None = None
     error: str | None = None
     pieces: Pieces | None = None  # BEP 52 pieces root and piece layer, when asked for (`--torrent-v2`)
+    rebuilt: bool = False  # a layout adapter's tensor table, made from other files: no bytes of its own
 
     @property
     def has_layout(self) -> bool:

@@ -16,8 +16,8 @@ from typing import NamedTuple
 from provenance.dtypes import DTYPE_BITS
 from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
 from provenance.layouts.interface import Adapted
-from provenance.layouts.llama import wants_hugging_face
-from provenance.layouts.tensors import elements, hugging_face_rows, rebuilt, tensor_bytes
+from provenance.layouts.llama import MAX_HEADS, wants_hugging_face
+from provenance.layouts.tensors import elements, hugging_face_rows, permuted, rebuilt, tensor_bytes
 from provenance.quantization import grid_at
 from provenance.sketch import SketchBuilder, sample_positions
 
@@ -64,15 +64,19 @@ class GgufToHuggingFace:
         wanted = {t.name: t for f in reference.files for t in f.tensors}
         files: list[FileFingerprint] = []
         changed = False
+        problems: list[str] = []
         for f in candidate.files:
-            if f.format != "gguf" or f.error is not None or not any(hugging_face_name(t.name) for t in f.tensors):
+            keys = None
+            if f.format == "gguf" and any(hugging_face_name(t.name) for t in f.tensors):
+                keys = _model_keys(root / f.path, damaged=f.error is not None)
+            if keys is None:  # not a llama GGUF, or one cut short before its key-values could be read
                 files.append(f)
                 continue
-            keys = _model_keys(root / f.path)
-            tensors = tuple(_mapped(root / f.path, t, keys, wanted) for t in f.tensors)
-            files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None))
+            tensors = tuple(_mapped(root / f.path, t, keys, wanted, problems) for t in f.tensors)
+            files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None, rebuilt=True))
             changed = True
-        return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, NOTE) if changed else None
+        note = "; ".join([NOTE, *problems])
+        return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, note) if changed else None
 
 
 class _Keys(NamedTuple):
@@ -81,40 +85,80 @@ class _Keys(NamedTuple):
     weighted: bool  # quantized with an importance matrix: levels may sit one off the nearest
 
 
-def _model_keys(path: Path) -> _Keys:
+def _model_keys(path: Path, *, damaged: bool = False) -> _Keys | None:
     """What the mapping needs from the file's key-values: head counts, and whether llama.cpp recorded an
-    importance matrix (`quantize.imatrix.*`), whose quantizers may move a level off the nearest."""
-    from gguf import GGUFReader
+    importance matrix (`quantize.imatrix.*`), whose quantizers may move a level off the nearest. None for a
+    damaged file whose key-values cannot be read."""
+    from gguf import GGUFReader, GGUFValueType
 
     from provenance.errors import MalformedContainer
 
-    fields = GGUFReader(str(path)).fields
+    try:
+        fields = GGUFReader(str(path)).fields
+    except (OSError, ValueError, IndexError, KeyError) as exc:
+        if damaged:  # cut short: the gguf package maps every tensor; the header alone says enough
+            return _header_keys(path)
+        raise MalformedContainer(path.name, f"its key-values cannot be read ({exc})") from None
+    integers = {GGUFValueType[k] for k in ("UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "UINT64", "INT64")}
 
     def number(key: str) -> int | None:
         field = fields.get(key)
-        return int(field.parts[field.data[0]][0]) if field is not None and field.data else None
+        if field is None:
+            return None
+        if not field.data or field.types != [field.types[0]] or field.types[0] not in integers:
+            raise MalformedContainer(path.name, f"{key} is not an integer")
+        value = int(field.parts[field.data[0]][0])
+        if not 0 < value <= MAX_HEADS:
+            raise MalformedContainer(path.name, f"{key} = {value} is not a head count")
+        return value
 
     heads = number("llama.attention.head_count")
     if heads is None:
         raise MalformedContainer(path.name, "a llama GGUF without llama.attention.head_count")
+    kv_heads = number("llama.attention.head_count_kv") or heads
+    if heads % kv_heads:
+        raise MalformedContainer(path.name, f"{heads} attention heads are not a multiple of {kv_heads} key-value heads")
     weighted = any(key.startswith("quantize.imatrix.") for key in fields)
-    return _Keys(heads, number("llama.attention.head_count_kv") or heads, weighted)
+    return _Keys(heads, kv_heads, weighted)
+
+
+def _header_keys(path: Path) -> _Keys | None:
+    """The head counts from the header of a file cut short, read by this project's GGUF reader."""
+    from provenance.errors import ProvenanceError
+    from provenance.formats.gguf import GgufReader
+
+    try:
+        with open(path, "rb") as stream:
+            metadata = GgufReader().read_layout(stream, path.stat().st_size, path.name).metadata
+    except (OSError, ProvenanceError):
+        return None
+    counts = [metadata.get(f"llama.attention.head_count{suffix}", "") for suffix in ("", "_kv")]
+    if not counts[0].isdigit() or not 0 < int(counts[0]) <= MAX_HEADS:
+        return None
+    heads = int(counts[0])
+    kv_heads = int(counts[1]) if counts[1].isdigit() and 0 < int(counts[1]) <= heads else heads
+    if heads % kv_heads:
+        return None
+    return _Keys(heads, kv_heads, any(key.startswith("quantize.imatrix.") for key in metadata))
 
 
 def _mapped(
-    path: Path, tensor: TensorFingerprint, keys: _Keys, wanted: dict[str, TensorFingerprint]
+    path: Path, tensor: TensorFingerprint, keys: _Keys, wanted: dict[str, TensorFingerprint], problems: list[str]
 ) -> TensorFingerprint:
     import numpy as np
 
     named = hugging_face_name(tensor.name)
-    if named is None or tensor.view or not tensor.intact:
+    if named is None or tensor.view:
         return tensor
     name, rope = named
+    if not tensor.intact:  # cut short: reported under the release's name
+        return tensor._replace(name=name)
     group = keys.heads if rope == "q" else keys.kv_heads
     if tensor.dtype in DTYPE_BITS:
         if rope is None:  # the same bytes in the same place: only the name changes
             return tensor._replace(name=name)
-        return rebuilt(name, tensor.dtype, hugging_face_rows(elements(path, tensor), group), wanted.get(name))
+        values = permuted(hugging_face_rows, elements(path, tensor), group, tensor.name, problems)
+        return rebuilt(name, tensor.dtype, values, wanted.get(name))
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
@@ -128,8 +172,8 @@ def _mapped(
         return tensor._replace(name=name)
     positions = sample_positions(name, tensor.shape)  # in the Hugging Face order the sketch samples
     if rope is not None:
-        floats = hugging_face_rows(floats, group)
-        source = hugging_face_rows(np.arange(rows).reshape(rows, 1), group)[:, 0]  # stored row of each row
+        floats = permuted(hugging_face_rows, floats, group, tensor.name, problems)
+        source = permuted(hugging_face_rows, np.arange(rows).reshape(rows, 1), group, "", [])[:, 0]  # stored rows
         cols = tensor.shape[-1]
         positions = source[positions // cols] * cols + positions % cols
     builder = SketchBuilder(name, "F32", tensor.shape, casts=False)  # no float digest can match quantized blocks

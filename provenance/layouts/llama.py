@@ -3,9 +3,10 @@
 Meta ships `consolidated.NN.pth` tensor-parallel shards and `params.json`; the Hugging Face layout has one
 tensor per weight under other names, with the rows of q and k permuted for its rotary embedding (grouped
 query attention permutes k by the key-value heads). Column-parallel weights (wq, wk, wv, w1, w3, output)
-are split along rows, row-parallel ones (wo, w2) and the embedding along columns; norms are replicated
-and must agree across shards. Tensors are rebuilt from the candidate's bytes (merged or split, permuted,
-no arithmetic) and digested, so the same numbers give the same digest: `equivalent`.
+are split along rows, row-parallel ones (wo, w2) along columns, the embedding along columns (LLaMA 1 and
+2) or rows (Llama 3: the axis is read from the shapes); norms are replicated and must agree across
+shards. Tensors are rebuilt from the candidate's bytes (merged or split, permuted, no arithmetic) and
+digested, so the same numbers give the same digest: `equivalent`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from blake3 import blake3
 from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance.layouts.interface import Adapted
-from provenance.layouts.tensors import elements, hugging_face_rows, meta_rows, rebuilt
+from provenance.layouts.tensors import elements, hugging_face_rows, meta_rows, permuted, rebuilt
 
 PARAMS = "params.json"
 CONFIG = "config.json"
 ROPE_FREQS = "rope.freqs"
+INV_FREQ = "rotary_emb.inv_freq"  # older Hugging Face checkpoints saved this computed buffer per layer
 CHECKLIST = "checklist.chk"  # md5 of each of Meta's files: the layout's own record, like a shard index
 _SHARD = re.compile(r"(?:.*/)?consolidated\.(\d+)\.pth")
 JSON_CAP = 1 << 20
+MAX_HEADS = 1 << 16
 
 # Hugging Face name, Meta name, tensor-parallel split dimension (None: replicated), rotary permutation
 _GLOBAL = [
@@ -47,19 +50,23 @@ _PER_LAYER = [
     ("input_layernorm.weight", "attention_norm.weight", None, None),
     ("post_attention_layernorm.weight", "ffn_norm.weight", None, None),
 ]
-_LAYER = re.compile(r"layers\.(\d+)\.(.+)")
+_HF_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
+_META_LAYER = re.compile(r"layers\.(\d+)\.(.+)")
 MERGED = "consolidated.*.pth (merged, Hugging Face names)"
-SPLIT = " (rebuilt from the Hugging Face layout)"
+
+Mapping = tuple[str, int | None, str | None]  # the other layout's name, split dimension, rotary permutation
 
 NOTE = (
     "read in Meta's layout: the consolidated shards merged and the q and k rows permuted into the Hugging Face "
-    "layout; params.json stands in for config.json (the tensors' shapes and digests check it)"
+    "layout; params.json plays config.json's role, checked only through its head counts (the tensors' shapes "
+    "and digests), its other settings not compared; rope.freqs and rotary_emb.inv_freq, computed from the "
+    "parameters, are not compared"
 )
 REVERSE_NOTE = (
     "read in the Hugging Face layout: each tensor split into Meta's tensor-parallel shards and the q and k rows "
-    "permuted into Meta's order; config.json stands in for params.json (the tensors' shapes and digests check "
-    "it); rope.freqs, computed from params.json and absent from the Hugging Face layout, and checklist.chk, "
-    "md5 sums of Meta's files, are not compared"
+    "permuted into Meta's order; config.json plays params.json's role, checked only through its head counts "
+    "(the tensors' shapes and digests), its other settings not compared; rope.freqs and rotary_emb.inv_freq, "
+    "computed from the parameters, and checklist.chk, md5 sums of Meta's files, are not compared"
 )
 
 
@@ -73,16 +80,37 @@ def wants_hugging_face(checkpoint: Checkpoint) -> bool:
     return any(t.name.startswith("model.layers.") for f in checkpoint.files for t in f.tensors)
 
 
-def _meta_plan(layers: int) -> list[tuple[str, str, int | None, str | None]]:
-    return list(_GLOBAL) + [
-        (f"model.layers.{i}.{hf}", f"layers.{i}.{meta}", split, rope)
-        for i in range(layers)
-        for hf, meta, split, rope in _PER_LAYER
-    ]
+def meta_name(hf_name: str) -> Mapping | None:
+    """A Hugging Face Llama tensor's name in Meta's layout, with how it is split and permuted."""
+    for hf, meta, split, rope in _GLOBAL:
+        if hf_name == hf:
+            return meta, split, rope
+    match = _HF_LAYER.fullmatch(hf_name)
+    for hf, meta, split, rope in _PER_LAYER if match else ():
+        if match and match[2] == hf:
+            return f"layers.{match[1]}.{meta}", split, rope
+    return None
+
+
+def hugging_face_name(name: str) -> Mapping | None:
+    """A Meta tensor's name in the Hugging Face layout, with how it is split and permuted."""
+    for hf, meta, split, rope in _GLOBAL:
+        if name == meta:
+            return hf, split, rope
+    match = _META_LAYER.fullmatch(name)
+    for hf, meta, split, rope in _PER_LAYER if match else ():
+        if match and match[2] == meta:
+            return f"model.layers.{match[1]}.{hf}", split, rope
+    return None
 
 
 def _stand_ins(reference: Checkpoint, name: str) -> list[FileFingerprint]:
     return [f for f in reference.files if f.path == name and f.role is Role.OTHER]
+
+
+def _shard_index(path: str) -> int:
+    match = _SHARD.fullmatch(path)
+    return int(match[1]) if match else -1
 
 
 class MetaToHuggingFace:
@@ -93,35 +121,51 @@ class MetaToHuggingFace:
     def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
         if not (is_meta_layout(candidate) and wants_hugging_face(reference)):
             return None
-        params = _read_json(root / PARAMS, ("n_heads", "n_layers", "dim"), "Meta's params.json")
-        shards = sorted((f for f in candidate.files if _SHARD.fullmatch(f.path)), key=lambda f: f.path)
-        if any(f.error is not None or not f.tensors for f in shards):
-            return None  # a damaged shard: compared as it is, and reported corrupt
-        heads = int(params["n_heads"])
-        kv_heads = int(params.get("n_kv_heads") or heads)
+        heads, kv_heads = _head_counts(_read_json(root / PARAMS, "Meta's params.json"), "n_heads", "n_kv_heads", PARAMS)
+        present = {f.path: f for f in candidate.files if _SHARD.fullmatch(f.path)}
         wanted = {t.name: t for f in reference.files for t in f.tensors}
-        tables = [{t.name: t for t in f.tensors} for f in shards]
+        expected = sorted(
+            set(present) | _listed_shards(root, candidate) | _shards_by_shape(present, wanted), key=_shard_index
+        )
+        tables = [{t.name: t for t in present[p].tensors} if p in present else {} for p in expected]
+        names = list(dict.fromkeys(name for table in tables for name in table))
         merged: list[TensorFingerprint] = []
-        used: set[str] = set()
-        replicated: list[tuple[str, str, list[TensorFingerprint]]] = []
-        for hf_name, meta_name, split, rope in _meta_plan(int(params["n_layers"])):
-            found = [table.get(meta_name) for table in tables]
-            pieces = [p for p in found if p is not None and not p.view]
-            if len(pieces) != len(found):
+        leftovers: list[TensorFingerprint] = []
+        lost: dict[str, str] = {}  # Hugging Face tensor -> the shard it cannot be rebuilt without
+        problems: list[str] = []
+        for name in names:
+            mapping = hugging_face_name(name)
+            if mapping is None:
+                if name != ROPE_FREQS:
+                    leftovers.extend(t for table in tables if (t := table.get(name)) is not None)
                 continue
-            used.add(meta_name)
+            hf_name, split, rope = mapping
+            found = [table.get(name) for table in tables]
+            pieces = [(p, t) for p, t in zip(expected, found, strict=True) if t is not None and t.intact and not t.view]
             if split is None:
-                replicated.append((hf_name, meta_name, pieces))
+                if not pieces:
+                    lost[hf_name] = next(p for p, t in zip(expected, found, strict=True) if t is not None)
+                    continue
+                merged.append(_replicated(root, hf_name, name, pieces, wanted.get(hf_name), problems))
+                continue
+            if len(pieces) != len(expected):
+                lost[hf_name] = next(p for p, t in zip(expected, found, strict=True) if (p, t) not in pieces)
+                continue
             group = heads if rope == "q" else kv_heads
-            merged.append(_merge(root, shards, hf_name, pieces, split, group, rope, wanted.get(hf_name)))
-        leftovers = [t for table in tables for name, t in table.items() if name not in used and name != ROPE_FREQS]
-        size = sum(f.size or 0 for f in shards)
-        synthetic = FileFingerprint(MERGED, size, Role.WEIGHTS, format="pytorch", tensors=tuple(merged + leftovers))
+            merged.append(_merge(root, hf_name, pieces, split, group if rope else 0, wanted.get(hf_name), problems))
+        synthetic = FileFingerprint(
+            MERGED, None, Role.WEIGHTS, format="pytorch", tensors=tuple(merged + leftovers), rebuilt=True
+        )
+        shards = [dataclasses.replace(f, tensors=(), container_blake3=None) for f in present.values()]  # as files
         others = [f for f in candidate.files if not _SHARD.fullmatch(f.path) and f.path != PARAMS]
-        files = (*others, synthetic, *_stand_ins(reference, CONFIG))
-        disagreeing = [_disagreement(shards, name, pieces) for _, name, pieces in replicated]
-        note = "; ".join([NOTE, *(d for d in disagreeing if d)])
-        return Adapted(dataclasses.replace(candidate, files=files), reference, note)
+        files = (*others, *shards, synthetic, *_stand_ins(reference, CONFIG))
+        adapted = dataclasses.replace(candidate, files=files, weight_map={**candidate.weight_map, **lost})
+        comparable = [
+            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if not t.name.endswith(INV_FREQ)))
+            for f in reference.files
+        ]
+        note = "; ".join([NOTE, *problems])
+        return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), note)
 
 
 class HuggingFaceToMeta:
@@ -132,99 +176,203 @@ class HuggingFaceToMeta:
     def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
         if is_meta_layout(candidate) or not is_meta_layout(reference) or not wants_hugging_face(candidate):
             return None
-        ref_shards = sorted((f for f in reference.files if _SHARD.fullmatch(f.path)), key=lambda f: f.path)
+        ref_shards = sorted(
+            (f for f in reference.files if _SHARD.fullmatch(f.path)), key=lambda f: _shard_index(f.path)
+        )
         if not all(f.has_layout for f in ref_shards) or CONFIG not in {f.path for f in candidate.files}:
             return None  # a checksum list cannot be held tensor by tensor; without config.json no head counts
-        config = _read_json(root / CONFIG, ("num_attention_heads", "num_hidden_layers"), "a Hugging Face config.json")
-        heads = int(config["num_attention_heads"])
-        kv_heads = int(config.get("num_key_value_heads") or heads)
-        located = {t.name: (f, t) for f in candidate.files if f.error is None for t in f.tensors if not t.view}
+        config = _read_json(root / CONFIG, "a Hugging Face config.json")
+        heads, kv_heads = _head_counts(config, "num_attention_heads", "num_key_value_heads", CONFIG)
+        weights = [f for f in candidate.files if f.role is Role.WEIGHTS]
+        located: dict[str, tuple[FileFingerprint, TensorFingerprint]] = {}
+        rest: list[TensorFingerprint] = []  # compared under their own names: unmapped, or a second copy
+        for f in weights:
+            for t in f.tensors:
+                if t.name.endswith(INV_FREQ):  # computed from the config, like Meta's rope.freqs: not compared
+                    continue
+                if t.name in located or t.view or meta_name(t.name) is None:
+                    rest.append(t)
+                else:
+                    located[t.name] = (f, t)
         ref_tables = [{t.name: t for t in f.tensors} for f in ref_shards]
         pieces: list[list[TensorFingerprint]] = [[] for _ in ref_shards]
-        used: set[str] = set()
-        for hf_name, meta_name, split, rope in _meta_plan(int(config["num_hidden_layers"])):
-            if hf_name not in located or not all(meta_name in table for table in ref_tables):
+        lost: dict[str, str] = {}  # Meta tensor -> the candidate file its source was lost with
+        problems: list[str] = []
+        for hf_name, (f, t) in located.items():
+            target, split, rope = meta_name(hf_name) or (hf_name, None, None)
+            if not all(target in table for table in ref_tables):
+                rest.append(t)
                 continue
-            f, t = located[hf_name]
             if not t.intact:
+                lost[target] = f.path
                 continue
-            used.add(hf_name)
             values = elements(root / f.path, t)
             if rope is not None:
-                values = meta_rows(values, heads if rope == "q" else kv_heads)
-            parts = [values] * len(ref_shards) if split is None else _split(values, split, len(ref_shards))
+                values = permuted(meta_rows, values, heads if rope == "q" else kv_heads, hf_name, problems)
+            shapes = [table[target].shape for table in ref_tables]
+            parts = _split_like(values, split, shapes)
             for shard, (table, part) in enumerate(zip(ref_tables, parts, strict=True)):
-                pieces[shard].append(rebuilt(meta_name, t.dtype, part, table[meta_name]))
-        whole = [f for f in candidate.files if f.role is Role.WEIGHTS and f.error is None]
-        rest = [t for f in whole for t in f.tensors if t.name not in used]  # compared under their own names
-        files = [f for f in candidate.files if f.path != CONFIG and f not in whole]
+                pieces[shard].append(rebuilt(target, t.dtype, part, table[target]))
+        for hf_name, file in candidate.weight_map.items():  # tensors of shards that never arrived
+            mapping = meta_name(hf_name)
+            if mapping is not None and hf_name not in located:
+                lost[mapping[0]] = file
+        damaged = [dataclasses.replace(f, tensors=()) for f in weights if f.error is not None]
+        files = [f for f in candidate.files if f.path != CONFIG and f.role is not Role.WEIGHTS]
+        files.extend(damaged)
         for shard, ref in enumerate(ref_shards):
             tensors = tuple(pieces[shard] + (rest if shard == 0 else []))
-            files.append(FileFingerprint(ref.path + SPLIT, None, Role.WEIGHTS, format="pytorch", tensors=tensors))
+            files.append(FileFingerprint(ref.path, None, Role.WEIGHTS, format="pytorch", tensors=tensors, rebuilt=True))
         files.extend(_stand_ins(reference, PARAMS))
         comparable = [
             dataclasses.replace(f, tensors=tuple(t for t in f.tensors if t.name != ROPE_FREQS))
             for f in reference.files
             if f.path.rsplit("/", 1)[-1] != CHECKLIST
         ]
-        adapted = dataclasses.replace(candidate, files=tuple(files))
-        return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), REVERSE_NOTE)
+        adapted = dataclasses.replace(candidate, files=tuple(files), weight_map=lost)
+        note = "; ".join([REVERSE_NOTE, *problems])
+        return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), note)
 
 
-def _disagreement(shards: list[FileFingerprint], name: str, pieces: list[TensorFingerprint]) -> str | None:
-    """Which shards' copies of a replicated tensor differ from the first shard's, said in a sentence."""
-    odd = [f.path for f, p in zip(shards, pieces, strict=True) if p.blake3 != pieces[0].blake3]
-    if not odd:
-        return None
-    verb = "holds another copy" if len(odd) == 1 else "hold other copies"
-    return f"{name} is replicated in every shard, but {', '.join(odd)} {verb} than {shards[0].path}"
+def _shards_by_shape(present: dict[str, FileFingerprint], wanted: dict[str, TensorFingerprint]) -> set[str]:
+    """The shards a download must have, from how much of a split tensor one shard holds against the
+    reference's whole: what tells a shard that never arrived when there is no checklist.chk."""
+    if not present:
+        return set()
+    first = min(present, key=_shard_index)
+    folder = first[: len(first) - len(first.rsplit("/", 1)[-1])]
+    for t in present[first].tensors:
+        mapping = hugging_face_name(t.name)
+        whole = wanted.get(mapping[0]) if mapping is not None else None
+        if mapping is None or mapping[1] is None or whole is None or len(whole.shape) != len(t.shape):
+            continue
+        axis = mapping[1]
+        others_equal = whole.shape[:axis] + whole.shape[axis + 1 :] == t.shape[:axis] + t.shape[axis + 1 :]
+        if others_equal and t.shape[axis] and whole.shape[axis] % t.shape[axis] == 0:
+            count = whole.shape[axis] // t.shape[axis]
+            return {f"{folder}consolidated.{i:02d}.pth" for i in range(min(count, 1024))}
+    return set()
 
 
-def _split(values: Any, axis: int, count: int) -> list[Any]:
+def _listed_shards(root: Path, candidate: Checkpoint) -> set[str]:
+    """The consolidated shards Meta's checklist.chk lists, when the download has one: what tells a shard
+    that never arrived from a checkpoint that has fewer."""
+    listed: set[str] = set()
+    for f in candidate.files:
+        if f.path.rsplit("/", 1)[-1] != CHECKLIST or (f.size or 0) > JSON_CAP:
+            continue
+        folder = f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else ""
+        try:
+            lines = (root / f.path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 2 and _SHARD.fullmatch(parts[1]) and "/" not in parts[1]:
+                listed.add(folder + parts[1])
+    return listed
+
+
+def _split_like(values: Any, split: int | None, shapes: list[tuple[int, ...]]) -> list[Any]:
+    """A tensor cut into the reference's pieces: copies when they are replicated, else along the axis their
+    shapes say (the default one when they say none), unevenly when it does not divide (a changed shape)."""
     import numpy as np
 
-    if values.shape[axis] % count:
-        raise UnreadableInput(
-            f"a tensor of shape {tuple(values.shape)} does not split into {count} tensor-parallel shards; "
-            "the layouts cannot be mapped"
-        )
-    return list(np.split(values, count, axis=axis))
+    full = tuple(values.shape)
+    count = len(shapes)
+    if all(shape == full for shape in shapes):
+        return [values] * count
+    if all(len(shape) == len(full) for shape in shapes):
+        for axis in range(len(full)):
+            others = full[:axis] + full[axis + 1 :]
+            if all(s[axis] * count == full[axis] and s[:axis] + s[axis + 1 :] == others for s in shapes):
+                return list(np.split(values, count, axis=axis))
+    return list(np.array_split(values, count, axis=split if split is not None and split < len(full) else 0))
 
 
-def _read_json(path: Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
+def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         if path.stat().st_size > JSON_CAP:
             raise UnreadableInput(f"{path} is larger than {what} can be")
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UnreadableInput(f"{path} is not {what} ({exc}); the layout cannot be mapped") from None
-    if not isinstance(document, dict) or not all(type(document.get(k)) is int and document[k] > 0 for k in keys):
-        raise UnreadableInput(f"{path} lacks {', '.join(keys)}; the layout cannot be mapped")
+    if not isinstance(document, dict):
+        raise UnreadableInput(f"{path} is not {what} (not a JSON object); the layout cannot be mapped")
     return document
+
+
+def _head_counts(document: dict[str, Any], heads_key: str, kv_key: str, name: str) -> tuple[int, int]:
+    """Attention and key-value head counts, checked: positive, bounded, the first a multiple of the second."""
+    heads = document.get(heads_key)
+    kv_heads = document.get(kv_key)
+    counts = (heads, heads if kv_heads is None else kv_heads)
+    for key, value in zip((heads_key, kv_key), counts, strict=True):
+        if type(value) is not int or not 0 < value <= MAX_HEADS:
+            raise UnreadableInput(
+                f"{name} gives {key} = {value!r}, not a head count; the layout cannot be mapped: fix or restore {name}"
+            )
+    heads, kv_heads = (int(c) for c in counts if isinstance(c, int))
+    if heads % kv_heads:
+        raise UnreadableInput(
+            f"{name} gives {heads} attention heads, not a multiple of its {kv_heads} key-value heads; the layout "
+            f"cannot be mapped: fix or restore {name}"
+        )
+    return heads, kv_heads
+
+
+def _replicated(
+    root: Path,
+    name: str,
+    stored_name: str,
+    pieces: list[tuple[str, TensorFingerprint]],
+    reference: TensorFingerprint | None,
+    problems: list[str],
+) -> TensorFingerprint:
+    """A replicated tensor: every shard's copy must hold the same bytes; the shards that disagree are named."""
+    (path, first), *others = pieces
+    odd = [p for p, t in others if t.blake3 != first.blake3]
+    if odd:  # one copy was changed: no digest of the release can match
+        verb = "holds another copy" if len(odd) == 1 else "hold other copies"
+        problems.append(f"{stored_name} is replicated in every shard, but {', '.join(odd)} {verb} than {path}")
+        mixed = blake3("|".join(str(t.blake3) for _, t in pieces).encode()).hexdigest()
+        return TensorFingerprint(name, first.dtype, first.shape, 0, 0, mixed, True)
+    if reference is not None and (reference.blake3, reference.dtype) == (first.blake3, first.dtype):
+        return TensorFingerprint(name, first.dtype, first.shape, 0, 0, first.blake3, True)
+    return rebuilt(name, first.dtype, elements(root / path, first), reference)
 
 
 def _merge(
     root: Path,
-    shards: list[FileFingerprint],
     name: str,
-    pieces: list[TensorFingerprint],
-    split: int | None,
+    pieces: list[tuple[str, TensorFingerprint]],
+    split: int,
     heads: int,
-    rope: str | None,
     reference: TensorFingerprint | None,
+    problems: list[str],
 ) -> TensorFingerprint:
     import numpy as np
 
-    first = pieces[0]
-    if split is None:  # replicated: every shard must hold the same bytes
-        if len({p.blake3 for p in pieces}) != 1:  # one copy was changed: no digest of the release can match
-            mixed = blake3("|".join(str(p.blake3) for p in pieces).encode()).hexdigest()
-            return TensorFingerprint(name, first.dtype, first.shape, 0, 0, mixed, True)
-        if reference is not None and (reference.blake3, reference.dtype) == (first.blake3, first.dtype):
-            return TensorFingerprint(name, first.dtype, first.shape, 0, 0, first.blake3, True)
-        return rebuilt(name, first.dtype, elements(root / shards[0].path, first), reference)
-    arrays = [elements(root / shard.path, piece) for shard, piece in zip(shards, pieces, strict=True)]
-    whole = np.concatenate(arrays, axis=split)
-    if rope is not None:
-        whole = hugging_face_rows(whole, heads)
-    return rebuilt(name, first.dtype, whole, reference)
+    arrays = [elements(root / path, piece) for path, piece in pieces]
+    axis = _joining_axis([a.shape for a in arrays], split, reference.shape if reference else None)
+    try:
+        whole = np.concatenate(arrays, axis=axis)
+    except ValueError:  # the shards' pieces do not fit together: no digest of the release can match
+        problems.append(f"the shards' pieces of {name} do not fit together ({[list(a.shape) for a in arrays]})")
+        return TensorFingerprint(name, pieces[0][1].dtype, pieces[0][1].shape, 0, 0, "0" * 64, True)
+    if heads:
+        whole = permuted(hugging_face_rows, whole, heads, name, problems)
+    return rebuilt(name, pieces[0][1].dtype, whole, reference)
+
+
+def _joining_axis(shapes: list[tuple[int, ...]], default: int, target: tuple[int, ...] | None) -> int:
+    """The axis the shards' pieces join along to give the reference's shape (Llama 3 splits the embedding
+    by rows, earlier releases by columns); the layout's default when the shapes do not say."""
+    if target is not None and all(len(s) == len(target) for s in shapes):
+        for axis in (default, *range(len(target))):
+            rest = [s[:axis] + s[axis + 1 :] for s in shapes]
+            if sum(s[axis] for s in shapes) == target[axis] and all(
+                r == target[:axis] + target[axis + 1 :] for r in rest
+            ):
+                return int(axis)
+    return default

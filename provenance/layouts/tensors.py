@@ -42,6 +42,15 @@ def meta_rows(values: Any, heads: int) -> Any:
     return values.reshape(heads, 2, rows // heads // 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
 
 
+def permuted(permute: Any, values: Any, heads: int, name: str, problems: list[str]) -> Any:
+    """q or k rows in the other rotary order; unchanged (so they cannot match) when the head count does not
+    fit the tensor, which the report says."""
+    if values.ndim != 2 or values.shape[0] % (2 * heads):
+        problems.append(f"{name} has {values.shape[0]} rows, which {heads} heads cannot be rotary-permuted in")
+        return values
+    return permute(values, heads)
+
+
 def rebuilt(name: str, dtype: str, values: Any, reference: TensorFingerprint | None) -> TensorFingerprint:
     """A rebuilt tensor's fingerprint: the BLAKE3 of its elements in order, and, when the reference's
     tensor of that name is sketched and differs, the same sketch taken of these values (a rebuilt tensor
