@@ -37,16 +37,27 @@ def meta_rows(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def write_llama_gguf(
-    path: Path, quantize: str | None, tensors: dict[str, np.ndarray] | None = None, *, imatrix: bool = False
+    path: Path,
+    quantize: str | None,
+    tensors: dict[str, np.ndarray] | None = None,
+    *,
+    imatrix: bool = False,
+    heads: int | str = HEADS,
 ) -> Path:
     """The sample model (or `tensors` of its shapes) as llama.cpp's converter writes it, matrices quantized
-    (`imatrix`: with the keys llama-quantize records when given an importance matrix)."""
+    (`imatrix`: with the keys llama-quantize records when given an importance matrix; `heads`: another
+    head count, of any type, for hostile files)."""
     writer = gguf.GGUFWriter(str(path), "llama")
     if imatrix:
         writer.add_string("quantize.imatrix.file", "imatrix.dat")
         writer.add_uint32("quantize.imatrix.entries_count", 28)
     writer.add_block_count(4)
-    writer.add_head_count(HEADS)
+    if isinstance(heads, str):
+        writer.add_string("llama.attention.head_count", heads)
+    elif heads < 0:
+        writer.add_int32("llama.attention.head_count", heads)
+    else:
+        writer.add_head_count(heads)
     writer.add_head_count_kv(KV_HEADS)
     for name, array in (sample_tensors() if tensors is None else tensors).items():
         if name == "model.embed_tokens.weight":
@@ -206,3 +217,35 @@ def test_a_destroyed_quantized_tensor_is_not_a_quantization(
     assert (code, document["verdict"]) == (1, "modified")
     changed = [t["name"] for t in document["tensors"] if t["status"] == "modified"]
     assert changed == ["model.layers.1.mlp.up_proj.weight"]
+
+
+@pytest.mark.parametrize(
+    ("heads", "says"),
+    [
+        (0, "llama.attention.head_count = 0 is not a head count"),
+        (-4, "llama.attention.head_count = -4 is not a head count"),
+        ("4", "llama.attention.head_count is not an integer"),
+        (3, "3 attention heads are not a multiple of 2 key-value heads"),
+    ],
+)
+def test_a_hostile_head_count_is_one_line_and_exit_2(
+    run_cli: Run, sketched: Path, tmp_path: Path, heads: int | str, says: str
+) -> None:
+    (tmp_path / "bad").mkdir()
+    write_llama_gguf(tmp_path / "bad" / "model.gguf", None, heads=heads)
+    result = run_cli("verify", tmp_path / "bad", "--manifest", sketched, "--json", "-q")
+    assert (result.code, result.out) == (2, "")
+    lines = [line for line in result.err.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.err
+
+
+def test_a_cut_short_gguf_is_incomplete(run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path) -> None:
+    from provenance.sample import cut_short
+
+    folder = gguf_download(release_dir, tmp_path / "cut", None)
+    cut_short(folder / "model.gguf", 0.9)
+    code, document = verify(run_cli, folder, sketched)
+    assert (code, document["verdict"]) == (1, "incomplete")
+    statuses = {t["status"] for t in document["tensors"]}
+    assert statuses <= {"match", "corrupt", "missing"} and "match" in statuses
+    assert any(t["status"] in ("corrupt", "missing") and t["name"] == "lm_head.weight" for t in document["tensors"])

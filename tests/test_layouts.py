@@ -183,3 +183,175 @@ def test_diff_reads_the_second_side_in_the_first_ones_layout(
 
     result = run_cli("diff", release_dir, meta_copy, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (0, "equivalent")
+
+
+# Hostile and damaged downloads across layouts: each must end in the right verdict or in one line and exit 2.
+
+
+def edit_tensor(folder: Path, name: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Rewrite one tensor of a sharded Hugging Face download with the real safetensors writer."""
+    from safetensors.numpy import load_file, save_file
+
+    shard = folder / json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"][name]
+    tensors = load_file(shard)
+    tensors[name] = change(tensors[name])
+    save_file(tensors, shard)
+
+
+def test_pieces_swapped_between_meta_shards_are_modified(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """The two halves of q_proj's rows swapped: each half is a piece the other shard holds in the release."""
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    edit_tensor(folder, "model.layers.1.self_attn.q_proj.weight", lambda a: np.concatenate([a[32:], a[:32]]))
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    changed = [(t["name"], t["file"]) for t in document["tensors"] if t["status"] == "modified"]
+    assert changed == [("layers.1.attention.wq.weight", f"consolidated.0{i}.pth") for i in (0, 1)]
+
+
+def test_a_second_copy_of_a_tensor_is_not_dropped(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    from safetensors.numpy import save_file
+
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    save_file({"model.layers.1.self_attn.q_proj.weight": np.zeros((64, 64), np.float16)}, folder / "aaa.safetensors")
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert any(r.startswith("1 tensor added: model.layers.1.self_attn.q_proj.weight") for r in document["reasons"])
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_an_unfinished_hugging_face_download_is_incomplete_against_meta(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path, damage: str
+) -> None:
+    from provenance.sample import cut_short
+
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    shard = folder / "model-00002-of-00003.safetensors"
+    if damage == "deleted":
+        shard.unlink()
+    else:
+        cut_short(shard)
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "incomplete")
+    assert {t["status"] for t in document["tensors"]} == {"match", "missing"}
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_an_unfinished_meta_download_is_incomplete(
+    run_cli: Run, meta_copy: Path, release_manifest: Path, damage: str
+) -> None:
+    """Without checklist.chk, a missing shard shows in the shapes: one shard holds half of each split tensor."""
+    from provenance.sample import cut_short
+
+    shard = meta_copy / "consolidated.01.pth"
+    if damage == "deleted":
+        shard.unlink()
+    else:
+        cut_short(shard)
+    code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "incomplete")
+    missing = [t["name"] for t in document["tensors"] if t["status"] == "missing"]
+    assert len(missing) == 30 and "model.layers.0.self_attn.q_proj.weight" in missing  # the split tensors
+
+
+def test_a_changed_vocabulary_is_modified_not_an_error(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """257 rows do not split into two shards: the pieces differ in shape, which is a change, not bad input."""
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    edit_tensor(folder, "lm_head.weight", lambda a: np.concatenate([a, a[:1]]))
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert {t["name"] for t in document["tensors"] if t["status"] == "modified"} == {"output.weight"}
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "says"),
+    [
+        (0, 2, "num_attention_heads = 0, not a head count"),
+        ("4", 2, "num_attention_heads = '4', not a head count"),
+        (4, -2, "num_key_value_heads = -2, not a head count"),
+        (4, 3, "4 attention heads, not a multiple of its 3 key-value heads"),
+        (10**9, 2, "num_attention_heads = 1000000000, not a head count"),
+    ],
+)
+def test_a_hostile_config_is_one_line_and_exit_2(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path, heads: object, kv_heads: object, says: str
+) -> None:
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(num_attention_heads=heads, num_key_value_heads=kv_heads, num_hidden_layers=10**9)
+    (folder / "config.json").write_text(json.dumps(config))
+    result = run_cli("verify", folder, "--manifest", meta_manifest, "--json", "-q")
+    assert (result.code, result.out) == (2, "")
+    lines = [line for line in result.err.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.err
+
+
+def test_a_head_count_that_does_not_fit_the_rows_is_a_change(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """12 heads cannot be rotary-permuted in q's 64 rows, nor 6 in k's 32: q and k cannot match, and the
+    report says why."""
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_attention_heads": 12, "num_key_value_heads": 6}))
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert {t["name"].split(".", 2)[2] for t in document["tensors"] if t["status"] == "modified"} == {
+        "attention.wq.weight",
+        "attention.wk.weight",
+    }
+    assert (
+        "model.layers.0.self_attn.k_proj.weight has 32 rows, which 6 heads cannot be rotary-permuted in"
+        in (document["reasons"][-1])
+    )
+
+
+def test_computed_rotary_buffers_are_not_compared(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """Older Hugging Face checkpoints saved each layer's rotary_emb.inv_freq; Meta's have rope.freqs."""
+    from safetensors.numpy import save_file
+
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    buffers = {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": np.ones(8, np.float32) for i in range(4)}
+    save_file(buffers, folder / "buffers.safetensors")
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed: Meta shards need it")
+def test_an_embedding_split_by_rows_maps_both_ways(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    """Llama 3's shards split the embedding by rows (vocabulary-parallel), earlier ones by columns: the axis
+    is read from the shapes in both directions."""
+    import runpy
+
+    import torch
+
+    golden = runpy.run_path(str(GOLDEN / "make_meta_golden.py"))
+    tensors = golden["meta_tensors"]()
+    tensors["tok_embeddings.weight"] = (tensors["tok_embeddings.weight"][0], 0)
+    folder = tmp_path / "llama3"
+    folder.mkdir()
+    for shard in range(2):
+        state = {
+            name: (w if split is None else w.chunk(2, dim=split)[shard]).clone().contiguous()
+            for name, (w, split) in tensors.items()
+        }
+        torch.save(state, folder / f"consolidated.{shard:02d}.pth")
+    shutil.copyfile(GOLDEN / "meta" / "params.json", folder / "params.json")
+    for name in ("tokenizer.json", "tokenizer.model"):
+        if (release_dir / name).exists():
+            shutil.copyfile(release_dir / name, folder / name)
+    code, document = verify(run_cli, folder, release_manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
+
+    manifest = write_release_manifest(folder, tmp_path / "llama3.json")
+    code, document = verify(run_cli, hugging_face_copy(release_dir, tmp_path / "hf"), manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
