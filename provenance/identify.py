@@ -11,11 +11,12 @@ matched by file.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenance.compare import compare
+from provenance.compare import DERIVED, compare
 from provenance.derive import sketch_mismatches
 from provenance.engine import HashPlan
 from provenance.fingerprint import Checkpoint
@@ -46,6 +47,7 @@ class Candidate:
     how: str
     by_files: bool = False  # the reference lists files only: weaker evidence, ranked after tensor matches
     derived: float = 0.0  # of the release's tensors changed but correlated with it: ranks fine-tunes
+    distance: float = 0.0  # mean sampled change of those: among fine-tunes, the nearest release ranks first
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,7 +92,7 @@ def identify(
                     candidate = mine  # keep the sketches for the next reference
             report = compare(theirs, mine, reference_label=release)
         ranked.append(_candidate(release, source, reference, report))
-    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], -c.derived, c.release))
+    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], -c.derived, c.distance, c.release))
     return ranked
 
 
@@ -104,12 +106,18 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
         exact = sum(1 for t in tensors if t.status is TensorStatus.MATCH)
         cast = sum(1 for t in tensors if t.status is TensorStatus.CAST)
         quantized = sum(1 for t in tensors if t.status is TensorStatus.QUANTIZED)
-        derived = sum(1 for t in tensors if t.status is TensorStatus.MODIFIED and (t.correlation or 0) >= 0.5)
+        changes = [
+            t.change if t.change is not None else 1.0
+            for t in tensors
+            if t.status is TensorStatus.MODIFIED and (t.correlation or 0) >= DERIVED
+        ]
         how = f"{exact} of {len(tensors)} tensors bit-identical" + (f", {cast} cast" if cast else "")
         how += f", {quantized} quantized" if quantized else ""
-        how += f", {derived} changed but derived" if derived else ""
+        if changes:
+            how += f", {len(changes)} changed but derived (median change {statistics.median(changes):.1%})"
         share = (exact + cast + quantized) / len(tensors)
-        return Candidate(release, source, report.verdict, share, how, derived=derived / len(tensors))
+        distance = statistics.fmean(changes) if changes else 0.0
+        return Candidate(release, source, report.verdict, share, how, False, len(changes) / len(tensors), distance)
     files = [f for f in report.files if f.status is not FileStatus.EXTRA]
     matched = sum(1 for f in files if f.status is FileStatus.MATCH)
     share = matched / len(files) if files else 0.0
