@@ -11,6 +11,7 @@ matched by file.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from provenance.derive import sketch_mismatches
 from provenance.engine import HashPlan
 from provenance.fingerprint import Checkpoint
 from provenance.formats.detect import is_weights_file
-from provenance.layouts import in_reference_layout
+from provenance.layouts import Adapted, comparable, in_reference_layout
 from provenance.report import FileStatus, Report, TensorStatus, Verdict
 from provenance.scan import ProgressReporter, scan
 
@@ -74,26 +75,40 @@ def identify(
 ) -> list[Candidate]:
     """Every reference (release name, source, checkpoint) ranked by how much of it the candidate holds.
 
-    With `root` (where the candidate's files are), the candidate is read in each reference's layout, and a
-    reference with sketches gets a second look at the tensors that differ from its own of the same name and
-    shape (each read once, whatever the number of references): what tells a fine-tune of that release from
-    an unrelated model when no tensor is bit-identical.
+    With `root` (where the candidate's files are), the candidate is read in each reference's layout (rebuilt
+    once per layout, with every rebuilt tensor sketched when any reference may need it), and a reference
+    with sketches gets a second look at the tensors that differ from its own of the same name and shape
+    (each read once, whatever the number of references): what tells a fine-tune of that release from an
+    unrelated model when no tensor is bit-identical.
     """
+    references = list(references)
+    sketched = any(_sketched(reference) for _, _, reference in references)
+    rebuilt: dict[tuple[object, ...], Adapted] = {}  # the candidate in each layout references have
     ranked: list[Candidate] = []
     for release, source, reference in references:
         if root is None:
             report = compare(reference, candidate, reference_label=release)
-        else:
-            adapted = in_reference_layout(root, candidate, reference)
-            mine, theirs = adapted.candidate, adapted.reference
-            if _sketched(theirs):
-                mine = sketch_mismatches(root, theirs, mine)
-                if not adapted.note:
-                    candidate = mine  # keep the sketches for the next reference
-            report = compare(theirs, mine, reference_label=release)
+            ranked.append(_candidate(release, source, reference, report))
+            continue
+        key = _layout_of(reference)
+        adapted = rebuilt.get(key)
+        if adapted is None:
+            adapted = in_reference_layout(root, candidate, reference, sketch_all=sketched)
+        mine, theirs = adapted.candidate, comparable(adapted, reference)
+        if _sketched(theirs):
+            mine = sketch_mismatches(root, theirs, mine)  # the located tensors that differ, read once
+        rebuilt[key] = dataclasses.replace(adapted, candidate=mine)
+        if not adapted.note:
+            candidate = mine  # the same layout: the sketches serve references of any other layout too
+        report = compare(theirs, mine, reference_label=release)
         ranked.append(_candidate(release, source, reference, report))
     ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], -c.derived, c.distance, c.release))
     return ranked
+
+
+def _layout_of(reference: Checkpoint) -> tuple[object, ...]:
+    """What a layout adapter's work depends on: the reference's files and its tensors' names and shapes."""
+    return tuple((f.path, tuple((t.name, t.shape) for t in f.tensors)) for f in reference.files if f.tensors)
 
 
 def _sketched(reference: Checkpoint) -> bool:

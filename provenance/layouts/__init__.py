@@ -12,16 +12,29 @@ from provenance.layouts.llama import HuggingFaceToMeta, MetaToHuggingFace
 LAYOUTS: tuple[Layout, ...] = (MetaToHuggingFace(), HuggingFaceToMeta(), GgufToHuggingFace())
 
 
-def in_reference_layout(root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted:
+def in_reference_layout(
+    root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
+) -> Adapted:
     """The candidate (files under `root`) and reference as they can be compared tensor by tensor, with a
     note per mapping applied; both unchanged, and no note, when they already share a layout."""
     notes: list[str] = []
+    applied: list[str] = []
     for layout in LAYOUTS:
-        adapted = layout.adapt(root, candidate, reference)
+        adapted = layout.adapt(root, candidate, reference, sketch_all=sketch_all)
         if adapted is not None:
             candidate, reference = adapted.candidate, adapted.reference
             notes.append(adapted.note)
-    return Adapted(candidate, reference, " / ".join(notes))
+            applied.extend(adapted.applied)
+    return Adapted(candidate, reference, " / ".join(notes), tuple(applied))
 
 
-__all__ = ["LAYOUTS", "Adapted", "Layout", "in_reference_layout"]
+def comparable(adapted: Adapted, reference: Checkpoint) -> Checkpoint:
+    """Another reference of the same layout as the one `adapted` was made for, as it is held against
+    that candidate: what lets one rebuilt candidate serve every reference of a layout."""
+    for layout in LAYOUTS:
+        if layout.name in adapted.applied:
+            reference = layout.comparable(reference)
+    return reference
+
+
+__all__ = ["LAYOUTS", "Adapted", "Layout", "comparable", "in_reference_layout"]

@@ -58,7 +58,12 @@ class GgufToHuggingFace:
 
     name = "gguf-to-hugging-face"
 
-    def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
+    def comparable(self, reference: Checkpoint) -> Checkpoint:
+        return reference
+
+    def adapt(
+        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
+    ) -> Adapted | None:
         if not wants_hugging_face(reference):
             return None
         wanted = {t.name: t for f in reference.files for t in f.tensors}
@@ -72,11 +77,13 @@ class GgufToHuggingFace:
             if keys is None:  # not a llama GGUF, or one cut short before its key-values could be read
                 files.append(f)
                 continue
-            tensors = tuple(_mapped(root / f.path, t, keys, wanted, problems) for t in f.tensors)
+            tensors = tuple(_mapped(root / f.path, t, keys, wanted, problems, sketch_all) for t in f.tensors)
             files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None, rebuilt=True))
             changed = True
         note = "; ".join([NOTE, *problems])
-        return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, note) if changed else None
+        if not changed:
+            return None
+        return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, note, (self.name,))
 
 
 class _Keys(NamedTuple):
@@ -143,7 +150,12 @@ def _header_keys(path: Path) -> _Keys | None:
 
 
 def _mapped(
-    path: Path, tensor: TensorFingerprint, keys: _Keys, wanted: dict[str, TensorFingerprint], problems: list[str]
+    path: Path,
+    tensor: TensorFingerprint,
+    keys: _Keys,
+    wanted: dict[str, TensorFingerprint],
+    problems: list[str],
+    sketch_all: bool,
 ) -> TensorFingerprint:
     import numpy as np
 
@@ -158,7 +170,7 @@ def _mapped(
         if rope is None:  # the same bytes in the same place: only the name changes
             return tensor._replace(name=name)
         values = permuted(hugging_face_rows, elements(path, tensor), group, tensor.name, problems)
-        return rebuilt(name, tensor.dtype, values, wanted.get(name))
+        return rebuilt(name, tensor.dtype, values, wanted.get(name), sketch_all=sketch_all)
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 

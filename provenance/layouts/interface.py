@@ -23,6 +23,7 @@ class Adapted:
     candidate: Checkpoint
     reference: Checkpoint
     note: str
+    applied: tuple[str, ...] = ()  # the names of the layouts mapped, in order
 
 
 class Layout(Protocol):
@@ -30,6 +31,14 @@ class Layout(Protocol):
 
     name: str
 
-    def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
-        """The candidate (whose files are under `root`) in the reference's layout, or None."""
+    def adapt(
+        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
+    ) -> Adapted | None:
+        """The candidate (whose files are under `root`) in the reference's layout, or None. `sketch_all`
+        sketches every rebuilt float tensor, so one rebuilt candidate serves references of one layout."""
+        ...
+
+    def comparable(self, reference: Checkpoint) -> Checkpoint:
+        """The reference as it is held against a candidate this layout was mapped from (without what the
+        other layout has no counterpart of)."""
         ...

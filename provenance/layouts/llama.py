@@ -118,7 +118,16 @@ class MetaToHuggingFace:
 
     name = "meta-to-hugging-face"
 
-    def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
+    def comparable(self, reference: Checkpoint) -> Checkpoint:
+        files = [
+            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if not t.name.endswith(INV_FREQ)))
+            for f in reference.files
+        ]
+        return dataclasses.replace(reference, files=tuple(files))
+
+    def adapt(
+        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
+    ) -> Adapted | None:
         if not (is_meta_layout(candidate) and wants_hugging_face(reference)):
             return None
         heads, kv_heads = _head_counts(_read_json(root / PARAMS, "Meta's params.json"), "n_heads", "n_kv_heads", PARAMS)
@@ -146,13 +155,15 @@ class MetaToHuggingFace:
                 if not pieces:
                     lost[hf_name] = next(p for p, t in zip(expected, found, strict=True) if t is not None)
                     continue
-                merged.append(_replicated(root, hf_name, name, pieces, wanted.get(hf_name), problems))
+                merged.append(_replicated(root, hf_name, name, pieces, wanted.get(hf_name), problems, sketch_all))
                 continue
             if len(pieces) != len(expected):
                 lost[hf_name] = next(p for p, t in zip(expected, found, strict=True) if (p, t) not in pieces)
                 continue
             group = heads if rope == "q" else kv_heads
-            merged.append(_merge(root, hf_name, pieces, split, group if rope else 0, wanted.get(hf_name), problems))
+            reference_tensor = wanted.get(hf_name)
+            heads_of = group if rope else 0
+            merged.append(_merge(root, hf_name, pieces, split, heads_of, reference_tensor, problems, sketch_all))
         synthetic = FileFingerprint(
             MERGED, None, Role.WEIGHTS, format="pytorch", tensors=tuple(merged + leftovers), rebuilt=True
         )
@@ -160,12 +171,7 @@ class MetaToHuggingFace:
         others = [f for f in candidate.files if not _SHARD.fullmatch(f.path) and f.path != PARAMS]
         files = (*others, *shards, synthetic, *_stand_ins(reference, CONFIG))
         adapted = dataclasses.replace(candidate, files=files, weight_map={**candidate.weight_map, **lost})
-        comparable = [
-            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if not t.name.endswith(INV_FREQ)))
-            for f in reference.files
-        ]
-        note = "; ".join([NOTE, *problems])
-        return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), note)
+        return Adapted(adapted, self.comparable(reference), "; ".join([NOTE, *problems]), (self.name,))
 
 
 class HuggingFaceToMeta:
@@ -173,7 +179,17 @@ class HuggingFaceToMeta:
 
     name = "hugging-face-to-meta"
 
-    def adapt(self, root: Path, candidate: Checkpoint, reference: Checkpoint) -> Adapted | None:
+    def comparable(self, reference: Checkpoint) -> Checkpoint:
+        files = [
+            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if t.name != ROPE_FREQS))
+            for f in reference.files
+            if f.path.rsplit("/", 1)[-1] != CHECKLIST
+        ]
+        return dataclasses.replace(reference, files=tuple(files))
+
+    def adapt(
+        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
+    ) -> Adapted | None:
         if is_meta_layout(candidate) or not is_meta_layout(reference) or not wants_hugging_face(candidate):
             return None
         ref_shards = sorted(
@@ -212,7 +228,7 @@ class HuggingFaceToMeta:
             shapes = [table[target].shape for table in ref_tables]
             parts = _split_like(values, split, shapes)
             for shard, (table, part) in enumerate(zip(ref_tables, parts, strict=True)):
-                pieces[shard].append(rebuilt(target, t.dtype, part, table[target]))
+                pieces[shard].append(rebuilt(target, t.dtype, part, table[target], sketch_all=sketch_all))
         for hf_name, file in candidate.weight_map.items():  # tensors of shards that never arrived
             mapping = meta_name(hf_name)
             if mapping is not None and hf_name not in located:
@@ -224,14 +240,8 @@ class HuggingFaceToMeta:
             tensors = tuple(pieces[shard] + (rest if shard == 0 else []))
             files.append(FileFingerprint(ref.path, None, Role.WEIGHTS, format="pytorch", tensors=tensors, rebuilt=True))
         files.extend(_stand_ins(reference, PARAMS))
-        comparable = [
-            dataclasses.replace(f, tensors=tuple(t for t in f.tensors if t.name != ROPE_FREQS))
-            for f in reference.files
-            if f.path.rsplit("/", 1)[-1] != CHECKLIST
-        ]
         adapted = dataclasses.replace(candidate, files=tuple(files), weight_map=lost)
-        note = "; ".join([REVERSE_NOTE, *problems])
-        return Adapted(adapted, dataclasses.replace(reference, files=tuple(comparable)), note)
+        return Adapted(adapted, self.comparable(reference), "; ".join([REVERSE_NOTE, *problems]), (self.name,))
 
 
 def _shards_by_shape(present: dict[str, FileFingerprint], wanted: dict[str, TensorFingerprint]) -> set[str]:
@@ -328,6 +338,7 @@ def _replicated(
     pieces: list[tuple[str, TensorFingerprint]],
     reference: TensorFingerprint | None,
     problems: list[str],
+    sketch_all: bool,
 ) -> TensorFingerprint:
     """A replicated tensor: every shard's copy must hold the same bytes; the shards that disagree are named."""
     (path, first), *others = pieces
@@ -337,9 +348,10 @@ def _replicated(
         problems.append(f"{stored_name} is replicated in every shard, but {', '.join(odd)} {verb} than {path}")
         mixed = blake3("|".join(str(t.blake3) for _, t in pieces).encode()).hexdigest()
         return TensorFingerprint(name, first.dtype, first.shape, 0, 0, mixed, True)
-    if reference is not None and (reference.blake3, reference.dtype) == (first.blake3, first.dtype):
+    same = reference is not None and (reference.blake3, reference.dtype) == (first.blake3, first.dtype)
+    if same and not sketch_all:
         return TensorFingerprint(name, first.dtype, first.shape, 0, 0, first.blake3, True)
-    return rebuilt(name, first.dtype, elements(root / path, first), reference)
+    return rebuilt(name, first.dtype, elements(root / path, first), reference, sketch_all=sketch_all)
 
 
 def _merge(
@@ -350,6 +362,7 @@ def _merge(
     heads: int,
     reference: TensorFingerprint | None,
     problems: list[str],
+    sketch_all: bool,
 ) -> TensorFingerprint:
     import numpy as np
 
@@ -362,7 +375,7 @@ def _merge(
         return TensorFingerprint(name, pieces[0][1].dtype, pieces[0][1].shape, 0, 0, "0" * 64, True)
     if heads:
         whole = permuted(hugging_face_rows, whole, heads, name, problems)
-    return rebuilt(name, pieces[0][1].dtype, whole, reference)
+    return rebuilt(name, pieces[0][1].dtype, whole, reference, sketch_all=sketch_all)
 
 
 def _joining_axis(shapes: list[tuple[int, ...]], default: int, target: tuple[int, ...] | None) -> int:

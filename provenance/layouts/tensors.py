@@ -51,10 +51,13 @@ def permuted(permute: Any, values: Any, heads: int, name: str, problems: list[st
     return permute(values, heads)
 
 
-def rebuilt(name: str, dtype: str, values: Any, reference: TensorFingerprint | None) -> TensorFingerprint:
+def rebuilt(
+    name: str, dtype: str, values: Any, reference: TensorFingerprint | None, *, sketch_all: bool = False
+) -> TensorFingerprint:
     """A rebuilt tensor's fingerprint: the BLAKE3 of its elements in order, and, when the reference's
-    tensor of that name is sketched and differs, the same sketch taken of these values (a rebuilt tensor
-    has no place in a file to be read again from)."""
+    tensor of that name is sketched and differs (or `sketch_all`, for a candidate compared with several
+    references), the same sketch taken of these values: a rebuilt tensor has no place in a file to be
+    read again from."""
     import numpy as np
 
     data = np.ascontiguousarray(values)
@@ -62,13 +65,13 @@ def rebuilt(name: str, dtype: str, values: Any, reference: TensorFingerprint | N
     raw = data.reshape(-1).view(np.uint8)  # bytes in order, without a copy
     digest = blake3(raw.data).hexdigest()
     tensor = TensorFingerprint(name, dtype, shape, 0, 0, digest, True)
-    if (
+    differs = (
         reference is not None
         and reference.sketch is not None
-        and dtype in FLOAT_DTYPES
         and reference.shape == shape
         and (reference.blake3, reference.dtype) != (digest, dtype)
-    ):
+    )
+    if dtype in FLOAT_DTYPES and (sketch_all or differs):
         builder = SketchBuilder(name, dtype, shape)
         builder.update(raw.data)
         tensor = tensor._replace(sketch=builder.finish())
