@@ -162,7 +162,7 @@ class SketchBuilder:
                 self.infs += bad - nans
                 good = wide[finite]
             self.zeros += int(np.count_nonzero(good == 0))  # twice as fast as counting the non-zeros of floats
-            if good.size:  # float32 pairwise sums per block of 1M, accumulated in float64 across blocks
+            if good.size:  # float32 pairwise sums per block, accumulated in float64 across blocks
                 self.total += float(good.sum())
                 self.squares += float(np.dot(good, good))
                 self.low = min(self.low, float(good.min()))
