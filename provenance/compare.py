@@ -18,7 +18,7 @@ from provenance.errors import ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance.quantization import off_grid
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
-from provenance.sketch import compare_samples
+from provenance.sketch import compare_samples, not_numbers
 
 _NAMES_SHOWN = 3
 FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)  # statuses of a tensor that is there
@@ -365,6 +365,7 @@ CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0*
 Figures = tuple[float, float] | None  # (relative change, correlation) on the sketches' samples
 Classified = tuple[TensorStatus, str, Figures] | tuple[TensorStatus, str, Figures, bool]
 DERIVED = 0.5  # a sampled correlation at least this high: the tensor derives from the release's
+LOOSE_CORRELATION = 0.9  # a quantization that searches its scales still tracks the release's values this closely
 
 
 def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
@@ -383,28 +384,33 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
     change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
     size = len(ref.sketch.sample)
-    tolerance = QUANT_TOLERANCE.get(cand.dtype)
-    near = tolerance is not None and change <= tolerance and correlation >= 0.99  # False for NaN figures
+    broken = not_numbers(ref.sketch.sample, cand.sketch.sample)
+    if broken:  # NaN or Inf where the release has numbers: no cast or quantization makes those
+        detail = f"{broken} of {size} sampled values are NaN or Inf where the release's are numbers"
+        return TensorStatus.MODIFIED, detail, (change, correlation)
+    figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
     grid = cand.sketch.grid
     if grid is not None and len(grid.steps) == size:  # each sample's level checked against the release's value
         misses = off_grid(ref.sketch.sample, cand.sketch.sample, grid)
-        if near and misses.off == 0:
+        if misses.faithful():
             detail = (
                 f"{cand.dtype} quantization of the release's values: each of {size} sampled values is on the level "
                 f"nearest the release's (sampled change {change:.2%})"
             )
             return TensorStatus.QUANTIZED, detail, (change, correlation)
-        if near and misses.consistent(grid):
+        if misses.consistent(grid) and correlation >= LOOSE_CORRELATION:
             detail = (
                 f"{cand.dtype} quantization with an importance matrix, consistent with the release's values "
                 f"({misses.off} of {size} samples a level off the nearest, as such quantizers leave them; sampled "
                 f"change {change:.2%}): a change smaller than its error cannot be ruled out"
             )
             return TensorStatus.QUANTIZED, detail, (change, correlation), False
-        figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
-        detail = f"{misses.off} of {size} sampled values are not on the {cand.dtype} level nearest the release's: "
-        return TensorStatus.MODIFIED, detail + figures, (change, correlation)
-    if near:  # K-quants search their scales: only the size of the change can be held against the type's error
+        off = misses.off or misses.unspanned
+        what = "not on the level nearest the release's" if misses.off else "in blocks scaled beyond their values"
+        detail = f"{off} of {size} sampled values are {what} ({cand.dtype}): {figures}"
+        return TensorStatus.MODIFIED, detail, (change, correlation)
+    tolerance = QUANT_TOLERANCE.get(cand.dtype)
+    if tolerance is not None and change <= tolerance and correlation >= LOOSE_CORRELATION:
         detail = (
             f"{cand.dtype} quantization consistent with the release's values (sampled change {change:.2%}, within "
             f"the type's error): a change smaller than that error cannot be ruled out"

@@ -41,6 +41,7 @@ class Grid:
     steps: tuple[float, ...]
     mins: tuple[float, ...]
     weighted: bool = False  # quantized with an importance matrix
+    spans: tuple[bool, ...] = ()  # whether each sampled block reaches its extreme level, as a faithful one does
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,17 @@ class Misses:
 
     off: int
     far: int
+    unspanned: int = 0  # sampled blocks that reach no extreme level: a scale larger than the values need
+
+    def faithful(self) -> bool:
+        """Every sample on the level nearest the release's value, in blocks scaled as the reference
+        quantizers scale them."""
+        return self.off == 0 and self.unspanned == 0
 
     def consistent(self, grid: Grid) -> bool:
-        """Whether the release's values, quantized by the quantizer the file names, could give these."""
-        return self.off == 0 or (grid.weighted and grid.kind != "Q8_0" and self.far == 0)
+        """Whether the release's values, quantized by the quantizer the file names, could give these: an
+        importance-weighted quantizer searches its 4- and 5-bit scales and may leave a level one off."""
+        return self.faithful() or (grid.weighted and grid.kind != "Q8_0" and self.far == 0)
 
 
 def grid_at(kind: str, raw: Any, positions: Any, weighted: bool = False) -> Grid | None:
@@ -68,7 +76,32 @@ def grid_at(kind: str, raw: Any, positions: Any, weighted: bool = False) -> Grid
     halves = np.ascontiguousarray(blocks[:, :4]).view(np.float16).astype(np.float64)
     steps = halves[:, 0]  # signed: Q4_0 and Q5_0 scale by the block's extreme value over a negative level
     mins = halves[:, 1] if has_min else np.zeros(len(steps))
-    return Grid(kind, tuple(float(s) for s in steps), tuple(float(m) for m in mins), weighted)
+    spans = _spans(kind, blocks, steps, mins)
+    return Grid(kind, tuple(float(s) for s in steps), tuple(float(m) for m in mins), weighted, spans)
+
+
+# the levels a faithful block reaches: its extreme value defines the scale, so it sits on the extreme level
+_EXTREMES = {"Q8_0": (None, 127), "Q4_0": (-8, None), "Q5_0": (-16, None), "Q4_1": (0, 15), "Q5_1": (0, 31)}
+
+
+def _spans(kind: str, blocks: Any, steps: Any, mins: Any) -> tuple[bool, ...]:
+    """Whether each block reaches the level its extreme value must take when the scale is computed from
+    the block (the reference quantizers): a scale made larger than the values need reaches none."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    with np.errstate(all="ignore"):
+        values = dequantize(np.ascontiguousarray(blocks), GGMLQuantizationType[kind]).reshape(len(blocks), BLOCK)
+        levels = np.round((values - mins[:, None]) / np.where(steps != 0, steps, 1.0)[:, None])
+    low, high = _EXTREMES[kind]
+    reach = np.ones(len(blocks), dtype=bool)
+    if low is not None:
+        reach &= np.nanmin(np.where(np.isfinite(levels), levels, np.nan), axis=1, initial=np.inf) == low
+    if high is not None:
+        top = np.abs(levels) if low is None else levels
+        reach &= np.nanmax(np.where(np.isfinite(top), top, np.nan), axis=1, initial=-np.inf) == high
+    return tuple(bool(r) for r in (reach | (steps == 0)))  # a block of one value has no scale to reach
 
 
 def off_grid(reference: tuple[float, ...], candidate: tuple[float, ...], grid: Grid) -> Misses:
@@ -101,4 +134,5 @@ def off_grid(reference: tuple[float, ...], candidate: tuple[float, ...], grid: G
     miss = np.where(broken, np.inf, np.abs(x - c))[ok]
     off = int(np.count_nonzero(miss > (reach + slips)[ok]))
     far = int(np.count_nonzero(miss > (1.5 * step + slips)[ok]))
-    return Misses(off, far)
+    spans = np.asarray(grid.spans, dtype=bool) if len(grid.spans) == len(x) else np.ones(len(x), dtype=bool)
+    return Misses(off, far, int(np.count_nonzero(~spans[ok])))

@@ -207,3 +207,14 @@ def compare_samples(reference: tuple[float, ...], candidate: np.ndarray | tuple[
     if r.size < 2 or r.std() == 0 or c.std() == 0:
         return change, 1.0 if np.array_equal(r, c) else math.nan
     return change, float(np.corrcoef(r, c)[0, 1])
+
+
+def not_numbers(reference: tuple[float, ...], candidate: np.ndarray | tuple[float, ...]) -> int:
+    """How many sampled values are NaN or Inf in the candidate where the release's are numbers."""
+    import numpy as np
+
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    if r.shape != c.shape:
+        return 0
+    return int(np.count_nonzero(np.isfinite(r) & ~np.isfinite(c)))

@@ -70,3 +70,29 @@ def test_a_quantization_of_changed_values_is_off_the_release_grid(kind: str, noi
 def test_types_without_nearest_levels_have_no_grid() -> None:
     assert grid_at("Q4_K", b"", np.arange(4)) is None
     assert grid_at("F16", b"", np.arange(4)) is None
+
+
+@pytest.mark.parametrize("kind", sorted(LEGACY))
+def test_every_faithful_block_reaches_its_extreme_level(kind: str) -> None:
+    for name, values in distributions().items():
+        raw, _ = quantized(values.astype(np.float32), kind)
+        grid = grid_at(kind, raw, np.arange(values.size))
+        assert grid is not None and all(grid.spans), name
+
+
+def test_a_scale_larger_than_the_values_need_is_caught() -> None:
+    """Every Q8_0 block re-scaled to twice its scale, levels halved: each value stays within half a
+    (doubled) step of the release's, but no block reaches level 127, as a faithful one must."""
+    release = distributions()["gaussian"].astype(np.float32)
+    raw, _ = quantized(release, "Q8_0")
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 34).copy()
+    scales = blocks[:, :2].copy().view(np.float16)
+    blocks[:, :2] = (scales * 2).view(np.uint8)
+    blocks[:, 2:] = (blocks[:, 2:].view(np.int8) // 2).view(np.uint8)
+    kind = gguf.GGMLQuantizationType["Q8_0"]
+    inflated = gguf.quants.dequantize(blocks, kind).reshape(-1)
+    positions = np.arange(release.size)
+    grid = grid_at("Q8_0", blocks.tobytes(), positions)
+    assert grid is not None
+    misses = off_grid(tuple(release.reshape(-1).tolist()), tuple(inflated.tolist()), grid)
+    assert misses.unspanned == release.size and not misses.faithful()
