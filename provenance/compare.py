@@ -130,7 +130,7 @@ def _decide(
     has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
     derived = [t for t in ref_tensors if t.correlation is not None and t.correlation >= DERIVED]  # fine-tuned
     evidence = [t for t in [*found, *derived] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
-    if ref_tensors and cand_intact and not evidence and (changed or not outcome.lost):
+    if ref_tensors and cand_intact and not evidence and (changed or outcome.added or not outcome.lost):
         return Verdict.UNRELATED, [
             f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor"
             + (" (apart from vectors any model of this shape may share)" if found else "")
@@ -312,12 +312,15 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
     cand_lost = {f.path for f in candidate.files if f.error is not None}
     cand_paths = {f.path for f in candidate.files}
     unreadable = any(f.error is not None and not f.tensors for f in candidate.files if f.role is Role.WEIGHTS)
+    elsewhere = any(f.rebuilt for f in candidate.files)
     for f, t in ref_tensors:
         if status_of[(f.path, t.name)] is not TensorStatus.MISSING:
             continue
         shard_gone = file_status[f.path] in (FileStatus.MISSING, FileStatus.CORRUPT)
         indexed = candidate.weight_map.get(t.name)
-        if (shard_gone and (f.path not in partly_found or unreadable)) or (
+        if indexed is not None and indexed in cand_paths and indexed not in cand_lost and elsewhere:
+            outcome.removed.append(t.name)  # another layout places it in a file that is whole
+        elif (shard_gone and (f.path not in partly_found or unreadable)) or (
             indexed is not None and (indexed not in cand_paths or indexed in cand_lost)
         ):
             outcome.lost.append(t.name)

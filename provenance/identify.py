@@ -107,8 +107,12 @@ def identify(
 
 
 def _layout_of(reference: Checkpoint) -> tuple[object, ...]:
-    """What a layout adapter's work depends on: the reference's files and its tensors' names and shapes."""
-    return tuple((f.path, tuple((t.name, t.shape) for t in f.tensors)) for f in reference.files if f.tensors)
+    """What a layout adapter's work depends on: the reference's files, its tensors' names and shapes, and
+    the digests of its other files (an adapter puts the reference's config in the candidate's place)."""
+    return tuple(
+        (f.path, tuple((t.name, t.shape) for t in f.tensors), () if f.tensors else tuple(sorted(f.digests.items())))
+        for f in reference.files
+    )
 
 
 def _sketched(reference: Checkpoint) -> bool:

@@ -28,7 +28,7 @@ FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 CAST_TARGETS = ("F16", "BF16")
 
 
-def _numpy_dtype(code: str) -> Any:
+def numpy_dtype(code: str) -> Any:
     import ml_dtypes
     import numpy as np
 
@@ -53,9 +53,9 @@ def _table(source: str, target: str) -> np.ndarray:
     results the per-element cast gives (numpy's half conversions are slow, ml_dtypes' not much faster)."""
     import numpy as np
 
-    patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(_numpy_dtype(source))
+    patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(numpy_dtype(source))
     with np.errstate(all="ignore"):
-        return np.ascontiguousarray(patterns.astype(_numpy_dtype(target)))
+        return np.ascontiguousarray(patterns.astype(numpy_dtype(target)))
 
 
 def _widen(values: np.ndarray, code: str) -> np.ndarray:
@@ -77,10 +77,10 @@ def cast_to(values: np.ndarray, target: str) -> np.ndarray:
     """
     import numpy as np
 
-    source = {np.dtype(np.float16): "F16", np.dtype(_numpy_dtype("BF16")): "BF16"}.get(values.dtype)
+    source = {np.dtype(np.float16): "F16", np.dtype(numpy_dtype("BF16")): "BF16"}.get(values.dtype)
     if source is not None:
         return np.take(_table(source, target), values.view(np.uint16), mode="clip")  # clip: no bounds check
-    return values.astype(_numpy_dtype(target))
+    return values.astype(numpy_dtype(target))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ class SketchBuilder:
     def __init__(self, name: str, dtype: str, shape: tuple[int, ...], *, casts: bool = True) -> None:
         import numpy as np
 
-        self.dtype = _numpy_dtype(dtype)
+        self.dtype = numpy_dtype(dtype)
         self.itemsize = np.dtype(self.dtype).itemsize
         self.targets = [t for t in CAST_TARGETS if casts and t != dtype and dtype != "F64"]
         self.casts = {t: blake3() for t in self.targets}

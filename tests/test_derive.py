@@ -250,3 +250,18 @@ def test_canonical_casts_agree_with_torch_for_every_16_bit_value() -> None:
         with np.errstate(all="ignore"):
             got = cast_to(edges, target).view(np.uint16)
         assert np.array_equal(got, torch.from_numpy(edges).to(wanted).view(torch.int16).numpy().view(np.uint16))
+
+
+def test_values_that_are_not_numbers_are_never_a_cast(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    """A float16 copy with one tensor set to Inf: within no rounding of the release, whatever the sample
+    statistics that leave non-numbers out would say."""
+    name = "model.layers.2.mlp.up_proj.weight"
+
+    def broken(key: str, values: np.ndarray) -> np.ndarray:
+        cast = values.astype(np.float16) if values.dtype == ml_dtypes.bfloat16 else values
+        return np.full_like(cast, np.inf) if key == name else cast
+
+    code, document = verify(run_cli, variant(tmp_path, "inf", broken), reference)
+    assert (code, document["verdict"]) == (1, "modified")
+    changed = {t["name"]: t["detail"] for t in document["tensors"] if t["status"] == "modified"}
+    assert changed == {name: "64 of 64 sampled values are NaN or Inf where the release's are numbers"}

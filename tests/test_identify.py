@@ -189,3 +189,28 @@ def test_a_fine_tune_of_a_fine_tune_ranks_the_nearer_release_first(run_cli: Run,
     assert [m["verdict"] for m in matches] == ["modified", "modified"]
     near, far = (float(m["how"].split("median change ")[1].rstrip("%)")) for m in matches)
     assert near < 5 < 20 < far
+
+
+def test_each_release_is_held_against_its_own_config(run_cli: Run, release_dir: Path, tmp_path: Path) -> None:
+    """Two Hugging Face manifests of the same weights, one with another config.json, and a download in Meta's
+    layout: the rebuilt candidate is shared between them, the config each stands in with is not."""
+    import provenance
+    from manifests import build_manifest, write_atomic
+    from manifests.io import dump_json
+
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    other = tmp_path / "other-config"
+    shutil.copytree(release_dir, other)
+    (other / "config.json").write_text((other / "config.json").read_text().replace('"float16"', '"bfloat16"'))
+    for name, release in (("release-a-other-config", other), ("release-b", release_dir)):
+        checkpoint = provenance.fingerprint(release)
+        write_atomic(folder / f"{name}.json", dump_json(build_manifest(checkpoint, name).statement()))
+    meta = tmp_path / "meta"
+    shutil.copytree(GOLDEN / "meta", meta)
+    for name in ("tokenizer.json", "tokenizer.model"):
+        if (release_dir / name).exists():
+            shutil.copyfile(release_dir / name, meta / name)
+    result = run_cli("identify", meta, "--registry", folder, "--json", "-q")
+    verdicts = {m["release"]: m["verdict"] for m in json.loads(result.out)["matches"]}
+    assert (verdicts["release-a-other-config"], verdicts["release-b"]) == ("equivalent", "equivalent")

@@ -306,22 +306,30 @@ def test_a_head_count_that_does_not_fit_the_rows_is_a_change(
         "attention.wk.weight",
     }
     assert (
-        "model.layers.0.self_attn.k_proj.weight has 32 rows, which 6 heads cannot be rotary-permuted in"
+        "model.layers.0.self_attn.k_proj.weight has shape [32, 64], whose rows 6 heads cannot be rotary-permuted in"
         in (document["reasons"][-1])
     )
 
 
-def test_computed_rotary_buffers_are_not_compared(
+def test_saved_rotary_buffers_are_checked_against_the_config(
     run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
 ) -> None:
-    """Older Hugging Face checkpoints saved each layer's rotary_emb.inv_freq; Meta's have rope.freqs."""
+    """Older Hugging Face checkpoints saved each layer's rotary_emb.inv_freq, which older transformers
+    loaded: the values the config computes pass (Meta's layout has no counterpart), others are a change."""
     from safetensors.numpy import save_file
 
-    folder = hugging_face_copy(release_dir, tmp_path / "hf")
-    buffers = {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": np.ones(8, np.float32) for i in range(4)}
-    save_file(buffers, folder / "buffers.safetensors")
-    code, document = verify(run_cli, folder, meta_manifest)
-    assert (code, document["verdict"]) == (0, "equivalent")
+    head_dim = 64 // 4
+    inv_freq = (1.0 / (10000.0 ** (np.arange(0, head_dim, 2) / head_dim))).astype(np.float32)
+    for case, values in (("computed", inv_freq), ("ones", np.ones_like(inv_freq))):
+        folder = hugging_face_copy(release_dir, tmp_path / case)
+        buffers = {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": values for i in range(4)}
+        save_file(buffers, folder / "buffers.safetensors")
+        code, document = verify(run_cli, folder, meta_manifest)
+        if case == "computed":
+            assert (code, document["verdict"]) == (0, "equivalent")
+        else:
+            assert (code, document["verdict"]) == (1, "modified")
+            assert "is not the 1 / theta^(2i/d) that config.json computes" in document["reasons"][-1]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed: Meta shards need it")
@@ -355,3 +363,53 @@ def test_an_embedding_split_by_rows_maps_both_ways(
     manifest = write_release_manifest(folder, tmp_path / "llama3.json")
     code, document = verify(run_cli, hugging_face_copy(release_dir, tmp_path / "hf"), manifest)
     assert (code, document["verdict"]) == (0, "equivalent")
+
+
+def test_a_download_checklist_cannot_hide_a_change(run_cli: Run, meta_copy: Path, release_manifest: Path) -> None:
+    """A checklist.chk in the download listing a third shard: the release's shapes say two, so the changed
+    wk is compared, not taken for a tensor whose shard never arrived."""
+    import provenance
+
+    shard = meta_copy / "consolidated.01.pth"
+    tensors = {t.name: t for f in provenance.fingerprint(meta_copy).files for t in f.tensors if f.path == shard.name}
+    data = bytearray(shard.read_bytes())
+    data[tensors["layers.2.attention.wk.weight"].start + 3] ^= 0x10
+    shard.write_bytes(bytes(data))
+    (meta_copy / "checklist.chk").write_text(f"{'0' * 32}  consolidated.02.pth\n")
+    code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert [t["name"] for t in document["tensors"] if t["status"] == "modified"] == [
+        "model.layers.2.self_attn.k_proj.weight"
+    ]
+
+
+def test_a_tensor_removed_from_a_whole_shard_is_removed_not_lost(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    name = "model.layers.2.mlp.up_proj.weight"
+    shard = folder / json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"][name]
+    tensors = load_file(shard)
+    del tensors[name]
+    save_file(tensors, shard)
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert any(r.startswith("2 tensors removed from complete files") for r in document["reasons"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed: Meta shards need it")
+def test_a_replicated_tensor_missing_from_one_shard_is_removed(
+    run_cli: Run, meta_copy: Path, release_manifest: Path
+) -> None:
+    import torch
+
+    shard = meta_copy / "consolidated.01.pth"
+    state = torch.load(shard, weights_only=True)
+    del state["norm.weight"]
+    torch.save(state, shard)
+    code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert [t["name"] for t in document["tensors"] if t["status"] == "missing"] == ["model.norm.weight"]
+    assert "norm.weight is not in consolidated.01.pth" in document["reasons"][-1]

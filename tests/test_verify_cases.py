@@ -182,6 +182,23 @@ def test_unrelated_weights_are_unrelated(run_cli: Run, copy_of_release: Path, re
     assert "match" not in statuses(report, "tensors").values()
 
 
+def test_unrelated_weights_in_other_files_are_unrelated(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    """Another architecture's names in one file: every release tensor absent with its shard, none present
+    and changed, but new tensors in their place: not an unfinished download."""
+    from safetensors.numpy import save_file
+
+    weights_only(copy_of_release)
+    rng = np.random.default_rng(3)
+    save_file(
+        {f"transformer.h.{i}.attn.weight": rng.standard_normal((64, 64)).astype(np.float16) for i in range(4)},
+        copy_of_release / "model.safetensors",
+    )
+    code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "unrelated")
+
+
 def test_changed_config_is_modified(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
     config = copy_of_release / "config.json"
     config.write_text(config.read_text().replace('"num_hidden_layers": 4', '"num_hidden_layers": 5'))

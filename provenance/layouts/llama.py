@@ -133,15 +133,18 @@ class MetaToHuggingFace:
         heads, kv_heads = _head_counts(_read_json(root / PARAMS, "Meta's params.json"), "n_heads", "n_kv_heads", PARAMS)
         present = {f.path: f for f in candidate.files if _SHARD.fullmatch(f.path)}
         wanted = {t.name: t for f in reference.files for t in f.tensors}
+        # How many shards: the release's shapes say (a download's own checklist.chk cannot be trusted over
+        # them), the checklist when the shapes cannot.
         expected = sorted(
-            set(present) | _listed_shards(root, candidate) | _shards_by_shape(present, wanted), key=_shard_index
+            set(present) | (_shards_by_shape(present, wanted) or _listed_shards(root, candidate)), key=_shard_index
         )
         tables = [{t.name: t for t in present[p].tensors} if p in present else {} for p in expected]
-        names = list(dict.fromkeys(name for table in tables for name in table))
+        released = [mapping[0] for name in wanted if (mapping := meta_name(name)) is not None]
+        names = list(dict.fromkeys([*(name for table in tables for name in table), *released]))
         merged: list[TensorFingerprint] = []
         leftovers: list[TensorFingerprint] = []
-        lost: dict[str, str] = {}  # Hugging Face tensor -> the shard it cannot be rebuilt without
-        problems: list[str] = []
+        lost: dict[str, str] = {}  # Hugging Face tensor -> the shard it should be in, but is not usable from
+        problems = [f"{p} is missing" for p in expected if p not in present]
         for name in names:
             mapping = hugging_face_name(name)
             if mapping is None:
@@ -150,18 +153,23 @@ class MetaToHuggingFace:
                 continue
             hf_name, split, rope = mapping
             found = [table.get(name) for table in tables]
+            removed = [p for p, t in zip(expected, found, strict=True) if t is None and _complete(present.get(p))]
+            unusable = [
+                p for p, t in zip(expected, found, strict=True) if p not in removed and (t is None or not t.intact)
+            ]
             pieces = [(p, t) for p, t in zip(expected, found, strict=True) if t is not None and t.intact and not t.view]
-            if split is None:
-                if not pieces:
-                    lost[hf_name] = next(p for p, t in zip(expected, found, strict=True) if t is not None)
-                    continue
-                merged.append(_replicated(root, hf_name, name, pieces, wanted.get(hf_name), problems, sketch_all))
+            reference_tensor = wanted.get(hf_name)
+            if removed:  # gone from a shard that is whole: removed, not an unfinished download
+                problems.append(f"{name} is not in {', '.join(removed)}")
+                lost[hf_name] = removed[0]  # where it should be: a whole shard, so compare calls it removed
                 continue
-            if len(pieces) != len(expected):
-                lost[hf_name] = next(p for p, t in zip(expected, found, strict=True) if (p, t) not in pieces)
+            if split is None and pieces:  # replicated: any shard's intact copy will do
+                merged.append(_replicated(root, hf_name, name, pieces, reference_tensor, problems, sketch_all))
+                continue
+            if unusable or not pieces or split is None:
+                lost[hf_name] = (unusable or expected)[0]
                 continue
             group = heads if rope == "q" else kv_heads
-            reference_tensor = wanted.get(hf_name)
             heads_of = group if rope else 0
             merged.append(_merge(root, hf_name, pieces, split, heads_of, reference_tensor, problems, sketch_all))
         synthetic = FileFingerprint(
@@ -202,18 +210,21 @@ class HuggingFaceToMeta:
         weights = [f for f in candidate.files if f.role is Role.WEIGHTS]
         located: dict[str, tuple[FileFingerprint, TensorFingerprint]] = {}
         rest: list[TensorFingerprint] = []  # compared under their own names: unmapped, or a second copy
+        problems: list[str] = []
         for f in weights:
             for t in f.tensors:
-                if t.name.endswith(INV_FREQ):  # computed from the config, like Meta's rope.freqs: not compared
-                    continue
-                if t.name in located or t.view or meta_name(t.name) is None:
+                if t.name.endswith(INV_FREQ) and _computed_as_configured(root / f.path, t, config, heads, problems):
+                    continue  # older checkpoints saved it; Meta's have rope.freqs, which nobody loads
+                first = located.get(t.name)
+                if first is not None and first[1].intact and (first[1].blake3, first[1].dtype) == (t.blake3, t.dtype):
+                    continue  # a second, identical copy changes nothing
+                if first is not None or t.view or meta_name(t.name) is None:
                     rest.append(t)
                 else:
                     located[t.name] = (f, t)
         ref_tables = [{t.name: t for t in f.tensors} for f in ref_shards]
         pieces: list[list[TensorFingerprint]] = [[] for _ in ref_shards]
-        lost: dict[str, str] = {}  # Meta tensor -> the candidate file its source was lost with
-        problems: list[str] = []
+        lost: dict[str, str] = {}  # Meta tensor -> the candidate file its source was lost with, or should be in
         for hf_name, (f, t) in located.items():
             target, split, rope = meta_name(hf_name) or (hf_name, None, None)
             if not all(target in table for table in ref_tables):
@@ -233,15 +244,46 @@ class HuggingFaceToMeta:
             mapping = meta_name(hf_name)
             if mapping is not None and hf_name not in located:
                 lost[mapping[0]] = file
-        damaged = [dataclasses.replace(f, tensors=()) for f in weights if f.error is not None]
         files = [f for f in candidate.files if f.path != CONFIG and f.role is not Role.WEIGHTS]
-        files.extend(damaged)
+        files.extend(dataclasses.replace(f, tensors=(), container_blake3=None) for f in weights)  # as files
         for shard, ref in enumerate(ref_shards):
             tensors = tuple(pieces[shard] + (rest if shard == 0 else []))
             files.append(FileFingerprint(ref.path, None, Role.WEIGHTS, format="pytorch", tensors=tensors, rebuilt=True))
         files.extend(_stand_ins(reference, PARAMS))
         adapted = dataclasses.replace(candidate, files=tuple(files), weight_map=lost)
         return Adapted(adapted, self.comparable(reference), "; ".join([REVERSE_NOTE, *problems]), (self.name,))
+
+
+def _computed_as_configured(
+    path: Path, tensor: TensorFingerprint, config: dict[str, Any], heads: int, problems: list[str]
+) -> bool:
+    """Whether a saved rotary_emb.inv_freq holds what the config computes (1 / theta^(2i/d)): older
+    transformers loaded it from the checkpoint, so a changed one changes the model."""
+    import numpy as np
+
+    hidden = config.get("hidden_size")
+    theta = config.get("rope_theta", 10000.0)
+    if type(hidden) is not int or not isinstance(theta, int | float) or hidden % heads or not tensor.intact:
+        problems.append(f"{tensor.name} cannot be checked against config.json")
+        return False
+    dim = hidden // heads
+    expected = 1.0 / (float(theta) ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+    from provenance.sketch import numpy_dtype
+
+    try:
+        stored = elements(path, tensor).view(numpy_dtype(tensor.dtype)).astype(np.float64).reshape(-1)
+    except (KeyError, ValueError, TypeError):  # not a float tensor: not what a config computes
+        stored = np.zeros(0)
+    tolerance = {"F32": 1e-6, "F16": 1e-3, "BF16": 8e-3}.get(tensor.dtype, 0.0)
+    same = stored.shape == expected.shape and bool(np.all(np.abs(stored - expected) <= tolerance * expected))
+    if not same:
+        problems.append(f"{tensor.name} is not the 1 / theta^(2i/d) that config.json computes")
+    return same
+
+
+def _complete(shard: FileFingerprint | None) -> bool:
+    """A shard that arrived whole and was read: a tensor it lacks was taken out."""
+    return shard is not None and shard.error is None
 
 
 def _shards_by_shape(present: dict[str, FileFingerprint], wanted: dict[str, TensorFingerprint]) -> set[str]:
@@ -290,7 +332,7 @@ def _split_like(values: Any, split: int | None, shapes: list[tuple[int, ...]]) -
 
     full = tuple(values.shape)
     count = len(shapes)
-    if all(shape == full for shape in shapes):
+    if all(shape == full for shape in shapes) or not full:  # replicated, or a scalar: nothing to cut
         return [values] * count
     if all(len(shape) == len(full) for shape in shapes):
         for axis in range(len(full)):

@@ -46,7 +46,8 @@ def permuted(permute: Any, values: Any, heads: int, name: str, problems: list[st
     """q or k rows in the other rotary order; unchanged (so they cannot match) when the head count does not
     fit the tensor, which the report says."""
     if values.ndim != 2 or values.shape[0] % (2 * heads):
-        problems.append(f"{name} has {values.shape[0]} rows, which {heads} heads cannot be rotary-permuted in")
+        shape = list(values.shape)
+        problems.append(f"{name} has shape {shape}, whose rows {heads} heads cannot be rotary-permuted in")
         return values
     return permute(values, heads)
 
