@@ -39,7 +39,8 @@ _PER_LAYER = {
 }
 NOTE = (
     "read in llama.cpp's GGUF layout: tensor names mapped and the q and k rows permuted into the Hugging Face "
-    "layout; quantized tensors dequantized to be compared with the release's sketches"
+    "layout; quantized tensors dequantized to be compared with the release's sketches; the file's key-values "
+    "play config.json's role, checked only through the head counts, their other settings not compared"
 )
 
 
