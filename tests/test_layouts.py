@@ -222,18 +222,22 @@ def test_a_second_copy_of_a_tensor_is_not_dropped(
     assert any(r.startswith("1 tensor added: model.layers.1.self_attn.q_proj.weight") for r in document["reasons"])
 
 
-@pytest.mark.parametrize("damage", ["deleted", "cut short"])
-def test_an_unfinished_hugging_face_download_is_incomplete_against_meta(
-    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path, damage: str
-) -> None:
+def unfinished(shard: Path, damage: str) -> None:
+    """A shard as an unfinished download leaves it: not there at all, or cut short."""
     from provenance.sample import cut_short
 
-    folder = hugging_face_copy(release_dir, tmp_path / "hf")
-    shard = folder / "model-00002-of-00003.safetensors"
     if damage == "deleted":
         shard.unlink()
     else:
         cut_short(shard)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_an_unfinished_hugging_face_download_is_incomplete_against_meta(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path, damage: str
+) -> None:
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    unfinished(folder / "model-00002-of-00003.safetensors", damage)
     code, document = verify(run_cli, folder, meta_manifest)
     assert (code, document["verdict"]) == (1, "incomplete")
     assert {t["status"] for t in document["tensors"]} == {"match", "missing"}
@@ -244,13 +248,7 @@ def test_an_unfinished_meta_download_is_incomplete(
     run_cli: Run, meta_copy: Path, release_manifest: Path, damage: str
 ) -> None:
     """Without checklist.chk, a missing shard shows in the shapes: one shard holds half of each split tensor."""
-    from provenance.sample import cut_short
-
-    shard = meta_copy / "consolidated.01.pth"
-    if damage == "deleted":
-        shard.unlink()
-    else:
-        cut_short(shard)
+    unfinished(meta_copy / "consolidated.01.pth", damage)
     code, document = verify(run_cli, meta_copy, release_manifest)
     assert (code, document["verdict"]) == (1, "incomplete")
     missing = [t["name"] for t in document["tensors"] if t["status"] == "missing"]

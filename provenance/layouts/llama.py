@@ -34,12 +34,13 @@ JSON_CAP = 1 << 20
 MAX_HEADS = 1 << 16
 
 # Hugging Face name, Meta name, tensor-parallel split dimension (None: replicated), rotary permutation
-_GLOBAL = [
+_Row = tuple[str, str, int | None, str | None]
+_GLOBAL: list[_Row] = [
     ("model.embed_tokens.weight", "tok_embeddings.weight", 1, None),
     ("model.norm.weight", "norm.weight", None, None),
     ("lm_head.weight", "output.weight", 0, None),
 ]
-_PER_LAYER = [
+_PER_LAYER: list[_Row] = [
     ("self_attn.q_proj.weight", "attention.wq.weight", 0, "q"),
     ("self_attn.k_proj.weight", "attention.wk.weight", 0, "k"),
     ("self_attn.v_proj.weight", "attention.wv.weight", 0, None),
@@ -82,25 +83,23 @@ def wants_hugging_face(checkpoint: Checkpoint) -> bool:
 
 def meta_name(hf_name: str) -> Mapping | None:
     """A Hugging Face Llama tensor's name in Meta's layout, with how it is split and permuted."""
-    for hf, meta, split, rope in _GLOBAL:
-        if hf_name == hf:
-            return meta, split, rope
-    match = _HF_LAYER.fullmatch(hf_name)
-    for hf, meta, split, rope in _PER_LAYER if match else ():
-        if match and match[2] == hf:
-            return f"layers.{match[1]}.{meta}", split, rope
-    return None
+    return _mapped(hf_name, _HF_LAYER, 0, "layers.{}.{}")
 
 
 def hugging_face_name(name: str) -> Mapping | None:
     """A Meta tensor's name in the Hugging Face layout, with how it is split and permuted."""
+    return _mapped(name, _META_LAYER, 1, "model.layers.{}.{}")
+
+
+def _mapped(name: str, layer: re.Pattern[str], side: int, template: str) -> Mapping | None:
+    """`name` on `side` of the tables (0 Hugging Face, 1 Meta) under the other side's name."""
     for hf, meta, split, rope in _GLOBAL:
-        if name == meta:
-            return hf, split, rope
-    match = _META_LAYER.fullmatch(name)
+        if name == (hf, meta)[side]:
+            return (hf, meta)[1 - side], split, rope
+    match = layer.fullmatch(name)
     for hf, meta, split, rope in _PER_LAYER if match else ():
-        if match and match[2] == meta:
-            return f"model.layers.{match[1]}.{hf}", split, rope
+        if match and match[2] == (hf, meta)[side]:
+            return template.format(match[1], (hf, meta)[1 - side]), split, rope
     return None
 
 
