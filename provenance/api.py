@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from provenance.compare import FOUND, compare
+from provenance.compare import compare
 from provenance.derive import sketch_mismatches
-from provenance.fingerprint import Checkpoint, Role
+from provenance.fingerprint import Checkpoint
 from provenance.layouts import in_reference_layout
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
-from provenance.report import FileStatus, Report, Verdict
+from provenance.report import Report, Verdict
 from provenance.scan import ProgressReporter, content_plan, fingerprint_plan, plan_against, scan
 
 EVIDENCE_BYTES = "every byte read: BLAKE3 per tensor and of the container bytes"
@@ -96,16 +96,8 @@ def verify(
 
 
 def across_layouts(report: Report, note: str) -> Report:
-    """A report of a candidate read in another layout: the adapter's note, and the reference's weights
-    files that are absent but whose every tensor turned up said to be so."""
-    lost = {t.file for t in report.tensors if t.file is not None and t.status not in FOUND}
-    files = tuple(
-        dataclasses.replace(f, detail="its tensors are in the candidate's layout")
-        if f.status is FileStatus.MISSING and f.role == Role.WEIGHTS.value and f.name not in lost
-        else f
-        for f in report.files
-    )
-    return dataclasses.replace(report, files=files, reasons=(*report.reasons, note))
+    """A report of a candidate read in another layout, with the sentence that says how it was read."""
+    return dataclasses.replace(report, reasons=(*report.reasons, note))
 
 
 def read_checkpoint(

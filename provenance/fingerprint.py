@@ -83,6 +83,11 @@ class Checkpoint:
     weight_map: dict[str, str] = field(default_factory=dict)  # tensor -> file, from the shard indexes
 
     @property
+    def in_another_layout(self) -> bool:
+        """Whether a layout adapter rebuilt some of its tensor tables (the release's files are never there)."""
+        return any(f.rebuilt for f in self.files)
+
+    @property
     def tensor_level(self) -> bool:
         """Whether any file's tensor table is known, rather than whole-file digests only."""
         return any(f.has_layout for f in self.files)

@@ -80,10 +80,6 @@ def grid_at(kind: str, raw: Any, positions: Any, weighted: bool = False) -> Grid
     return Grid(kind, tuple(float(s) for s in steps), tuple(float(m) for m in mins), weighted, spans)
 
 
-# the levels a faithful block reaches: its extreme value defines the scale, so it sits on the extreme level
-_EXTREMES = {"Q8_0": (None, 127), "Q4_0": (-8, None), "Q5_0": (-16, None), "Q4_1": (0, 15), "Q5_1": (0, 31)}
-
-
 def _spans(kind: str, blocks: Any, steps: Any, mins: Any) -> tuple[bool, ...]:
     """Whether each block reaches the level its extreme value must take when the scale is computed from
     the block (the reference quantizers): a scale made larger than the values need reaches none."""
@@ -94,7 +90,10 @@ def _spans(kind: str, blocks: Any, steps: Any, mins: Any) -> tuple[bool, ...]:
     with np.errstate(all="ignore"):
         values = dequantize(np.ascontiguousarray(blocks), GGMLQuantizationType[kind]).reshape(len(blocks), BLOCK)
         levels = np.round((values - mins[:, None]) / np.where(steps != 0, steps, 1.0)[:, None])
-    low, high = _EXTREMES[kind]
+    # The level a faithful block's extreme value takes: with a minimum, both ends (0 and the top); the
+    # asymmetric types scale by the extreme over their most negative level; Q8_0 by the largest magnitude.
+    _, has_min, top, most = LEGACY[kind]
+    low, high = (0, most) if has_min else (-most, None) if top is not None else (None, most)
     reach = np.ones(len(blocks), dtype=bool)
     if low is not None:
         reach &= np.nanmin(np.where(np.isfinite(levels), levels, np.nan), axis=1, initial=np.inf) == low

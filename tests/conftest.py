@@ -67,14 +67,16 @@ def verify_json(run_cli: Callable[..., CliResult], folder: Path, manifest: Path)
     return result.code, document
 
 
-def write_release_manifest(release: Path, path: Path, piece_length: int = 0, *, sketches: bool = False) -> Path:
+def write_release_manifest(
+    release: Path, path: Path, piece_length: int = 0, *, sketches: bool = False, name: str = "sample-release"
+) -> Path:
     """The release's manifest, through the library; with a piece length, BEP 52 roots and chunk hashes too."""
     import provenance
     from manifests import build_manifest, write_atomic
     from manifests.io import dump_json
 
     checkpoint = provenance.fingerprint(release, piece_length=piece_length, sketches=sketches)
-    write_atomic(path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
+    write_atomic(path, dump_json(build_manifest(checkpoint, name).statement()))
     return path
 
 

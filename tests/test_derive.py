@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from provenance.sample import sample_tensors, write_sharded
-from tests.conftest import CliResult
+from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
@@ -30,16 +30,9 @@ def bf16_weights() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bfloat16 release fingerprinted with sketches."""
-    import provenance
-    from cli.app import main  # noqa: F401 - the CLI is run in each test; here the library writes the manifest
-    from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
-
     folder = tmp_path_factory.mktemp("bf16") / "release"
     write_sharded(folder, bf16_weights(), 2)
-    manifest = folder.parent / "release.json"
-    write_atomic(manifest, dump_json(build_manifest(provenance.fingerprint(folder, sketches=True), "bf16").statement()))
-    return manifest
+    return write_release_manifest(folder, folder.parent / "release.json", sketches=True, name="bf16")
 
 
 def variant(tmp_path: Path, name: str, change: Callable[[str, np.ndarray], np.ndarray]) -> Path:

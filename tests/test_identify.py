@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from provenance.sample import sample_tensors, write_sharded
-from tests.conftest import CliResult
+from tests.conftest import CliResult, write_release_manifest
 from tests.test_gguf_layout import gguf_download
 from tests.test_layouts import GOLDEN
 
@@ -26,20 +26,13 @@ RELEASES = 5  # release-0 holds the sample model's numbers (those of the Meta an
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five float16 releases of one architecture, fingerprinted with sketches into one registry folder."""
-    import provenance
-    from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
-
     root = tmp_path_factory.mktemp("registry")
     folder = root / "manifests"
     folder.mkdir()
     for seed in range(RELEASES):
         release = root / f"release-{seed}"
         write_sharded(release, sample_tensors(seed), 2)
-        checkpoint = provenance.fingerprint(release, sketches=True)
-        write_atomic(
-            folder / f"release-{seed}.json", dump_json(build_manifest(checkpoint, f"release-{seed}").statement())
-        )
+        write_release_manifest(release, folder / f"release-{seed}.json", sketches=True, name=f"release-{seed}")
     return folder
 
 
@@ -169,18 +162,13 @@ def test_table_output(run_cli: Run, registry: Path, tmp_path: Path) -> None:
 def test_a_fine_tune_of_a_fine_tune_ranks_the_nearer_release_first(run_cli: Run, tmp_path: Path) -> None:
     """A chat model (the base with 30% noise on every matrix) tuned again by 2%: both releases share its
     norms and both correlate, but the chat model is far nearer."""
-    import provenance
-    from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
-
     folder = tmp_path / "registry"
     folder.mkdir()
     base = sample_tensors(7)
     chat = changed(7, noisy(0.3, ".layers.", seed=1))
     for name, weights in (("llama-base", base), ("llama-base-chat", chat)):
         write_sharded(tmp_path / name, weights, 2)
-        checkpoint = provenance.fingerprint(tmp_path / name, sketches=True)
-        write_atomic(folder / f"{name}.json", dump_json(build_manifest(checkpoint, name).statement()))
+        write_release_manifest(tmp_path / name, folder / f"{name}.json", sketches=True, name=name)
     tuned = noisy(0.02, ".layers.", seed=2)
     write_sharded(tmp_path / "tuned", {k: tuned(k, v) for k, v in chat.items()}, 2)
     result = run_cli("identify", tmp_path / "tuned", "--registry", folder, "--json", "-q")
@@ -194,18 +182,13 @@ def test_a_fine_tune_of_a_fine_tune_ranks_the_nearer_release_first(run_cli: Run,
 def test_each_release_is_held_against_its_own_config(run_cli: Run, release_dir: Path, tmp_path: Path) -> None:
     """Two Hugging Face manifests of the same weights, one with another config.json, and a download in Meta's
     layout: the rebuilt candidate is shared between them, the config each stands in with is not."""
-    import provenance
-    from manifests import build_manifest, write_atomic
-    from manifests.io import dump_json
-
     folder = tmp_path / "registry"
     folder.mkdir()
     other = tmp_path / "other-config"
     shutil.copytree(release_dir, other)
     (other / "config.json").write_text((other / "config.json").read_text().replace('"float16"', '"bfloat16"'))
     for name, release in (("release-a-other-config", other), ("release-b", release_dir)):
-        checkpoint = provenance.fingerprint(release)
-        write_atomic(folder / f"{name}.json", dump_json(build_manifest(checkpoint, name).statement()))
+        write_release_manifest(release, folder / f"{name}.json", name=name)
     meta = tmp_path / "meta"
     shutil.copytree(GOLDEN / "meta", meta)
     for name in ("tokenizer.json", "tokenizer.model"):

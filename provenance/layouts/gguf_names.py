@@ -87,6 +87,10 @@ class GgufToHuggingFace:
         return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, note, (self.name,))
 
 
+HEADS = "llama.attention.head_count"
+KV_HEADS = "llama.attention.head_count_kv"
+
+
 class _Keys(NamedTuple):
     heads: int
     kv_heads: int
@@ -115,23 +119,15 @@ def _model_keys(path: Path, *, damaged: bool = False) -> _Keys | None:
             return None
         if not field.data or field.types != [field.types[0]] or field.types[0] not in integers:
             raise MalformedContainer(path.name, f"{key} is not an integer")
-        value = int(field.parts[field.data[0]][0])
-        if not 0 < value <= MAX_HEADS:
-            raise MalformedContainer(path.name, f"{key} = {value} is not a head count")
-        return value
+        return int(field.parts[field.data[0]][0])
 
-    heads = number("llama.attention.head_count")
-    if heads is None:
-        raise MalformedContainer(path.name, "a llama GGUF without llama.attention.head_count")
-    kv_heads = number("llama.attention.head_count_kv") or heads
-    if heads % kv_heads:
-        raise MalformedContainer(path.name, f"{heads} attention heads are not a multiple of {kv_heads} key-value heads")
     weighted = any(key.startswith("quantize.imatrix.") for key in fields)
-    return _Keys(heads, kv_heads, weighted)
+    return _checked(path, number(HEADS), number(KV_HEADS), weighted)
 
 
 def _header_keys(path: Path) -> _Keys | None:
-    """The head counts from the header of a file cut short, read by this project's GGUF reader."""
+    """The head counts from the header of a file cut short, read by this project's GGUF reader (which
+    keeps values as text: a cut-short file is read leniently, None when its header cannot be read)."""
     from provenance.errors import ProvenanceError
     from provenance.formats.gguf import GgufReader
 
@@ -140,14 +136,26 @@ def _header_keys(path: Path) -> _Keys | None:
             metadata = GgufReader().read_layout(stream, path.stat().st_size, path.name).metadata
     except (OSError, ProvenanceError):
         return None
-    counts = [metadata.get(f"llama.attention.head_count{suffix}", "") for suffix in ("", "_kv")]
-    if not counts[0].isdigit() or not 0 < int(counts[0]) <= MAX_HEADS:
-        return None
-    heads = int(counts[0])
-    kv_heads = int(counts[1]) if counts[1].isdigit() and 0 < int(counts[1]) <= heads else heads
+    heads, kv_heads = (metadata.get(key, "") for key in (HEADS, KV_HEADS))
+    weighted = any(key.startswith("quantize.imatrix.") for key in metadata)
+    return _checked(
+        path, int(heads) if heads.isdigit() else None, int(kv_heads) if kv_heads.isdigit() else None, weighted
+    )
+
+
+def _checked(path: Path, heads: int | None, kv_heads: int | None, weighted: bool) -> _Keys:
+    """Head counts a mapping can use: present, positive, bounded, the first a multiple of the second."""
+    from provenance.errors import MalformedContainer
+
+    if heads is None:
+        raise MalformedContainer(path.name, f"a llama GGUF without {HEADS}")
+    for key, value in ((HEADS, heads), (KV_HEADS, kv_heads)):
+        if value is not None and not 0 < value <= MAX_HEADS:
+            raise MalformedContainer(path.name, f"{key} = {value} is not a head count")
+    kv_heads = kv_heads or heads
     if heads % kv_heads:
-        return None
-    return _Keys(heads, kv_heads, any(key.startswith("quantize.imatrix.") for key in metadata))
+        raise MalformedContainer(path.name, f"{heads} attention heads are not a multiple of {kv_heads} key-value heads")
+    return _Keys(heads, kv_heads, weighted)
 
 
 def _mapped(
