@@ -7,6 +7,7 @@ from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFing
 from provenance.report import (
     FileResult,
     FileStatus,
+    Proof,
     Report,
     SignatureInfo,
     SignatureStatus,
@@ -20,6 +21,7 @@ __all__ = [
     "FileFingerprint",
     "FileResult",
     "FileStatus",
+    "Proof",
     "ProvenanceError",
     "Report",
     "Role",

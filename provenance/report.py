@@ -33,6 +33,20 @@ class TensorStatus(StrEnum):
     CORRUPT = "corrupt"
 
 
+class Proof(StrEnum):
+    """How strong the evidence behind a found tensor (or a green verdict) is."""
+
+    EXACT = "exact"  # digests prove it: bit-identical, or a cast proven by a cast digest or by casting back
+    SAMPLED = "sampled"  # values at sampled positions agree: a grid check, or a cast within rounding
+
+    @property
+    def meaning(self) -> str:
+        """What a reader may rely on, said where it matters."""
+        if self is Proof.SAMPLED:
+            return "values at sampled positions agree; a deliberate edit placed between the samples is not ruled out"
+        return "digests prove every tensor"
+
+
 class FileStatus(StrEnum):
     MATCH = "match"
     MODIFIED = "modified"
@@ -85,6 +99,18 @@ class TensorResult:
     correlation: float | None = None  # sampled correlation with the release's values, with sketches
     proven: bool | None = None  # False: a quantization consistent with the release, a small change not ruled out
 
+    @property
+    def proof(self) -> Proof | None:
+        """`exact` for a bit-identical copy or a cast a digest proves (such casts carry no sampled figures),
+        `sampled` for a quantization's grid check or a cast within rounding; None for a tensor not found."""
+        if self.status is TensorStatus.MATCH:
+            return Proof.EXACT
+        if self.status is TensorStatus.CAST:
+            return Proof.EXACT if self.change is None and self.correlation is None else Proof.SAMPLED
+        if self.status is TensorStatus.QUANTIZED:
+            return Proof.SAMPLED
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Refetch:
@@ -115,6 +141,16 @@ class Report:
     facts: dict[str, Any] = field(default_factory=dict)  # what the check read besides files (a torrent's identity)
 
     @property
+    def proof(self) -> Proof | None:
+        """The weakest evidence among the found tensors of a green verdict; None when the verdict is not green."""
+        if self.verdict in (Verdict.IDENTICAL, Verdict.EQUIVALENT):
+            return Proof.EXACT
+        if self.verdict is not Verdict.CONVERTED:
+            return None
+        proofs = {t.proof for t in self.tensors if t.file is not None}
+        return Proof.SAMPLED if Proof.SAMPLED in proofs else Proof.EXACT
+
+    @property
     def exit_code(self) -> int:
         return 0 if self.verdict.passes else 1
 
@@ -128,6 +164,7 @@ class Report:
         """The `--json` document: stable keys that scripts may rely on."""
         return {
             "verdict": self.verdict.value,
+            "proof": _value(self.proof),
             "reasons": list(self.reasons),
             "reference": self.reference,
             "candidate": self.candidate,
@@ -168,6 +205,7 @@ class Report:
                         "detail": t.detail,
                     }
                 )
+                | {"proof": _value(t.proof)}  # always present: null says the tensor was not found
                 for t in self.tensors
             ],
             "refetch": [
@@ -185,6 +223,10 @@ class Report:
             **self.facts,
             "warnings": list(self.warnings),
         }
+
+
+def _value(proof: Proof | None) -> str | None:
+    return None if proof is None else proof.value
 
 
 def _drop_none(entry: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape as escape_markup
 
 from cli.render.text import printable
-from provenance.report import FileStatus, Report, TensorResult, TensorStatus, Verdict
+from provenance.report import FileStatus, Proof, Report, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
     Verdict.IDENTICAL: "bold green",
@@ -72,6 +72,10 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
     what = f": {report.signature.detail}" if report.signature.detail else ""
     line(f"signature: {report.signature.status.value}{escape(signer + what)}")
     line(f"evidence:  {escape(report.evidence)}")
+    if report.proof is Proof.SAMPLED:
+        line(f"proof:     [yellow]sampled[/] ({report.proof.meaning})")
+    elif report.proof is not None:
+        line(f"proof:     {report.proof.value}")
     for kind, group in report.facts.items():
         for key, value in group.items():
             if value is not None and not isinstance(value, (list, dict)):
