@@ -299,11 +299,12 @@ def identify(
     ] = None,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
+    ignore: IgnoreOption = None,
 ) -> None:
     """Which known release is this, or which does it derive from: ranked candidates and how they match."""
     from manifests.audits import identify_path
 
-    ranked = identify_path(path, registry, progress=ByteProgress(quiet))
+    ranked = identify_path(path, registry, patterns=tuple(ignore or ()), progress=ByteProgress(quiet))
     if as_json:
         import json
 

@@ -439,3 +439,16 @@ def test_cut_short_is_for_weights_files_only() -> None:
         FileStatus.MODIFIED,
         "400 bytes, expected 1,000 (rewritten, not cut short)",
     )
+
+
+def test_identify_with_ignore(run_cli: Run, copy_of_release: Path, release_manifest: Path, tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    shutil.copyfile(release_manifest, registry / "sample.json")
+    (copy_of_release / "modeling_x.py").write_text("import os\n")
+    result = run_cli("identify", copy_of_release, "--registry", registry, "--json", "-q")
+    best = json.loads(result.out)["matches"][0]
+    assert (result.code, best["release"], best["verdict"]) == (1, "sample-release", "modified")
+    result = run_cli("identify", copy_of_release, "--registry", registry, "--json", "-q", "--ignore", "*.py")
+    best = json.loads(result.out)["matches"][0]
+    assert (result.code, best["release"], best["verdict"]) == (0, "sample-release", "identical")
