@@ -44,6 +44,13 @@ KeyOption = Annotated[
     list[Path] | None,
     typer.Option("--key", "-k", help="Public key the manifest must be signed by (repeatable). Requires a signature."),
 ]
+IgnoreOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore",
+        help="Set aside files whose relative path (or a folder of it) matches this glob (repeatable); listed.",
+    ),
+]
 AllowOlderFlag = Annotated[
     bool, typer.Option("--allow-older", help="Accept a manifest older than one already verified for this release.")
 ]
@@ -189,12 +196,19 @@ def verify(
     show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
     allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
+    ignore: IgnoreOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
     from manifests import verify_download
 
     report = verify_download(
-        path, manifest, keys=key, allow_older=allow_older, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet)
+        path,
+        manifest,
+        keys=key,
+        allow_older=allow_older,
+        allow_symlinks=allow_symlinks,
+        patterns=tuple(ignore or ()),
+        progress=ByteProgress(quiet),
     )
     _finish(report, as_json, show_all)
 
@@ -285,11 +299,12 @@ def identify(
     ] = None,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
+    ignore: IgnoreOption = None,
 ) -> None:
     """Which known release is this, or which does it derive from: ranked candidates and how they match."""
     from manifests.audits import identify_path
 
-    ranked = identify_path(path, registry, progress=ByteProgress(quiet))
+    ranked = identify_path(path, registry, patterns=tuple(ignore or ()), progress=ByteProgress(quiet))
     if as_json:
         import json
 
@@ -381,6 +396,7 @@ def diff(
         typer.Option("--plot", help="Also draw the layer-by-kind heatmap of change to FILE (.svg or .png)."),
     ] = None,
     force: ForceFlag = False,
+    ignore: IgnoreOption = None,
 ) -> None:
     """Compare two checkpoints or manifests, tensor by tensor (A is the reference), with drift per layer."""
     from manifests.comparison import diff_paths
@@ -392,7 +408,7 @@ def diff(
         if plot.suffix.lower() not in (".svg", ".png"):
             raise ProvenanceError(f"--plot {plot}: give a file name ending in .svg or .png")
         refuse_overwrite(plot, force)
-    report = diff_paths(a, b, allow_symlinks=allow_symlinks, progress=ByteProgress(quiet))
+    report = diff_paths(a, b, allow_symlinks=allow_symlinks, patterns=tuple(ignore or ()), progress=ByteProgress(quiet))
     grid = drift(report)
     if plot is not None:
         from cli.render.picture import write_plot

@@ -139,7 +139,11 @@ def fingerprint_hub(
 
 
 def identify_path(
-    target: Path, registries: list[Path] | None = None, *, progress: ProgressReporter | None = None
+    target: Path,
+    registries: list[Path] | None = None,
+    *,
+    patterns: tuple[str, ...] = (),
+    progress: ProgressReporter | None = None,
 ) -> list[Candidate]:
     """The `provenance identify` operation: the checkpoint against every registry manifest (bundled, the
     user's, and each `registries` folder), best first. Signatures are checked as `verify` checks them,
@@ -158,4 +162,4 @@ def identify_path(
     if not references:
         raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")
     root = target if target.is_dir() else target.parent
-    return identify(read_for_identify(target, progress=progress), references, root)
+    return identify(read_for_identify(target, patterns=patterns, progress=progress), references, root)

@@ -17,8 +17,16 @@ from provenance.report import Report
 from provenance.scan import ProgressReporter, plan_against, scan
 
 
-def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: ProgressReporter | None = None) -> Report:
-    """How B differs from A, reading from disk only the digests the other side can be compared with.
+def diff_paths(
+    a: Path,
+    b: Path,
+    *,
+    allow_symlinks: bool = False,
+    patterns: tuple[str, ...] = (),
+    progress: ProgressReporter | None = None,
+) -> Report:
+    """How B differs from A, reading from disk only the digests the other side can be compared with;
+    `patterns` (--ignore globs) set files of a side on disk aside.
 
     A signed side is checked against the trusted keys and the trust policy, as `verify` does; the report
     carries the reference side's signature status and both sides' warnings.
@@ -29,20 +37,23 @@ def diff_paths(a: Path, b: Path, *, allow_symlinks: bool = False, progress: Prog
     if ref_a is not None and ref_b is not None:
         report = provenance.diff(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     elif ref_a is not None:
-        return verify_against(b, ref_a, allow_symlinks=allow_symlinks, progress=progress)
+        return verify_against(b, ref_a, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
     elif ref_b is not None:
         side_a = scan(
             a,
             plan_against(ref_b.manifest.checkpoint),
             strict=True,
             allow_symlinks=allow_symlinks,
+            patterns=patterns,
             progress=progress,
             label=f"reading {a.name}",
         )
         report = provenance.diff(side_a, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     else:
-        side_a = provenance.read_checkpoint(a, allow_symlinks=allow_symlinks, progress=progress)
-        side_b = provenance.read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, progress=progress)
+        side_a = provenance.read_checkpoint(a, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
+        side_b = provenance.read_checkpoint(
+            b, strict=False, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress
+        )
         report = _diff_on_disk(a, side_a, b, side_b)
     signed = ref_a or ref_b
     if signed is None:

@@ -19,6 +19,7 @@ def verify_download(
     keys: list[Path] | None = None,
     allow_older: bool = False,
     allow_symlinks: bool = False,
+    patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
 ) -> Report:
     """The `provenance verify` operation: the report carries the verdict and the signature status.
@@ -27,7 +28,7 @@ def verify_download(
     trusted-keys folders and the trust policy decide.
     """
     reference = open_reference(manifest, trust=load_trust(keys), seen=SeenReleases(), allow_older=allow_older)
-    return verify_against(target, reference, allow_symlinks=allow_symlinks, progress=progress)
+    return verify_against(target, reference, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
 
 
 def verify_torrent(
@@ -57,6 +58,7 @@ def verify_against(
     reference: Reference,
     *,
     allow_symlinks: bool = False,
+    patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
 ) -> Report:
     """Check a checkpoint against an opened reference; the report carries its signature and warnings.
@@ -72,6 +74,7 @@ def verify_against(
         allow_symlinks=allow_symlinks,
         exclude=frozenset({source}) if source.exists() else frozenset(),
         ignore=reference.manifest.ignore_paths,
+        patterns=patterns,
         progress=progress,
     )
     return dataclasses.replace(

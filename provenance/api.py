@@ -54,12 +54,14 @@ def verify(
     allow_symlinks: bool = False,
     exclude: frozenset[Path] = frozenset(),
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
+    patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
 ) -> Report:
     """Check a checkpoint on disk against a reference, reading each byte once with what it needs.
 
     Damaged files do not stop the check: they are reported `corrupt` and the verdict says what they cost.
-    `ignore` is the reference's ignore_paths: files it left out are not candidates either.
+    `ignore` is the reference's ignore_paths: files it left out are not candidates either. `patterns` are
+    the user's --ignore globs: the files they match are set aside (listed in the report, not compared).
     """
     candidate = scan(
         target,
@@ -68,6 +70,7 @@ def verify(
         allow_symlinks=allow_symlinks,
         exclude=exclude,
         ignore=ignore,
+        patterns=patterns,
         progress=progress,
         label="verifying",
     )
@@ -105,17 +108,20 @@ def read_checkpoint(
     *,
     strict: bool = True,
     allow_symlinks: bool = False,
+    patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
     """Fingerprint a checkpoint with BLAKE3 alone, to compare it with another on disk.
 
     A reference side is read `strict` (a broken reference is an error); a compared side is not.
+    `patterns` (--ignore globs) set files aside.
     """
     return scan(
         target,
         content_plan,
         strict=strict,
         allow_symlinks=allow_symlinks,
+        patterns=patterns,
         progress=progress,
         label=f"reading {target.name}",
     )

@@ -10,13 +10,15 @@ incomplete; one absent from complete, well-formed containers was removed, which 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
+import posixpath
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from provenance.errors import ProvenanceError
-from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role, ShardIndex, TensorFingerprint
 from provenance.quantization import off_grid
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 from provenance.sketch import compare_samples, not_numbers
@@ -37,12 +39,18 @@ class _TensorOutcome:
     removed: list[str] = field(default_factory=list)  # missing from complete, well-formed files
     lost: list[str] = field(default_factory=list)  # missing with a shard that is gone or cut short
     added: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (release name, candidate name)
+    hits: set[tuple[str, str]] = field(default_factory=set)  # (file, name) of each candidate copy judged
+    harmless: set[tuple[str, str]] = field(default_factory=set)  # (file, name) of leftover copies of the release's
+    foreign: dict[str, list[str]] = field(default_factory=dict)  # file -> tensors that are not the release's
 
 
 def file_status_of(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileStatus, str | None]:
     """How one candidate file compares with its reference, from whatever both record."""
     if cand.rebuilt:  # the candidate holds this file's tensors in another layout, not the file
         return FileStatus.MISSING, None
+    if cand.error is not None and cand.hazard is not None:  # refused by the reader: a change, not damage
+        return FileStatus.MODIFIED, cand.hazard
     if cand.error is not None:
         return FileStatus.CORRUPT, cand.error
     if ref.has_layout and cand.has_layout:  # both well-formed containers: compare them part by part
@@ -51,8 +59,10 @@ def file_status_of(ref: FileFingerprint, cand: FileFingerprint) -> tuple[FileSta
         same = ref.size == cand.size and ref.container_blake3 == cand.container_blake3 and ref_parts == cand_parts
         return (FileStatus.MATCH, None) if same else (FileStatus.MODIFIED, "bytes differ")
     if ref.size is not None and cand.size is not None and ref.size != cand.size:
-        if cand.size < ref.size:  # what an unfinished download leaves
+        if cand.size < ref.size and ref.role is Role.WEIGHTS:  # what an unfinished download of weights leaves
             return FileStatus.CORRUPT, f"short: {cand.size:,} of {ref.size:,} bytes"
+        if cand.size < ref.size:  # a config or tokenizer is small: a shorter one was rewritten, not cut short
+            return FileStatus.MODIFIED, f"{cand.size:,} bytes, expected {ref.size:,} (rewritten, not cut short)"
         return FileStatus.MODIFIED, f"{cand.size:,} bytes, expected {ref.size:,}"
     common = [a for a in ref.digests if a in cand.digests]
     if not common:
@@ -97,7 +107,8 @@ def compare(
         files.append(FileResult(ref.path, status, ref.role.value, cand.size if cand else None, ref.size, detail))
     for cand in candidate.files:
         if cand.path not in ref_paths and not (cand.rebuilt and cand.size is None):  # not a made-up table
-            files.append(FileResult(cand.path, FileStatus.EXTRA, cand.role.value, cand.size, None, cand.error))
+            detail = cand.hazard or cand.error
+            files.append(FileResult(cand.path, FileStatus.EXTRA, cand.role.value, cand.size, None, detail))
 
     outcome = _match_tensors(reference, candidate, file_status)
     if candidate.in_another_layout:  # the release's files are absent by construction: say when that costs nothing
@@ -109,9 +120,16 @@ def compare(
             for r in files
         ]
     verdict, reasons = _decide(reference, candidate, files, file_status, outcome)
+    facts = {}
+    if candidate.set_aside:  # the user's --ignore: listed, neither compared nor counted
+        reasons.append(
+            f"{_plural(len(candidate.set_aside), 'file')} set aside by --ignore: {_names(list(candidate.set_aside))}"
+        )
+        facts["ignored"] = {"files": list(candidate.set_aside)}
     return Report(
         verdict=verdict,
         reasons=tuple(reasons),
+        facts=facts,
         files=tuple(files),
         tensors=tuple(outcome.results),
         reference=reference_label,
@@ -130,7 +148,8 @@ def _decide(
     tensors = outcome.results
     ref_tensors = [t for t in tensors if t.file is not None]
     found = [t for t in ref_tensors if t.status in FOUND]
-    changed = [t.name for t in ref_tensors if t.status is TensorStatus.MODIFIED]
+    renamed = {name for name, _ in outcome.renamed}
+    changed = [t.name for t in ref_tensors if t.status is TensorStatus.MODIFIED and t.name not in renamed]
     corrupt = [t.name for t in tensors if t.status is TensorStatus.CORRUPT]
     cand_intact = sum(1 for f in candidate.files for t in f.tensors if t.intact)
 
@@ -138,7 +157,8 @@ def _decide(
     # of one architecture; only a matching matrix is evidence that the weights derive from the reference.
     has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
     derived = [t for t in ref_tensors if t.correlation is not None and t.correlation >= DERIVED]  # fine-tuned
-    evidence = [t for t in [*found, *derived] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
+    moved = [t for t in ref_tensors if t.name in renamed]  # the release's numbers, under other names
+    evidence = [t for t in [*found, *derived, *moved] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
     if ref_tensors and cand_intact and not evidence and (changed or outcome.added or not outcome.lost):
         return Verdict.UNRELATED, [
             f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor"
@@ -148,15 +168,25 @@ def _decide(
     reasons: list[str] = []
     if changed:
         reasons.append(f"{_plural(len(changed), 'tensor')} changed: {_names(changed)}")
+    if outcome.renamed:
+        moves = [f"{name} as {theirs}" for name, theirs in outcome.renamed]
+        reasons.append(
+            f"{_plural(len(moves), 'tensor')} under another name, outside a layout's mapping (a loader asking for "
+            f"the release's name finds nothing): {_names(moves)}"
+        )
     if outcome.added:
         reasons.append(f"{_plural(len(outcome.added), 'tensor')} added: {_names(outcome.added)}")
+    reasons += _loading_problems(reference, candidate, files, file_status, outcome)
     if outcome.removed:
         reasons.append(
             f"{_plural(len(outcome.removed), 'tensor')} removed from complete files: {_names(outcome.removed)}"
         )
     unlaid = {f.path for f in reference.files if not f.has_layout}
+    refused = {f.path for f in candidate.files if f.error is not None and f.hazard is not None}
     for r in files:
-        if r.status is FileStatus.MODIFIED and (
+        if r.status is FileStatus.MODIFIED and r.name in refused:
+            reasons.append(f"{r.name} refused: {r.detail}")
+        elif r.status is FileStatus.MODIFIED and (
             r.role == Role.OTHER.value or (r.name in unlaid and r.role != Role.INDEX.value)
         ):
             reasons.append(f"{r.name} differs ({r.detail})")
@@ -226,6 +256,158 @@ def _decide(
     ]
 
 
+# Files a loader or a framework never reads (documentation, licences, images, git attributes, Meta's
+# checklist.chk of md5 sums): listed when added, without changing the verdict. Anything
+# else beside the weights may be picked up (weights in any format, adapters, code, pickles, chat templates,
+# configs, tokenizer files such as merges.txt and vocab.txt): at most `modified`.
+INERT_SUFFIXES = (".md", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+INERT_NAMES = (
+    "readme*",
+    "license*",
+    "licence*",
+    "copying*",
+    "notice*",
+    ".gitattributes",
+    ".gitignore",
+    "checklist.chk",
+)
+# What transformers' from_pretrained opens in a folder, first found first: one file shadows the rest.
+PREFERRED = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def is_inert(path: str) -> bool:
+    """Whether an added file is one no loader reads: documentation, licences, images, git attributes."""
+    base = posixpath.basename(path).lower()
+    return base.endswith(INERT_SUFFIXES) or any(fnmatch.fnmatchcase(base, pattern) for pattern in INERT_NAMES)
+
+
+def _loading_problems(
+    reference: Checkpoint,
+    candidate: Checkpoint,
+    files: list[FileResult],
+    file_status: dict[str, FileStatus],
+    outcome: _TensorOutcome,
+) -> list[str]:
+    """What would make a loader load something else than the release's tensors from this candidate: added
+    files it may pick up, shard indexes that send it elsewhere, a preferred file that shadows the rest."""
+    reasons: list[str] = []
+    added = _added_files(reference, candidate, files, outcome)
+    if added:
+        reasons.append(f"{_plural(len(added), 'file')} added: {_names(added)}")
+    for index in candidate.indexes:
+        if file_status.get(index.path) is FileStatus.MATCH:
+            continue  # the release's own index, byte for byte
+        wrong = _index_errors(reference, candidate, index, outcome)
+        if wrong:
+            reasons.append(
+                f"{index.path} sends {_plural(len(wrong), 'tensor')} where a loader would not load the release's: "
+                f"{_names(wrong)}"
+            )
+    shadow = _shadowing(reference, candidate, file_status, outcome)
+    if shadow:
+        reasons.append(shadow)
+    return reasons
+
+
+def _added_files(
+    reference: Checkpoint, candidate: Checkpoint, files: list[FileResult], outcome: _TensorOutcome
+) -> list[str]:
+    """Extra files that change what may load: each named, with why."""
+    by_path = {f.path: f for f in candidate.files}
+    indexed = set(candidate.weight_map.values())
+    ref_weights_whole = all(
+        r.status is FileStatus.MATCH for r in files if r.role == Role.WEIGHTS.value and r.status is not FileStatus.EXTRA
+    )
+    added: list[str] = []
+    for r in files:
+        cand = by_path.get(r.name)
+        if r.status is not FileStatus.EXTRA or cand is None or is_inert(r.name) or cand.role is Role.INDEX:
+            continue
+        if cand.role is not Role.WEIGHTS:
+            added.append(f"{r.name}{f' ({cand.hazard})' if cand.hazard else ''}")
+            continue
+        if cand.hazard is not None:
+            added.append(f"{r.name} ({cand.hazard})")
+        elif not reference.tensor_level:  # its tensors cannot be told; only beside the release's whole weights
+            if ref_weights_whole:
+                added.append(f"{r.name} (weights the reference's whole-file digests cannot place)")
+        elif candidate.in_another_layout and not cand.tensors and cand.error is None:
+            continue  # its tensors were rebuilt in the reference's layout and compared there
+        elif cand.error is not None and not cand.tensors:
+            if r.name not in indexed:  # not a shard the candidate's own index expects: a file nothing explains
+                added.append(f"{r.name} (unreadable: {cand.error})")
+        elif r.name in outcome.foreign:
+            added.append(f"{r.name} (holds {_names(outcome.foreign[r.name])}, not the release's)")
+    return added
+
+
+def _index_errors(
+    reference: Checkpoint, candidate: Checkpoint, index: ShardIndex, outcome: _TensorOutcome
+) -> list[str]:
+    """Entries of a candidate's shard index that do not point a release tensor to a checked file holding
+    it as judged (the release's digest, or the copy the comparison judged); others' losses are left to
+    the missing-shard logic."""
+    if index.error is not None:
+        return [f"all of them ({index.error}: a loader following it fails or reads other files)"]
+    by_path = {f.path: f for f in candidate.files}
+    ref_digests = {(t.name, t.blake3, t.dtype, t.shape) for f in reference.files for t in f.tensors}
+    ref_names = {name for name, *_ in ref_digests}
+    found = {t.name for t in outcome.results if t.file is not None and t.status in FOUND}
+    wrong: list[str] = []
+    for e in index.entries:
+        where = f"{e.tensor} -> {e.target}"
+        if e.path is None:
+            wrong.append(f"{where} (outside the checkpoint)")
+            continue
+        cand = by_path.get(e.path)
+        if cand is None:
+            if e.on_disk:
+                wrong.append(f"{where} (a file this check does not read)")
+            elif e.tensor in found:
+                wrong.append(f"{where} (no such file; the tensor is in another)")
+            continue  # else a shard that never arrived: the tensor is missing with it
+        if cand.error is not None or candidate.in_another_layout or not reference.tensor_level:
+            continue  # a damaged shard is judged as damage; another layout's names are the adapter's
+        if e.tensor not in ref_names:
+            wrong.append(f"{where} (not a tensor of the release)")
+            continue
+        copies = [t for t in cand.tensors if t.name == e.tensor]
+        if not copies:
+            wrong.append(f"{where} (that file does not hold it)")
+        elif not any(
+            (e.path, t.name) in outcome.hits or (t.name, t.blake3, t.dtype, t.shape) in ref_digests for t in copies
+        ):
+            wrong.append(f"{where} (that file's copy is not the release's)")
+    return wrong
+
+
+def _shadowing(
+    reference: Checkpoint, candidate: Checkpoint, file_status: dict[str, FileStatus], outcome: _TensorOutcome
+) -> str | None:
+    """from_pretrained opens the first of PREFERRED it finds and nothing else: an added one must place every
+    tensor of the release's top-level weights."""
+    if candidate.in_another_layout or not reference.tensor_level:
+        return None
+    paths = {f.path for f in candidate.files}
+    first = next((name for name in PREFERRED if name in paths), None)
+    if first is None or file_status.get(first) is FileStatus.MATCH:
+        return None
+    required = {t.name for f in reference.files if f.has_layout and "/" not in f.path for t in f.tensors}
+    if first.endswith(".index.json"):
+        index = next((i for i in candidate.indexes if i.path == first), None)
+        placed = {e.tensor for e in index.entries} if index is not None else required
+    else:
+        held = next(f for f in candidate.files if f.path == first)
+        placed = {t.name for t in held.tensors} if held.error is None else required  # damage: judged as such
+    absent = sorted(required - placed)
+    if not absent:
+        return None
+    return (
+        f"{first} is what from_pretrained loads, and it does not hold {_plural(len(absent), 'tensor')} of the "
+        f"release: {_names(absent)}"
+    )
+
+
 def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
     if candidate.in_another_layout:
         return "another layout"
@@ -287,8 +469,10 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         c = pool[hits[key]]
         figures: Figures = None
         proven: bool | None = None
-        if key in renamed:
-            status, detail = TensorStatus.MATCH, "same numbers under another name"
+        outcome.hits.add((c.file, c.tensor.name))
+        if key in renamed:  # outside a layout's mapping: a loader asking for the release's name finds nothing
+            status, detail = TensorStatus.MODIFIED, f"the release's numbers under another name ({c.tensor.name})"
+            outcome.renamed.append((t.name, c.tensor.name))
         elif not c.tensor.intact:
             status, detail = TensorStatus.CORRUPT, c.tensor.damage or "cut short"
         elif (c.tensor.blake3, c.tensor.dtype, c.tensor.shape) == (t.blake3, t.dtype, t.shape):
@@ -349,13 +533,17 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         t = c.tensor
         if t.intact and (t.name, t.blake3) in ref_digests:
             status, detail = TensorStatus.EXTRA, "another copy of a tensor already matched"
+            outcome.harmless.add((c.file, t.name))
         elif not t.intact and t.name in ref_names:
             status, detail = TensorStatus.EXTRA, "cut-short copy of a tensor already matched"
+            outcome.harmless.add((c.file, t.name))
         elif t.intact:
             status, detail = TensorStatus.EXTRA, None
             outcome.added.append(t.name)
+            outcome.foreign.setdefault(c.file, []).append(t.name)
         else:
             status, detail = TensorStatus.CORRUPT, "declared by a cut-short file; not in the reference"
+            outcome.foreign.setdefault(c.file, []).append(t.name)
         outcome.results.append(TensorResult(t.name, status, None, t.dtype, t.shape, None, c.file, detail))
     return outcome
 

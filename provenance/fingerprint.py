@@ -68,11 +68,30 @@ class FileFingerprint:
     error: str | None = None
     pieces: Pieces | None = None  # BEP 52 pieces root and piece layer, when asked for (`--torrent-v2`)
     rebuilt: bool = False  # a layout adapter's tensor table, made from other files: no bytes of its own
+    hazard: str | None = None  # what loading it would run, found without loading it (a pickle's imports)
 
     @property
     def has_layout(self) -> bool:
         """Whether the whole tensor table and container digest are known (a complete weights file)."""
         return self.container_blake3 is not None
+
+
+class IndexEntry(NamedTuple):
+    """One entry of a shard index: the file a loader opens for a tensor, as written and as resolved."""
+
+    tensor: str
+    target: str  # the file name as the index writes it
+    path: str | None  # relative to the checkpoint's root; None when it leads outside the checkpoint
+    on_disk: bool  # whether a file is there (scanned or not: ignored folders such as .git are not)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardIndex:
+    """A candidate's `*.index.json`: a loading instruction that transformers follows entry by entry."""
+
+    path: str
+    entries: tuple[IndexEntry, ...] = ()
+    error: str | None = None  # why it cannot be read as a shard index (a loader following it fails or errs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +100,8 @@ class Checkpoint:
 
     files: tuple[FileFingerprint, ...]
     weight_map: dict[str, str] = field(default_factory=dict)  # tensor -> file, from the shard indexes
+    indexes: tuple[ShardIndex, ...] = ()  # a checkpoint on disk under verification: its shard indexes read
+    set_aside: tuple[str, ...] = ()  # files left out by the user's --ignore patterns, listed in the report
 
     @property
     def in_another_layout(self) -> bool:

@@ -65,9 +65,11 @@ def _everything(path: str) -> HashPlan:
     return HashPlan(whole, parts=is_weights_file(path))
 
 
-def read_for_identify(target: Path, *, progress: ProgressReporter | None = None) -> Checkpoint:
-    """The checkpoint with every digest a reference may use, in one read."""
-    return scan(target, _everything, strict=False, progress=progress, label="reading")
+def read_for_identify(
+    target: Path, *, patterns: tuple[str, ...] = (), progress: ProgressReporter | None = None
+) -> Checkpoint:
+    """The checkpoint with every digest a reference may use, in one read; `patterns` (--ignore) set files aside."""
+    return scan(target, _everything, strict=False, patterns=patterns, progress=progress, label="reading")
 
 
 def identify(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance.merkle import leaf_hashes, piece_root
 from provenance.report import FileStatus, Refetch, Report
 
@@ -261,7 +261,7 @@ def plan_refetch(
         elif _same_layout(ref, cand):
             ranges = _parts_differ(ref, cand)
             plans.append(Refetch(ref.path, tuple(ranges), "tensors and container bytes that differ", cut))
-        elif not ref.has_layout and cand.size is not None and cand.size < ref.size:
+        elif not ref.has_layout and ref.role is Role.WEIGHTS and cand.size is not None and cand.size < ref.size:
             detail = "the missing tail; the rest is checked once it is whole"
             plans.append(Refetch(ref.path, ((cand.size, ref.size),), detail))
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
 from pathlib import Path
@@ -10,6 +11,9 @@ from provenance.errors import UnreadableInput, UnsafePath
 
 # The paths model_signing leaves out by default; recorded in every manifest's ignore_paths.
 DEFAULT_IGNORE = (".git", ".gitattributes", ".github", ".gitignore")
+# Never part of a checkpoint, whatever a manifest's ignore_paths: the hub client's record of a
+# `hf download --local-dir` (its metadata and locks), not a file of the release.
+ALWAYS_LEFT_OUT = (".cache/huggingface",)
 
 
 def check_relative(name: str) -> str:
@@ -34,6 +38,13 @@ def is_ignored(path: str, ignore: tuple[str, ...]) -> bool:
     return any("/".join(parts[:i]) in ignore for i in range(1, len(parts) + 1))
 
 
+def set_aside(path: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a user's --ignore glob (fnmatch, on the relative path) matches the path or a folder it lies in."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(prefix, pattern) for pattern in patterns for prefix in prefixes)
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.relative_to(root)
@@ -48,14 +59,18 @@ def list_files(
     allow_symlinks: bool = False,
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
     exclude: frozenset[Path] = frozenset(),
+    patterns: tuple[str, ...] = (),
+    left_out: list[str] | None = None,
 ) -> tuple[Path, list[str]]:
     """The root and the sorted relative paths of the files a checkpoint consists of.
 
     `target` is a directory or a single file. File symlinks that resolve inside the directory are
     followed; one that leaves it is refused unless `allow_symlinks`; symlinked directories are refused.
     Paths in `ignore` (a manifest's ignore_paths) and in `exclude` (the manifest being written or read,
-    when it sits inside the checkpoint) are left out.
+    when it sits inside the checkpoint) are left out, and so is ALWAYS_LEFT_OUT. Files matching the
+    user's `patterns` (--ignore) are left out too, and appended to `left_out` so the report can list them.
     """
+    ignore = (*ignore, *ALWAYS_LEFT_OUT)
     if not target.exists():
         raise UnreadableInput(f"{target} does not exist; give the checkpoint's directory or file")
     if target.is_file():
@@ -79,6 +94,10 @@ def list_files(
             full = Path(dirpath) / filename
             _check_name(rel)
             if rel in ignore or full.resolve() in excluded:
+                continue
+            if patterns and set_aside(rel, patterns):
+                if left_out is not None:
+                    left_out.append(rel)
                 continue
             if full.is_symlink():
                 _check_link(full, root, allow_symlinks)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from provenance.engine import HashPlan, file_sizes, hash_files
+from provenance.engine import HashPlan, file_sizes, hash_file, hash_files
 from provenance.errors import UnreadableInput
-from provenance.fingerprint import Checkpoint, FileFingerprint, Role, role_of
+from provenance.fingerprint import Checkpoint, FileFingerprint, IndexEntry, Role, ShardIndex, role_of
 from provenance.formats.detect import is_weights_file
+from provenance.formats.unpickler import ALLOWED, PICKLE_CAP, DisallowedGlobal, list_globals
 from provenance.paths import DEFAULT_IGNORE, list_files
 
 INDEX_CAP = 64 << 20  # a shard index larger than this is not read for its weight map
+PICKLES = (".pkl", ".pickle")  # pickles no weights reader claims: read only for what they would import
 
 
 class ProgressReporter(Protocol):
@@ -41,10 +44,25 @@ def _run(
         progress.begin(sum(sizes.values()), label)
         advance = progress.advance
     try:
-        return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes)
+        try:
+            return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes)
+        except DisallowedGlobal:
+            if strict:
+                raise
+        # A download holding a pickle that names a disallowed global: the others are read again one by one,
+        # so that the refused file is reported (with what it would import) instead of stopping the check.
+        return [_refusable(root, path, plan, advance) for path, plan in jobs]
     finally:
         if progress is not None:
             progress.end()
+
+
+def _refusable(root: Path, path: str, plan: HashPlan, advance: Callable[[int], None] | None) -> FileFingerprint:
+    try:
+        return hash_file(root, path, plan, strict=False, progress=advance)
+    except DisallowedGlobal as exc:
+        size = (root / path).stat().st_size
+        return FileFingerprint(path, size, Role.WEIGHTS, format="torch", error="refused", hazard=str(exc))
 
 
 def fingerprint_plan(piece_length: int = 0, sketches: bool = False) -> Callable[[str], HashPlan]:
@@ -99,40 +117,72 @@ def scan(
     allow_symlinks: bool = False,
     exclude: frozenset[Path] = frozenset(),
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
+    patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
     label: str = "hashing",
 ) -> Checkpoint:
-    """Fingerprint every file of a checkpoint (a directory or one file) according to `plan`."""
-    root, paths = list_files(target, allow_symlinks=allow_symlinks, exclude=exclude, ignore=ignore)
+    """Fingerprint every file of a checkpoint (a directory or one file) according to `plan`; `patterns`
+    are the user's --ignore globs, the files they match listed in `set_aside`."""
+    left_out: list[str] = []
+    root, paths = list_files(
+        target, allow_symlinks=allow_symlinks, exclude=exclude, ignore=ignore, patterns=patterns, left_out=left_out
+    )
     if not paths:
         raise UnreadableInput(f"{target} holds no files; give the checkpoint's directory")
     files = _run(root, [(p, plan(p)) for p in paths], strict=strict, progress=progress, label=label)
-    # Only a checkpoint under verification needs its shard indexes (to explain a missing tensor).
-    return Checkpoint(files=tuple(files), weight_map={} if strict else read_weight_maps(root, paths))
+    if strict:
+        return Checkpoint(files=tuple(files), set_aside=tuple(left_out))
+    # A checkpoint under verification: its shard indexes are loading instructions to check, and its
+    # pickles are named with what they would import.
+    indexes = read_indexes(root, paths)
+    weight_map = {e.tensor: e.path for index in indexes for e in index.entries if e.path is not None}
+    files = [_with_hazard(root, f) for f in files]
+    return Checkpoint(tuple(files), weight_map=weight_map, indexes=indexes, set_aside=tuple(left_out))
 
 
-def read_weight_maps(root: Path, paths: list[str]) -> dict[str, str]:
-    """Tensor -> file, from the checkpoint's shard indexes; a damaged index adds nothing.
+def _with_hazard(root: Path, file: FileFingerprint) -> FileFingerprint:
+    """A pickle no reader claims, with the globals it would import (read from its opcodes, never run)."""
+    if not file.path.lower().endswith(PICKLES):
+        return file
+    try:
+        with open(root / file.path, "rb") as stream:
+            names = list_globals(stream.read(PICKLE_CAP))
+    except OSError:
+        return file
+    refused = [n for n in names if tuple(n.rsplit(".", 1)) not in ALLOWED and not n.startswith("(")]
+    if refused:
+        hazard = f"a pickle that imports {', '.join(sorted(set(refused))[:5])} (not allowed: loading it could run code)"
+    else:
+        hazard = f"a pickle{' importing ' + ', '.join(sorted(set(names))[:5]) if names else ''}"
+    return dataclasses.replace(file, hazard=hazard)
 
-    The index is container metadata: it can explain which shard a missing tensor lived in, but it is
-    never evidence that a tensor is present or correct.
-    """
-    mapping: dict[str, str] = {}
-    for path in paths:
-        if role_of(path, is_weights_file(path)) is not Role.INDEX:
-            continue
-        full = root / path
-        try:
-            if full.stat().st_size > INDEX_CAP:
-                continue
-            document = json.loads(full.read_bytes())
-        except (OSError, ValueError, RecursionError):
-            continue
-        weight_map = document.get("weight_map") if isinstance(document, dict) else None
-        if not isinstance(weight_map, dict):
-            continue
-        folder = posixpath.dirname(path)
-        for tensor, file in weight_map.items():
-            if isinstance(file, str):
-                mapping[tensor] = posixpath.normpath(posixpath.join(folder, file)) if folder else file
-    return mapping
+
+def read_indexes(root: Path, paths: list[str]) -> tuple[ShardIndex, ...]:
+    """Every shard index of a checkpoint on disk, each entry resolved as transformers resolves it (the
+    index's folder joined with the name written), and whether a file is there."""
+    return tuple(_read_index(root, path) for path in paths if role_of(path, is_weights_file(path)) is Role.INDEX)
+
+
+def _read_index(root: Path, path: str) -> ShardIndex:
+    full = root / path
+    try:
+        if full.stat().st_size > INDEX_CAP:
+            return ShardIndex(path, error=f"larger than {INDEX_CAP >> 20} MiB, not read")
+        document = json.loads(full.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return ShardIndex(path, error="not valid JSON")
+    weight_map = document.get("weight_map") if isinstance(document, dict) else None
+    if not isinstance(weight_map, dict):
+        return ShardIndex(path, error="no weight_map object")
+    folder = posixpath.dirname(path)
+    entries: list[IndexEntry] = []
+    for tensor, target in weight_map.items():
+        if not isinstance(target, str):
+            return ShardIndex(path, error=f"the entry for {tensor!r} is not a file name")
+        joined = posixpath.normpath(posixpath.join(folder, target))
+        inside = (
+            not posixpath.isabs(target) and joined != ".." and not joined.startswith("../") and "\x00" not in target
+        )
+        on_disk = inside and (root / joined).is_file()
+        entries.append(IndexEntry(tensor, target, joined if inside else None, on_disk))
+    return ShardIndex(path, tuple(entries))

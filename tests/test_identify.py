@@ -105,6 +105,13 @@ def test_casts_and_fine_tunes_rank_their_release_first(
     assert {m["verdict"] for m in matches[1:]} == {"unrelated"}
 
 
+def weights_only(folder: Path) -> Path:
+    """The registry's releases are weights only: an added config or tokenizer would make a copy `modified`."""
+    for name in ("config.json", "tokenizer.json", "tokenizer.model"):
+        (folder / name).unlink(missing_ok=True)
+    return folder
+
+
 def test_other_layouts_rank_their_release_first(
     run_cli: Run, registry: Path, release_dir: Path, tmp_path: Path
 ) -> None:
@@ -115,7 +122,7 @@ def test_other_layouts_rank_their_release_first(
     assert (code, matches[0]["release"], matches[0]["verdict"]) == (0, "release-0", "equivalent")
     assert matches[0]["how"] == "39 of 39 tensors bit-identical"
 
-    code, matches = ranked(run_cli, gguf_download(release_dir, tmp_path / "f16", None), registry)
+    code, matches = ranked(run_cli, weights_only(gguf_download(release_dir, tmp_path / "f16", None)), registry)
     assert (code, matches[0]["release"], matches[0]["verdict"], matches[0]["share"]) == (
         0,
         "release-0",
@@ -123,7 +130,7 @@ def test_other_layouts_rank_their_release_first(
         1.0,
     )
 
-    code, matches = ranked(run_cli, gguf_download(release_dir, tmp_path / "q8", "Q8_0"), registry)
+    code, matches = ranked(run_cli, weights_only(gguf_download(release_dir, tmp_path / "q8", "Q8_0")), registry)
     assert (code, matches[0]["release"], matches[0]["verdict"]) == (1, "release-0", "converted")
     assert matches[0]["how"] == "9 of 39 tensors bit-identical, 30 quantized"
     assert {m["verdict"] for m in matches[1:]} == {"unrelated"}

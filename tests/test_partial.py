@@ -176,19 +176,20 @@ def test_a_real_change_is_not_taken_for_a_hole(
 def test_whole_files_short_and_zero_filled(
     run_cli: Run, release_dir: Path, release_manifest: Path, copy_of_release: Path
 ) -> None:
-    """Files the manifest records whole: a short one needs its tail, a zero-filled one all of it."""
+    """Files the manifest records whole: a zero-filled one needs all of it; a short config is not taken for
+    one cut short (a small text file is rewritten, not left unfinished): modified, fetched whole."""
     os.truncate(copy_of_release / "config.json", 100)
     size = (copy_of_release / "tokenizer.json").stat().st_size
     (copy_of_release / "tokenizer.json").write_bytes(bytes(size))
     document = json.loads(run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json").out)
-    assert document["verdict"] == "incomplete"
+    assert document["verdict"] == "modified"
     config_size = (release_dir / "config.json").stat().st_size
     files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
     assert files["tokenizer.json"] == ("corrupt", f"all {size:,} bytes zero-filled: not downloaded yet")
-    assert files["config.json"] == ("corrupt", f"short: 100 of {config_size:,} bytes")
+    assert files["config.json"] == ("modified", f"100 bytes, expected {config_size:,} (rewritten, not cut short)")
     refetch = {r["file"]: (r["ranges"], r["detail"]) for r in document["refetch"]}
     assert refetch == {
-        "config.json": ([[100, config_size]], "the missing tail; the rest is checked once it is whole"),
+        "config.json": ([[0, config_size]], "the whole file (no finer evidence in the manifest)"),
         "tokenizer.json": ([[0, size]], "the whole file (no finer evidence in the manifest)"),
     }
     fetch(document["refetch"], release_dir, copy_of_release)
