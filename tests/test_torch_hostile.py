@@ -92,6 +92,11 @@ def v2(
     return glob("torch._utils", "_rebuild_tensor_v2") + tup(*args) + b"R"
 
 
+def _raw_v2(store: bytes, offset: bytes, size: bytes, stride: bytes) -> bytes:
+    """_rebuild_tensor_v2 with arguments as a hostile file chooses them, unchecked."""
+    return glob("torch._utils", "_rebuild_tensor_v2") + tup(store, offset, size, stride, FALSE, odict()) + b"R"
+
+
 def state_dict(**tensors: bytes) -> bytes:
     return b"\x80\x02" + mapping([(uni(k), v) for k, v in tensors.items()]) + b"."
 
@@ -242,8 +247,26 @@ def test_backward_hooks_are_refused(tmp_path: Path) -> None:
         (v2(storage("0", 2, "LongStorage"), (2,), (1,), grad=TRUE), "requires grad"),
         (v2(storage("0", 4, "float32"), (4,), (1,)), "storage description"),
         (glob("torch._utils", "_rebuild_tensor_v2") + tup(storage("0", 4), num(0), ints((4,))) + b"R", "arguments"),
+        (_raw_v2(storage("0", 4), uni("x"), ints((4,)), ints((1,))), "not a count"),
+        (_raw_v2(storage("0", 4), num(0), b"}", ints((1,))), "not a tuple of counts"),
+        (_raw_v2(storage("0", 4), num(0), ints((2, 2)), ints((1,))), "different lengths"),
+        (_raw_v2(storage("0", 4), num(3), ints((4,)), ints((-1,))), "not a count"),
+        (_raw_v2(storage("0", -1), num(0), ints((4,)), ints((1,))), "not a count"),
+        (_raw_v2(uni("0"), num(0), ints((4,)), ints((1,))), "not a storage"),
     ],
-    ids=["grad-int", "grad-none", "int-requires-grad", "dtype-as-storage-type", "too-few-arguments"],
+    ids=[
+        "grad-int",
+        "grad-none",
+        "int-requires-grad",
+        "dtype-as-storage-type",
+        "too-few-arguments",
+        "offset-not-a-count",
+        "size-not-a-tuple",
+        "stride-shorter-than-size",
+        "negative-stride",
+        "negative-numel",
+        "storage-not-a-storage",
+    ],
 )
 def test_rebuild_arguments_torch_refuses_are_refused(tmp_path: Path, tensor: bytes, reason: str) -> None:
     data = archive(state_dict(w=tensor))

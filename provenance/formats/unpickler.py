@@ -76,6 +76,10 @@ TORCH_OPCODES = frozenset(
 # Upper bounds of the bytes of objects one opcode can make (sizes in CPython 3.12), a slot to hold it included.
 _OBJECT_BYTES = {"EMPTY_SET": 280, "EMPTY_DICT": 280, "EMPTY_LIST": 120, "REDUCE": 640, "NEWOBJ": 640, "LONG1": 400}
 _SMALL_BYTES = {"BINPUT": 16, "LONG_BINPUT": 16, "MARK": 16, "PROTO": 0, "STOP": 0, "BUILD": 0}
+_SMALL_BYTES.update(
+    dict.fromkeys(("BINGET", "LONG_BINGET", "NONE", "NEWTRUE", "NEWFALSE", "EMPTY_TUPLE", "BININT1"), 32)
+)
+# ^ objects that already exist (memo entries, singletons, small ints): only the slot that holds them
 
 
 class DisallowedGlobal(ProvenanceError):
