@@ -27,6 +27,7 @@ from provenance.errors import ProvenanceError
 
 PICKLE_CAP = 64 << 20  # a data.pkl of a hundred thousand tensors is well under this
 OBJECT_CAP = 512 << 20  # bytes of Python objects a pickle may build (estimated before it is run)
+MAX_OPCODES = 16 << 20  # opcodes read before a pickle runs: a state dict takes about 40 per tensor
 MAX_NODES = 1 << 20  # nodes of an object tree visited, memo-shared subtrees counted each time they are reached
 MAX_NAME_CHARS = 64 << 20  # characters of all dotted paths of an object tree together
 
@@ -435,8 +436,10 @@ def _prescan(stream: io.BytesIO, source: str) -> None:
     refused = ""
     nesting = _Nesting()
     try:
-        for opcode, arg, _ in pickletools.genops(stream):
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
             name = opcode.name
+            if count >= MAX_OPCODES:
+                raise UnreadablePickle(f"the pickle has over {MAX_OPCODES:,} opcodes, more than any checkpoint")
             if name not in TORCH_OPCODES:
                 refused = refused or name
                 continue
@@ -446,6 +449,8 @@ def _prescan(stream: io.BytesIO, source: str) -> None:
                 raise UnreadablePickle(f"the pickle nests tuples deeper than {MAX_TUPLE_DEPTH} levels")
             size = len(arg) * 4 if type(arg) is str else len(arg) if type(arg) is bytes else 0
             cost += _SMALL_BYTES.get(name, _OBJECT_BYTES.get(name, 96)) + size
+            if cost > OBJECT_CAP:
+                raise UnreadablePickle(f"the pickle would build over {OBJECT_CAP >> 20:,} MiB of objects")
     finally:
         end = stream.tell()
         stream.seek(start)
@@ -455,8 +460,6 @@ def _prescan(stream: io.BytesIO, source: str) -> None:
             module, _, attr = named[0].rpartition(".")
             raise DisallowedGlobal(source, module, attr)
         raise UnreadablePickle(f"the pickle uses opcode {refused}, which torch.load(weights_only=True) refuses")
-    if cost > OBJECT_CAP:
-        raise UnreadablePickle(f"the pickle would build about {cost >> 20:,} MiB of objects, over the bound")
 
 
 def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] = _no_storages) -> Any:
