@@ -46,12 +46,13 @@ def test_real_archives_locate_every_entry_as_zipfile_reads_it(name: str) -> None
         assert sorted(e.name for e in archive.entries) == sorted(reference.namelist())
         for entry in archive.entries:
             assert data[entry.start : entry.end] == reference.read(entry.name)
-    assert set(archive.storages) == {"0"}
+    assert set(archive.storages) == {b"0"} and archive.storage("0") is archive.storages[b"0"]
 
 
 def test_torch_like_archive_reads() -> None:
     archive = read(torch_like(BASIC))
-    assert archive.prefix == "archive" and archive.storages["0"].end - archive.storages["0"].start == 64
+    storage = archive.storage("0")
+    assert archive.prefix == "archive" and storage is not None and storage.end - storage.start == 64
 
 
 def _patch(data: bytes, old: bytes, new: bytes, which: int = 0) -> bytes:

@@ -126,7 +126,7 @@ def test_damaged_pickles_are_one_clear_error(data: bytes) -> None:
 
 
 def test_tensor_rebuilt_from_something_else_is_refused() -> None:
-    data = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00(K\x01K\x00)N\x89tR."
+    data = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00(K\x01K\x00)N\x89NtR."
     with pytest.raises(UnreadablePickle, match="not a storage"):
         load_restricted(data, "x.pth")
 

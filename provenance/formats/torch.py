@@ -8,9 +8,9 @@ engine gathers from the storage. The container (zip or legacy) only says where e
 from __future__ import annotations
 
 import pickletools
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from provenance.dtypes import DTYPE_BITS
 from provenance.errors import MalformedContainer
@@ -23,6 +23,8 @@ from provenance.formats.unpickler import (
     DisallowedGlobal,
     TensorRef,
     UnreadablePickle,
+    checked_tensor,
+    describe,
     list_globals,
     load_restricted,
     walk_tensors,
@@ -66,6 +68,12 @@ def _refuse_other(stream: BinaryIO, file_size: int, path: str) -> None:
     raise MalformedContainer(path, "not a PyTorch checkpoint (neither the zip nor the legacy format)")
 
 
+def _summary(leaf: Any) -> str:
+    """What a non-tensor leaf of the tree is, in a bounded line (a string's own text, else a short repr)."""
+    text = leaf[:80] if type(leaf) is str else describe(leaf)
+    return f"{type(leaf).__name__} {text}"
+
+
 class TorchReader:
     """Reader for PyTorch checkpoints, zip (torch.save since 1.6) and legacy, without torch or executing them."""
 
@@ -82,23 +90,28 @@ class TorchReader:
                 archive = read_archive(stream, file_size, path)
                 stream.seek(archive.pickle.start)
                 tree = load_restricted(stream.read(archive.pickle.end - archive.pickle.start), path)
-                storages: Mapping[str, Span] = archive.storages
+                lookup: Callable[[str], Span | None] = archive.storage
+                spans: list[Span] = list(archive.storages.values())
                 big_endian = archive.byteorder == "big"
             elif is_legacy(head):
-                tree, storages, big_endian = read_legacy(stream, file_size, path)
+                tree, legacy, big_endian = read_legacy(stream, file_size, path)
+                lookup, spans = legacy.get, list(legacy.values())
             else:
                 _refuse_other(stream, file_size, path)
-            leaves = list(walk_tensors(tree))
+            leaves = [
+                (name, checked_tensor(leaf) if type(leaf) is TensorRef else leaf) for name, leaf in walk_tensors(tree)
+            ]
         except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
             raise MalformedContainer(path, str(exc).removeprefix(f"{path}: ")) from None
         candidates: list[TensorRecord] = []
         views: list[ViewRecord] = []
         metadata: dict[str, str] = {}
+        expanded = 0
         for name, leaf in leaves:
-            if not isinstance(leaf, TensorRef):
-                metadata[name] = f"{type(leaf).__name__} {str(leaf)[:80]}"
+            if type(leaf) is not TensorRef:
+                metadata[name] = _summary(leaf)
                 continue
-            entry = self._storage(storages, leaf, path, name)
+            entry = self._storage(lookup, leaf, path, name)
             itemsize = DTYPE_BITS[leaf.dtype] // 8
             count = 1
             for dim in leaf.shape:
@@ -109,6 +122,11 @@ class TorchReader:
             if count * itemsize > max(file_size, 1) * 4:  # stride 0 repeats elements without storing them
                 raise MalformedContainer(
                     path, f"tensor {name!r} expands to {count * itemsize:,} bytes from a {file_size:,}-byte file"
+                )
+            expanded += count * itemsize
+            if expanded > max(file_size, 1) * 4:  # many views of one storage: bounded all together too
+                raise MalformedContainer(
+                    path, f"the tensors expand to over {expanded:,} bytes together from a {file_size:,}-byte file"
                 )
             if not big_endian and _contiguous(leaf.shape, leaf.stride):
                 start = entry.start + leaf.offset * itemsize
@@ -122,7 +140,7 @@ class TorchReader:
                 plain.append(record)
                 cursor = max(cursor, record.end)
             else:  # bytes another tensor already covers (shared storage): digested as a view
-                leaf_entry = next(e for e in storages.values() if e.start <= record.start <= e.end)
+                leaf_entry = next(e for e in spans if e.start <= record.start <= e.end)
                 views.append(
                     ViewRecord(
                         record.name,
@@ -140,11 +158,11 @@ class TorchReader:
         )
 
     @staticmethod
-    def _storage(storages: Mapping[str, Span], leaf: TensorRef, path: str, name: str) -> Span:
-        entry = storages.get(leaf.storage.key)
+    def _storage(lookup: Callable[[str], Span | None], leaf: TensorRef, path: str, name: str) -> Span:
+        entry = lookup(leaf.storage.key)
         if entry is None:
             raise MalformedContainer(
-                path, f"tensor {name!r} uses storage {leaf.storage.key!r}, which is not in the file"
+                path, f"tensor {name!r} uses storage {describe(leaf.storage.key)}, which is not in the file"
             )
         itemsize = DTYPE_BITS[leaf.storage.dtype] // 8
         if entry.end - entry.start != leaf.storage.numel * itemsize:

@@ -15,7 +15,14 @@ from typing import Any, BinaryIO
 
 from provenance.dtypes import DTYPE_BITS
 from provenance.errors import MalformedContainer, TruncatedContainer
-from provenance.formats.unpickler import PICKLE_CAP, StorageRef, StorageType, UnreadablePickle, load_next
+from provenance.formats.unpickler import (
+    PICKLE_CAP,
+    StorageRef,
+    StorageType,
+    UnreadablePickle,
+    describe,
+    load_next,
+)
 
 MAGIC = 0x1950A86A20F9469CFC6C
 PROTOCOL = 1001
@@ -35,7 +42,7 @@ def is_legacy(head: bytes) -> bool:
 
 
 def read_legacy(stream: BinaryIO, file_size: int, path: str) -> tuple[Any, dict[str, LegacyStorage], bool]:
-    """The object tree, where each storage's bytes are, and whether the file is big-endian."""
+    """The object tree, where each storage's bytes are, and whether the storages are big-endian (never)."""
     stream.seek(0)
     head = io.BytesIO(stream.read(min(file_size, PICKLE_CAP)))
     if load_next(head, path) != MAGIC:
@@ -48,11 +55,16 @@ def read_legacy(stream: BinaryIO, file_size: int, path: str) -> tuple[Any, dict[
     declared: dict[str, StorageRef] = {}
 
     def storage(pid: Any) -> StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-            raise UnreadablePickle(f"unexpected persistent id {pid!r:.80}")
+        if not (type(pid) is tuple and len(pid) == 6 and pid[0] == "storage"):
+            raise UnreadablePickle(f"unexpected persistent id {describe(pid)}")
         _, kind, key, _location, numel, view = pid
-        if not isinstance(kind, StorageType) or not isinstance(key, str) or type(numel) is not int or numel < 0:
-            raise UnreadablePickle(f"unexpected storage description {pid!r:.80}")
+        if type(kind) is not StorageType or type(key) is not str or type(numel) is not int or numel < 0:
+            raise UnreadablePickle(f"unexpected storage description {describe(pid)}")
+        if kind.untyped:  # torch's legacy loader asks the storage type for its dtype, which this one lacks
+            raise UnreadablePickle(
+                "a storage is an UntypedStorage, which torch.load cannot read from a legacy file (torch.save writes it "
+                "for float8 and unsigned dtypes); save the checkpoint in the zip format"
+            )
         if view is not None:
             raise UnreadablePickle("storage views of the oldest legacy files are not supported")
         ref = StorageRef(key, kind.dtype, numel)
@@ -86,4 +98,6 @@ def read_legacy(stream: BinaryIO, file_size: int, path: str) -> tuple[Any, dict[
         position = end
     if position != file_size:
         raise MalformedContainer(path, f"{file_size - position:,} bytes after the last storage belong to nothing")
-    return tree, storages, not info["little_endian"]
+    # torch reads legacy storages as little-endian whatever the system information says (torch.load ignores
+    # it; torch.save wrote them little-endian on every machine): so are they read here.
+    return tree, storages, False

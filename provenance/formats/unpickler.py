@@ -14,6 +14,7 @@ saying where the bytes are and what they hold.
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import pickletools
 from collections import OrderedDict
@@ -21,11 +22,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from provenance.dtypes import DTYPE_BITS
 from provenance.errors import ProvenanceError
 
-PICKLE_CAP = 256 << 20  # a data.pkl of a million tensors is well under this
+PICKLE_CAP = 64 << 20  # a data.pkl of a hundred thousand tensors is well under this
+OBJECT_CAP = 512 << 20  # bytes of Python objects a pickle may build (estimated before it is run)
+MAX_OPCODES = 16 << 20  # opcodes read before a pickle runs: a state dict takes about 40 per tensor
+MAX_NODES = 1 << 20  # nodes of an object tree visited, memo-shared subtrees counted each time they are reached
+MAX_NAME_CHARS = 64 << 20  # characters of all dotted paths of an object tree together
 
-# torch storage type -> safetensors dtype code
+# torch storage class -> safetensors dtype code; exactly the classes torch.load(weights_only=True) admits
 STORAGE_DTYPES: dict[str, str] = {
     "DoubleStorage": "F64",
     "FloatStorage": "F32",
@@ -38,13 +44,8 @@ STORAGE_DTYPES: dict[str, str] = {
     "ByteStorage": "U8",
     "BoolStorage": "BOOL",
     "ComplexFloatStorage": "C64",
-    "Float8_e4m3fnStorage": "F8_E4M3",
-    "Float8_e5m2Storage": "F8_E5M2",
-    "UInt16Storage": "U16",
-    "UInt32Storage": "U32",
-    "UInt64Storage": "U64",
 }
-# torch dtype attribute name -> safetensors dtype code (torch.float32 appears in some pickles)
+# torch dtype attribute name -> safetensors dtype code (the dtype argument of _rebuild_tensor_v3)
 TORCH_DTYPES: dict[str, str] = {
     "float64": "F64",
     "float32": "F32",
@@ -63,6 +64,23 @@ TORCH_DTYPES: dict[str, str] = {
     "uint32": "U32",
     "uint64": "U64",
 }
+_GRAD_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "C64", "F8_E4M3", "F8_E5M2"})  # may require grad
+# The opcodes torch.load(weights_only=True) executes (torch/_weights_only_unpickler.py); any other is refused.
+TORCH_OPCODES = frozenset(
+    {
+        "PROTO", "STOP", "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS",
+        "MARK", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE",
+        "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE",
+        "SHORT_BINSTRING", "BINPERSID", "BINGET", "LONG_BINGET", "BINPUT", "LONG_BINPUT", "LONG1",
+    }
+)  # fmt: skip
+# Upper bounds of the bytes of objects one opcode can make (sizes in CPython 3.12), a slot to hold it included.
+_OBJECT_BYTES = {"EMPTY_SET": 280, "EMPTY_DICT": 280, "EMPTY_LIST": 120, "REDUCE": 640, "NEWOBJ": 640, "LONG1": 400}
+_SMALL_BYTES = {"BINPUT": 16, "LONG_BINPUT": 16, "MARK": 16, "PROTO": 0, "STOP": 0, "BUILD": 0}
+_SMALL_BYTES.update(
+    dict.fromkeys(("BINGET", "LONG_BINGET", "NONE", "NEWTRUE", "NEWFALSE", "EMPTY_TUPLE", "BININT1"), 32)
+)
+# ^ objects that already exist (memo entries, singletons, small ints): only the slot that holds them
 
 
 class DisallowedGlobal(ProvenanceError):
@@ -81,11 +99,28 @@ class UnreadablePickle(ProvenanceError):
     """A pickle that is damaged or builds something a checkpoint never holds."""
 
 
+def _refuse_build(self: object, state: object) -> None:
+    """BUILD (setstate) on a stand-in would rewrite what was checked: no checkpoint torch writes does it."""
+    raise UnreadablePickle(
+        f"the pickle rewrites a {type(self).__name__} with BUILD, which torch.save never writes; the file is refused"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StorageType:
-    """What `torch.FloatStorage` (and friends) stand for here: just a dtype."""
+    """What `torch.FloatStorage` (and friends, and `torch.storage.UntypedStorage`) stand for here: a dtype."""
 
     dtype: str
+    untyped: bool = False  # torch.storage.UntypedStorage: bytes, which only the zip format's loader accepts
+    __setstate__ = _refuse_build
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    """What `torch.float32` (and the other dtype objects) stand for here: the dtype of a v3 rebuild."""
+
+    dtype: str
+    __setstate__ = _refuse_build
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +130,7 @@ class StorageRef:
     key: str
     dtype: str
     numel: int
+    __setstate__ = _refuse_build
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,69 +142,177 @@ class TensorRef:
     shape: tuple[int, ...]
     stride: tuple[int, ...]
     dtype: str  # the storage's, or for byte storages (UntypedStorage) the one the rebuild call names
+    __setstate__ = _refuse_build
+
+
+class _StandIn:
+    """A rebuild function of torch as the pickle sees it: callable, and nothing about it can be set."""
+
+    __slots__ = ("_call", "_name")
+    _call: Callable[..., Any]
+    _name: str
+
+    def __init__(self, name: str, call: Callable[..., Any]) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_call", call)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._call(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnreadablePickle(f"the pickle sets {name!r} on {self._name}; the file is refused")
+
+    def __repr__(self) -> str:
+        return self._name
+
+    __setstate__ = _refuse_build
 
 
 def _count(value: Any, what: str) -> int:
     if type(value) is not int or value < 0:
-        raise UnreadablePickle(f"{what} is {value!r}, not a count")
+        raise UnreadablePickle(f"{what} is {describe(value)}, not a count")
     return value
 
 
 def _counts(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple | list):
+    if type(value) not in (tuple, list):
         raise UnreadablePickle(f"{what} is {type(value).__name__}, not a tuple of counts")
     return tuple(_count(v, what) for v in value)
 
 
+def _dtype(value: Any) -> str:
+    if type(value) is not str or value not in DTYPE_BITS:
+        raise UnreadablePickle(f"a tensor's dtype is {describe(value)}, not one this tool reads")
+    return value
+
+
+def checked_storage(storage: Any) -> StorageRef:
+    """A storage reference, its every field checked (again, where it is used)."""
+    if type(storage) is not StorageRef:
+        raise UnreadablePickle("a tensor is rebuilt from something that is not a storage")
+    if type(storage.key) is not str:
+        raise UnreadablePickle("a storage's key is not a string")
+    _dtype(storage.dtype)
+    _count(storage.numel, "a storage's element count")
+    return storage
+
+
+def checked_tensor(leaf: TensorRef) -> TensorRef:
+    """A tensor reference, its every field checked again where it is used: nothing may change it in between."""
+    return _view(leaf.storage, leaf.offset, leaf.shape, leaf.stride, leaf.dtype)
+
+
 def _view(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorRef:
     """The one place a tensor reference is checked and made; `dtype` None means the storage's own."""
-    if not isinstance(storage, StorageRef):
-        raise UnreadablePickle("a tensor is rebuilt from something that is not a storage")
+    storage = checked_storage(storage)
     shape = _counts(size, "a tensor's size")
     strides = _counts(stride, "a tensor's stride")
     if len(shape) != len(strides):
         raise UnreadablePickle("a tensor's size and stride have different lengths")
-    return TensorRef(storage, _count(offset, "a storage offset"), shape, strides, dtype or storage.dtype)
+    view_dtype = _dtype(dtype or storage.dtype)
+    return TensorRef(storage, _count(offset, "a storage offset"), shape, strides, view_dtype)
 
 
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
-    return _view(storage, offset, size, stride)
+def _arity(what: str, args: tuple[Any, ...], *allowed: int) -> None:
+    if len(args) not in allowed:
+        raise UnreadablePickle(f"{what} is called with {len(args)} arguments, as torch never calls it")
 
 
-def _rebuild_tensor_v3(
-    storage: Any, offset: Any, size: Any, stride: Any, _grad: Any, _hooks: Any, dtype: Any, *_: Any
-) -> TensorRef:
+def _empty(value: Any) -> bool:
+    return value is None or (type(value) in (dict, OrderedDict) and not value)
+
+
+def _grad(view: TensorRef, requires_grad: Any) -> TensorRef:
+    """torch sets requires_grad: it must be a bool, and True only for floating dtypes (else torch refuses)."""
+    if type(requires_grad) is not bool:
+        raise UnreadablePickle("a tensor's requires_grad is not a bool (torch.load refuses it)")
+    if requires_grad and view.dtype not in _GRAD_DTYPES:
+        raise UnreadablePickle(f"a {view.dtype} tensor requires grad (torch.load refuses it)")
+    return view
+
+
+def _extras(hooks: Any, metadata: Any) -> None:
+    """Backward hooks and tensor metadata torch applies: metadata sets the negative or conjugate bit, so that
+    torch.load returns other values than the bytes hold; torch.save writes neither for a plain tensor."""
+    if not _empty(metadata):
+        raise UnreadablePickle(
+            f"a tensor carries metadata {describe(metadata)} (negative or conjugate bits change the values "
+            "torch.load returns); this tool does not model it and refuses the file"
+        )
+    if not _empty(hooks):
+        raise UnreadablePickle("a tensor carries backward hooks, which torch.save never writes; the file is refused")
+
+
+def _rebuild_tensor(*args: Any) -> TensorRef:
+    _arity("torch._utils._rebuild_tensor", args, 4)
+    return _view(*args)
+
+
+def _rebuild_tensor_v2(*args: Any) -> TensorRef:
+    _arity("torch._utils._rebuild_tensor_v2", args, 6, 7)
+    storage, offset, size, stride, requires_grad, hooks, *metadata = args
+    _extras(hooks, metadata[0] if metadata else None)
+    return _grad(_view(storage, offset, size, stride), requires_grad)
+
+
+def _rebuild_tensor_v3(*args: Any) -> TensorRef:
     """torch >= 2.1 for dtypes without a typed storage (float8 ...): bytes plus the dtype to read them as."""
-    if not isinstance(dtype, StorageType):
+    _arity("torch._utils._rebuild_tensor_v3", args, 7, 8)
+    storage, offset, size, stride, requires_grad, hooks, dtype, *metadata = args
+    if type(dtype) is not DType:
         raise UnreadablePickle("a tensor names a dtype that is not a torch dtype")
-    return _view(storage, offset, size, stride, dtype.dtype)
+    _extras(hooks, metadata[0] if metadata else None)
+    return _grad(_view(storage, offset, size, stride, dtype.dtype), requires_grad)
 
 
-def _rebuild_parameter(data: Any, *_: Any) -> Any:
-    if not isinstance(data, TensorRef):
+def _parameter(data: Any, requires_grad: Any, hooks: Any) -> TensorRef:
+    if type(data) is not TensorRef:
         raise UnreadablePickle("a parameter wraps something that is not a tensor")
-    return data
+    _extras(hooks, None)
+    return _grad(checked_tensor(data), requires_grad)
 
 
-def _size(*args: Any) -> tuple[Any, ...]:
-    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], tuple | list) else tuple(args)
+def _rebuild_parameter(*args: Any) -> TensorRef:
+    _arity("torch._utils._rebuild_parameter", args, 3)
+    return _parameter(*args)
+
+
+def _rebuild_parameter_with_state(*args: Any) -> TensorRef:
+    """torch sets every attribute of `state` on the parameter, `data` included: only an empty state is read."""
+    _arity("torch._utils._rebuild_parameter_with_state", args, 4)
+    data, requires_grad, hooks, state = args
+    parts = state if type(state) is tuple and len(state) == 2 else (state,)
+    if not all(_empty(part) for part in parts):
+        raise UnreadablePickle(
+            f"a parameter carries state {describe(state)}, which torch.load sets on it (it can replace its "
+            "data); this tool does not model it and refuses the file"
+        )
+    return _parameter(data, requires_grad, hooks)
+
+
+def _size(*args: Any) -> tuple[int, ...]:
+    _arity("torch.Size", args, 1)
+    return _counts(args[0], "a torch.Size")
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
-    allowed: dict[tuple[str, str], Any] = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-        ("torch.storage", "UntypedStorage"): StorageType("U8"),
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-        ("torch", "Size"): _size,
+    calls: dict[str, Callable[..., Any]] = {
+        "torch._utils._rebuild_tensor": _rebuild_tensor,
+        "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
+        "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
+        "torch._utils._rebuild_parameter": _rebuild_parameter,
+        "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state,
+        "torch.Size": _size,
     }
+    allowed: dict[tuple[str, str], Any] = {("collections", "OrderedDict"): OrderedDict}
+    for full, call in calls.items():
+        module, _, name = full.rpartition(".")
+        allowed[(module, name)] = _StandIn(full, call)
+    allowed[("torch.storage", "UntypedStorage")] = StorageType("U8", untyped=True)
     for name, dtype in STORAGE_DTYPES.items():
         allowed[("torch", name)] = StorageType(dtype)
     for name, dtype in TORCH_DTYPES.items():
-        allowed[("torch", name)] = StorageType(dtype)
+        allowed[("torch", name)] = DType(dtype)
     return allowed
 
 
@@ -185,53 +329,143 @@ class _RestrictedUnpickler(pickle.Unpickler):
         found = ALLOWED.get((module, name))
         if found is None:
             raise DisallowedGlobal(self._source, module, name)
+        if type(found) is StorageType:  # a fresh marker per use: nothing is shared between files
+            return StorageType(found.dtype, found.untyped)
+        if type(found) is DType:
+            return DType(found.dtype)
         return found
 
     def persistent_load(self, pid: Any) -> Any:
         return self._persistent(pid)
 
 
-def zip_storage(pid: Any) -> StorageRef:
-    """The zip format's persistent id: ('storage', storage type, key, location, numel)."""
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-        raise UnreadablePickle(f"unexpected persistent id {pid!r:.80}")
-    _, kind, key, _location, numel = pid
-    if not isinstance(kind, StorageType) or not isinstance(key, str):
-        raise UnreadablePickle(f"unexpected storage description {pid!r:.80}")
-    return StorageRef(key, kind.dtype, _count(numel, "a storage's element count"))
+def zip_storages() -> Callable[[Any], StorageRef]:
+    """The zip format's persistent ids ('storage', storage type, key, location, numel), for one pickle.
+
+    torch loads a key once and reuses that storage wherever the key comes again, whatever type or size the
+    later ids claim: a key described twice differently is refused.
+    """
+    declared: dict[str, StorageRef] = {}
+
+    def storage(pid: Any) -> StorageRef:
+        if not (type(pid) is tuple and len(pid) == 5 and pid[0] == "storage"):
+            raise UnreadablePickle(f"unexpected persistent id {describe(pid)}")
+        _, kind, key, _location, numel = pid
+        if type(kind) is not StorageType or type(key) is not str:
+            raise UnreadablePickle(f"unexpected storage description {describe(pid)}")
+        ref = StorageRef(key, kind.dtype, _count(numel, "a storage's element count"))
+        if declared.setdefault(key, ref) != ref:
+            raise UnreadablePickle(f"storage {describe(key)} is declared twice, differently (torch uses the first)")
+        return ref
+
+    return storage
 
 
-def load_restricted(data: bytes, source: str, persistent: Callable[[Any], Any] = zip_storage) -> Any:
+def load_restricted(data: bytes, source: str, persistent: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle a checkpoint's object tree with the allow-list; tensors come back as TensorRef."""
     if len(data) > PICKLE_CAP:
         raise UnreadablePickle(f"{source}: pickle of {len(data):,} bytes is over the {PICKLE_CAP:,}-byte cap")
-    return load_next(io.BytesIO(data), source, persistent)
+    return load_next(io.BytesIO(data), source, persistent or zip_storages())
 
 
 def _no_storages(pid: Any) -> Any:
-    raise UnreadablePickle(f"unexpected persistent id {pid!r:.80}")
+    raise UnreadablePickle(f"unexpected persistent id {describe(pid)}")
 
 
-_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+_MEMO_OPS = frozenset({"BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET"})
 
 
-def _check_memo(stream: io.BytesIO) -> None:
-    """Refuse memo indexes no real pickle uses: the C unpickler sizes its memo to the largest index it
-    sees, so a 9-byte pickle naming index 2**28 costs gigabytes before any check of ours could run."""
+MAX_TUPLE_DEPTH = 100  # hashing a tuple recurses in C without a limit: a million nested tuples crash CPython
+_POPS = {"APPEND": 1, "SETITEM": 2, "BUILD": 1, "BINPERSID": 1, "REDUCE": 2, "NEWOBJ": 2}
+_TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+_KEEPS = frozenset({"PROTO", "STOP", "BINPUT", "LONG_BINPUT"})
+
+
+class _Nesting:
+    """How deeply the tuples on the unpickler's stack nest, followed opcode by opcode without running them."""
+
+    def __init__(self) -> None:
+        self.stack: list[int] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, int] = {}
+
+    def _pop(self, count: int) -> int:
+        taken = self.stack[max(0, len(self.stack) - count) :] if count else []
+        del self.stack[len(self.stack) - len(taken) :]
+        return max(taken, default=0)
+
+    def _to_mark(self) -> int:
+        return self._pop(len(self.stack) - (self.marks.pop() if self.marks else 0))
+
+    def step(self, name: str, arg: Any) -> int:
+        """Follow one opcode; the depth of the tuple it made (0 when it made none)."""
+        if name in _KEEPS:
+            if name != "STOP" and name != "PROTO":
+                self.memo[int(arg or 0)] = self.stack[-1] if self.stack else 0
+            return 0
+        if name == "MARK":
+            self.marks.append(len(self.stack))
+            return 0
+        if name in ("BINGET", "LONG_BINGET"):
+            self.stack.append(self.memo.get(int(arg or 0), 0))
+            return 0
+        if name in ("APPENDS", "SETITEMS"):
+            self._to_mark()
+            return 0
+        depth = 0
+        if name == "TUPLE":
+            depth = self._to_mark() + 1
+        elif name in _TUPLES:
+            depth = self._pop(_TUPLES[name]) + 1
+        elif name == "EMPTY_TUPLE":
+            depth = 1
+        else:
+            self._pop(_POPS.get(name, 0))
+        self.stack.append(depth)
+        return depth
+
+
+def _prescan(stream: io.BytesIO, source: str) -> None:
+    """Read the pickle's opcodes before running it: only the ones torch.load(weights_only=True) runs, memo
+    indexes a real pickle uses (the C unpickler sizes its memo to the largest index it sees: 9 bytes naming
+    2**28 cost gigabytes), tuples nested no deeper than a hash can follow, and no more objects than the
+    memory bound allows."""
     start = stream.tell()
     limit = len(stream.getbuffer()) - start
+    cost = 0
+    refused = ""
+    nesting = _Nesting()
     try:
-        for opcode, arg, _ in pickletools.genops(stream):
-            if opcode.name in _MEMO_OPS and int(arg or 0) > limit:
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
+            name = opcode.name
+            if count >= MAX_OPCODES:
+                raise UnreadablePickle(f"the pickle has over {MAX_OPCODES:,} opcodes, more than any checkpoint")
+            if name not in TORCH_OPCODES:
+                refused = refused or name
+                continue
+            if name in _MEMO_OPS and int(arg or 0) > limit:
                 raise UnreadablePickle(f"memo index {arg:,} in a pickle of {limit:,} bytes")
+            if nesting.step(name, arg) > MAX_TUPLE_DEPTH:
+                raise UnreadablePickle(f"the pickle nests tuples deeper than {MAX_TUPLE_DEPTH} levels")
+            size = len(arg) * 4 if type(arg) is str else len(arg) if type(arg) is bytes else 0
+            cost += _SMALL_BYTES.get(name, _OBJECT_BYTES.get(name, 96)) + size
+            if cost > OBJECT_CAP:
+                raise UnreadablePickle(f"the pickle would build over {OBJECT_CAP >> 20:,} MiB of objects")
     finally:
+        end = stream.tell()
         stream.seek(start)
+    if refused:
+        named = [g for g in list_globals(stream.getvalue()[start:end]) if tuple(g.rsplit(".", 1)) not in ALLOWED]
+        if named and not named[0].startswith("("):
+            module, _, attr = named[0].rpartition(".")
+            raise DisallowedGlobal(source, module, attr)
+        raise UnreadablePickle(f"the pickle uses opcode {refused}, which torch.load(weights_only=True) refuses")
 
 
 def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] = _no_storages) -> Any:
     """Unpickle the next pickle of a stream of several (the legacy format), with the allow-list."""
     try:
-        _check_memo(stream)
+        _prescan(stream, source)
         return _RestrictedUnpickler(stream, source, persistent).load()
     except DisallowedGlobal:
         raise
@@ -251,22 +485,81 @@ def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] 
         OverflowError,
         MemoryError,
     ) as exc:
-        raise UnreadablePickle(f"{source}: damaged pickle ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise UnreadablePickle(f"{source}: damaged pickle ({type(exc).__name__}: {describe(str(exc))})") from None
 
 
 MAX_TREE_DEPTH = 64  # state dicts nest a few levels; a deeper or self-referential tree is hostile
 
 
-def walk_tensors(tree: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """Every leaf of a checkpoint's object tree by dotted path (list items by index), tensors and not."""
+def describe(value: Any, limit: int = 80) -> str:
+    """A short text for any value a pickle can build, in bounded time and never raising (huge integers,
+    deep nesting and long strings included): what reports and errors say of it."""
+    text = _describe(value, 3, limit)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(value: Any, depth: int, limit: int) -> str:
+    if value is None or type(value) in (bool, float, complex):
+        return repr(value)
+    if type(value) is int:
+        return str(value) if value.bit_length() <= 256 else f"<int of {value.bit_length():,} bits>"
+    if type(value) is str:
+        return repr(value[: limit + 1])
+    if type(value) in (bytes, bytearray):
+        return repr(value[: limit + 1])
+    if type(value) in (tuple, list, set, frozenset, dict, OrderedDict):
+        if depth == 0:
+            return f"<{type(value).__name__} of {len(value):,}>"
+        items = value.items() if isinstance(value, dict) else value
+        parts = []
+        for item in itertools.islice(items, 8):
+            if isinstance(value, dict):
+                parts.append(f"{_describe(item[0], depth - 1, limit)}: {_describe(item[1], depth - 1, limit)}")
+            else:
+                parts.append(_describe(item, depth - 1, limit))
+        more = ", ..." if len(value) > 8 else ""
+        inner = ", ".join(parts) + more
+        if type(value) is tuple:
+            return f"({inner},)" if len(value) == 1 else f"({inner})"
+        if type(value) is list:
+            return f"[{inner}]"
+        if type(value) in (dict, OrderedDict):
+            return f"{{{inner}}}" if type(value) is dict else f"OrderedDict({{{inner}}})"
+        return f"{type(value).__name__}({{{inner}}})" if value else f"{type(value).__name__}()"
+    return f"<{type(value).__name__}>"
+
+
+def _name_part(key: Any) -> str:
+    return key if type(key) is str else describe(key)
+
+
+def walk_tensors(tree: Any) -> Iterator[tuple[str, Any]]:
+    """Every leaf of a checkpoint's object tree by dotted path (list items by index), tensors and not.
+
+    Bounded whatever the pickle shares through its memo: a subtree reached twice is walked twice, so the
+    nodes visited and the characters of the paths made are counted, and a tree over either bound refused.
+    """
+    budget = [MAX_NODES, MAX_NAME_CHARS]
+    yield from _walk(tree, "", 0, budget)
+
+
+def _walk(tree: Any, prefix: str, depth: int, budget: list[int]) -> Iterator[tuple[str, Any]]:
+    budget[0] -= 1
+    budget[1] -= len(prefix)
+    if budget[0] < 0 or budget[1] < 0:
+        raise UnreadablePickle(
+            f"the object tree is larger than {MAX_NODES:,} nodes or {MAX_NAME_CHARS:,} characters of names "
+            "(subtrees shared through the pickle's memo count each time they are reached)"
+        )
     if depth > MAX_TREE_DEPTH:
         raise UnreadablePickle(f"the object tree nests deeper than {MAX_TREE_DEPTH} levels or refers to itself")
     if isinstance(tree, dict):
         for key, value in tree.items():
-            yield from walk_tensors(value, f"{prefix}.{key}" if prefix else str(key), depth + 1)
-    elif isinstance(tree, list | tuple) and not isinstance(tree, TensorRef):
+            part = _name_part(key)
+            yield from _walk(value, f"{prefix}.{part}" if prefix else part, depth + 1, budget)
+    elif type(tree) in (list, tuple):
         for index, value in enumerate(tree):
-            yield from walk_tensors(value, f"{prefix}.{index}" if prefix else str(index), depth + 1)
+            yield from _walk(value, f"{prefix}.{index}" if prefix else str(index), depth + 1, budget)
     else:
         yield prefix, tree
 

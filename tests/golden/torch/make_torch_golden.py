@@ -5,7 +5,8 @@
 Writes to OUT_DIR (default: next to this script):
   checkpoint.pt           torch.save, zip format: every fixed-width dtype, views sharing a storage, a
                           non-contiguous tensor, a transposed one, tied weights, a nested dict with a list
-  checkpoint-legacy.pt    the same object with _use_new_zipfile_serialization=False (the pre-zip format)
+  checkpoint-legacy.pt    the same object without its float8 tensors, _use_new_zipfile_serialization=False
+                          (the pre-zip format; torch.load cannot read back float8 tensors from it)
   checkpoint.safetensors  the same tensors, contiguous, with the same dotted names (safetensors.torch)
   expected.json           per file and tensor path: dtype, shape and BLAKE3 of the contiguous bytes that
                           torch itself gives, which the tests compare our digests with
@@ -68,6 +69,15 @@ def checkpoint() -> dict[str, object]:
     }
 
 
+def legacy_checkpoint() -> dict[str, object]:
+    """The checkpoint without the dtypes the legacy format stores as UntypedStorage, which torch.load refuses."""
+    state = checkpoint()
+    tensors = state["model_state_dict"]["dtypes"]  # type: ignore[index]
+    for name in ("float8_e4m3fn", "float8_e5m2"):
+        del tensors[name]
+    return state
+
+
 def leaves(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:
     if isinstance(tree, dict):
         out: dict[str, torch.Tensor] = {}
@@ -91,7 +101,7 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = checkpoint()
     torch.save(state, out / "checkpoint.pt")
-    torch.save(state, out / "checkpoint-legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save(legacy_checkpoint(), out / "checkpoint-legacy.pt", _use_new_zipfile_serialization=False)
     tensors = leaves(state)
     save_file({name: t.contiguous().clone() for name, t in tensors.items()}, str(out / "checkpoint.safetensors"))
     expected = {name: describe(t) for name, t in sorted(tensors.items())}
