@@ -64,13 +64,12 @@ def verify_against(
     Shared by `verify` and `diff`, so both honour the manifest's ignore_paths and warn alike about
     matches that rest on md5 alone.
     """
-    source = Path(reference.source)
     report = provenance.verify(
         target,
         reference.manifest.checkpoint,
         reference_label=f"{reference.manifest.release.name} ({reference.source})",
         allow_symlinks=allow_symlinks,
-        exclude=frozenset({source}) if source.exists() else frozenset(),
+        exclude=frozenset({reference.path}) if reference.path is not None else frozenset(),
         ignore=reference.manifest.ignore_paths,
         progress=progress,
     )
