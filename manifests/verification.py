@@ -8,7 +8,8 @@ from pathlib import Path
 import provenance
 from manifests.reference import Reference, open_reference
 from manifests.trust import SeenReleases, load_trust
-from provenance.report import FileStatus, Report
+from provenance.collisions import colliding_paths, collision_reason, mark_collisions, present
+from provenance.report import FileStatus, Report, Verdict
 from provenance.scan import ProgressReporter
 
 
@@ -73,8 +74,26 @@ def verify_against(
         ignore=reference.manifest.ignore_paths,
         progress=progress,
     )
+    report = _with_collisions(report)
     return dataclasses.replace(
         report, signature=reference.signature, warnings=reference.warnings + _weak(report, reference)
+    )
+
+
+_GREEN = frozenset({Verdict.IDENTICAL, Verdict.EQUIVALENT, Verdict.CONVERTED})  # their reasons no longer hold
+_OVERRULED = _GREEN | {Verdict.INCOMPLETE, Verdict.UNDECIDED}
+
+
+def _with_collisions(report: Report) -> Report:
+    """A candidate holding names that one file system takes for one file is `modified`, whatever it holds."""
+    clashes = colliding_paths(present(report.files))
+    if not clashes:
+        return report
+    return dataclasses.replace(
+        report,
+        verdict=Verdict.MODIFIED if report.verdict in _OVERRULED else report.verdict,
+        reasons=(collision_reason(clashes), *(() if report.verdict in _GREEN else report.reasons)),
+        files=tuple(mark_collisions(report.files, clashes)),
     )
 
 

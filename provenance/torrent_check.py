@@ -8,14 +8,14 @@ and sizes are all it can show, and the verdict says that only the download can d
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from blake3 import blake3
 
+from provenance.collisions import colliding_paths, collision_reason, mark_collisions
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role
 from provenance.formats.detect import is_weights_file
-from provenance.paths import DEFAULT_IGNORE, colliding_paths, is_ignored
+from provenance.paths import DEFAULT_IGNORE, is_ignored
 from provenance.report import FileResult, FileStatus, Report, Verdict
 from provenance.sources.torrent import Torrent, TorrentFile
 
@@ -80,7 +80,7 @@ def check_torrent(
         files.append(FileResult(f.path, FileStatus.EXTRA, role.value, f.length, None, None))
 
     clashes = colliding_paths(f.path for f in torrent.files)
-    files = _mark_clashes(files, clashes)
+    files = mark_collisions(files, clashes)
     verdict, reasons = _decide(reference, torrent, files, extra, clashes)
     roots = any(f.pieces is not None for f in reference.files)
     evidence = EVIDENCE_V1 if torrent.infohash_v2 is None else (EVIDENCE_ROOTS if roots else EVIDENCE_NO_ROOTS)
@@ -103,30 +103,6 @@ def check_torrent(
     )
 
 
-def _clash_reason(clashes: list[tuple[str, str]]) -> str:
-    shown = ", ".join(f"{a} and {b}" for a, b in clashes[:3])
-    shown += f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
-    return (
-        f"the torrent holds names that differ only in case or Unicode form ({shown}): on a case-insensitive "
-        "file system (Windows, macOS) one silently replaces the other, so what loads is not what was checked"
-    )
-
-
-def _mark_clashes(files: list[FileResult], clashes: list[tuple[str, str]]) -> list[FileResult]:
-    """A release file that shares its name with another under case folding is not proven by its root."""
-    other = {a: b for a, b in clashes} | {b: a for a, b in clashes}
-    return [
-        dataclasses.replace(
-            f,
-            status=FileStatus.EXTRA if f.status is FileStatus.EXTRA else FileStatus.MODIFIED,
-            detail=f"its name and {other[f.name]}'s are one file on a case-insensitive file system",
-        )
-        if f.name in other and f.status is not FileStatus.MISSING
-        else f
-        for f in files
-    ]
-
-
 def _decide(
     reference: Checkpoint,
     torrent: Torrent,
@@ -137,7 +113,7 @@ def _decide(
     by_status: dict[FileStatus, list[str]] = {}
     for f in files:
         by_status.setdefault(f.status, []).append(f.name)
-    reasons: list[str] = [_clash_reason(clashes)] if clashes else []
+    reasons: list[str] = [collision_reason(clashes)] if clashes else []
     changed = by_status.get(FileStatus.MODIFIED, [])
     if changed or clashes:
         clashed = {name for pair in clashes for name in pair}

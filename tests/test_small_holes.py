@@ -250,9 +250,7 @@ def test_a_v2_torrent_with_names_colliding_under_case_folding_is_modified(
     files = {f["name"]: f for f in document["files"]}
     assert (files[other]["status"], files[added]["status"]) == ("modified", "extra")
     assert files[other]["detail"] == f"its name and {added}'s are one file on a case-insensitive file system"
-    assert document["reasons"][0].startswith(
-        f"the torrent holds names that differ only in case or Unicode form ({added} and {other})"
-    )
+    assert document["reasons"][0].startswith(f"names that differ only in case or Unicode form ({added} and {other})")
 
 
 def test_a_v2_torrent_with_names_colliding_under_unicode_normalization_is_modified(
@@ -464,3 +462,23 @@ def test_torrent_floods_are_refused_within_the_bound(
     assert result.err.strip().splitlines() == [
         f"error: {torrent} is not a valid torrent: {message}; get the .torrent again from its publisher"
     ]
+
+
+def test_a_download_with_names_colliding_under_case_folding_is_modified(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    """On a case-sensitive disk both are there; copied to Windows or macOS, either may be the config."""
+    (copy_of_release / "CONFIG.JSON").write_text('{"architectures": ["SomethingElse"]}\n')
+    result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (1, "modified")
+    files = {f["name"]: f["status"] for f in report["files"]}
+    assert (files["config.json"], files["CONFIG.JSON"]) == ("modified", "extra")
+    assert report["reasons"] == [
+        "names that differ only in case or Unicode form (CONFIG.JSON and config.json): on a case-insensitive "
+        "file system (Windows, macOS) one silently replaces the other, so what loads is not what was checked"
+    ]
+    (copy_of_release / "CONFIG.JSON").unlink()
+    (copy_of_release / "notes.md").write_text("a different name is no collision\n")
+    result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json", "-q")
+    assert result.code in (0, 1) and "differ only in case" not in result.out  # the extra-file rule decides
