@@ -54,6 +54,10 @@ IgnoreOption = Annotated[
 AllowOlderFlag = Annotated[
     bool, typer.Option("--allow-older", help="Accept a manifest older than one already verified for this release.")
 ]
+REFERENCE_HELP = (
+    "Reference: a manifest, a signature bundle (ours or model_signing's) or a registry entry. "
+    "./NAME is always a file, registry:NAME always a registry entry; a bare NAME that is both is refused."
+)
 
 
 def say(line: str) -> None:
@@ -176,11 +180,12 @@ def _piece_length(text: str) -> int:
 
 
 def _list_globals(path: Path, allow_symlinks: bool) -> None:
+    from cli.render.text import printable
     from provenance.formats.torch import checkpoint_globals
 
     for name, global_name, allowed in checkpoint_globals(path, allow_symlinks=allow_symlinks):
         status = "not listed:" if allowed is None else ("allowed " if allowed else "REFUSED ")
-        print(f"{name}: {status} {global_name}")
+        print(printable(f"{name}: {status} {global_name}"))
 
 
 @app.command()
@@ -188,7 +193,7 @@ def verify(
     path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
     manifest: Annotated[
         str,
-        typer.Option("--manifest", "-m", help="Reference: a manifest or a signature bundle (ours or model_signing's)."),
+        typer.Option("--manifest", "-m", help=REFERENCE_HELP),
     ],
     key: KeyOption = None,
     allow_older: AllowOlderFlag = False,
@@ -216,9 +221,7 @@ def verify(
 @app.command()
 def torrent(
     torrent_file: Annotated[Path, typer.Argument(metavar="TORRENT", help="The .torrent file (v1, v2 or hybrid).")],
-    manifest: Annotated[
-        str, typer.Option("--manifest", "-m", help="Reference: a manifest, a signature bundle or a registry name.")
-    ],
+    manifest: Annotated[str, typer.Option("--manifest", "-m", help=REFERENCE_HELP)],
     key: KeyOption = None,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
@@ -238,9 +241,7 @@ def audit(
     ] = None,
     manifest: Annotated[
         list[str] | None,
-        typer.Option(
-            "--manifest", "-m", help="Reference (manifest, bundle or registry name); for `cache`, repeatable."
-        ),
+        typer.Option("--manifest", "-m", help=f"{REFERENCE_HELP} For `cache`, repeatable."),
     ] = None,
     search: Annotated[str | None, typer.Option("--search", help="Also audit the hub's models matching TEXT.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many search results.")] = 50,
@@ -297,6 +298,7 @@ def identify(
     registry: Annotated[
         list[Path] | None, typer.Option("--registry", help="Another folder of reference manifests (repeatable).")
     ] = None,
+    allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
@@ -304,7 +306,9 @@ def identify(
     """Which known release is this, or which does it derive from: ranked candidates and how they match."""
     from manifests.audits import identify_path
 
-    ranked = identify_path(path, registry, patterns=tuple(ignore or ()), progress=ByteProgress(quiet))
+    ranked = identify_path(
+        path, registry, patterns=tuple(ignore or ()), allow_older=allow_older, progress=ByteProgress(quiet)
+    )
     if as_json:
         import json
 
@@ -390,6 +394,7 @@ def diff(
     as_json: JsonFlag = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")] = False,
     allow_symlinks: SymlinkFlag = False,
+    allow_older: AllowOlderFlag = False,
     quiet: QuietFlag = False,
     plot: Annotated[
         Path | None,
@@ -408,7 +413,14 @@ def diff(
         if plot.suffix.lower() not in (".svg", ".png"):
             raise ProvenanceError(f"--plot {plot}: give a file name ending in .svg or .png")
         refuse_overwrite(plot, force)
-    report = diff_paths(a, b, allow_symlinks=allow_symlinks, patterns=tuple(ignore or ()), progress=ByteProgress(quiet))
+    report = diff_paths(
+        a,
+        b,
+        allow_symlinks=allow_symlinks,
+        patterns=tuple(ignore or ()),
+        allow_older=allow_older,
+        progress=ByteProgress(quiet),
+    )
     grid = drift(report)
     if plot is not None:
         from cli.render.picture import write_plot
@@ -417,10 +429,11 @@ def diff(
         say(f"wrote {plot}: {len(grid.layers)} layers by {len(grid.kinds)} tensor kinds")
     if not as_json and grid.changed:
         from cli.render.picture import terminal_lines
+        from cli.render.text import printable
 
         console = stdout_console()
-        for line in terminal_lines(grid):
-            console.print(line, highlight=False, soft_wrap=True, markup=False)
+        for line in terminal_lines(grid):  # tensor kinds are named after the files' own tensor names
+            console.print(printable(line), highlight=False, soft_wrap=True, markup=False)
     _finish(report, as_json, show_all)
 
 

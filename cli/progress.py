@@ -66,7 +66,9 @@ class ByteProgress:
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task(self._label, total=self._total, completed=self._done)
+        from cli.render.table import escape  # a label may hold a file's name: no escapes, no markup
+
+        self._task = self._progress.add_task(escape(self._label), total=self._total, completed=self._done)
 
     def end(self) -> None:
         with self._lock:

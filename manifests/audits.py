@@ -10,7 +10,7 @@ from pathlib import Path
 
 import provenance
 from manifests.model import Manifest, build_manifest
-from manifests.reference import Reference, open_reference, registry_names
+from manifests.reference import REGISTRY_PREFIX, Reference, open_reference, registry_names
 from manifests.trust import SeenReleases, load_trust
 from provenance.audit import AuditOptions, audit_mirror, stream_fingerprint
 from provenance.engine import HashPlan
@@ -92,7 +92,7 @@ def audit_local_cache(
 ) -> list[CachedSnapshot]:
     """The `provenance audit cache` operation, offline: blobs against their own ETags, and each snapshot
     against the given manifests (or, without any, the registry's) that describe it."""
-    names = manifests if manifests else registry_names()
+    names = manifests if manifests else [f"{REGISTRY_PREFIX}{name}" for name in registry_names()]
     references = [_reference(name, keys, allow_older) for name in names]
     by_label = {f"{r.manifest.release.name} ({r.source})": r for r in references}
 
@@ -143,21 +143,23 @@ def identify_path(
     registries: list[Path] | None = None,
     *,
     patterns: tuple[str, ...] = (),
+    allow_older: bool = False,
     progress: ProgressReporter | None = None,
 ) -> list[Candidate]:
     """The `provenance identify` operation: the checkpoint against every registry manifest (bundled, the
     user's, and each `registries` folder), best first. Signatures are checked as `verify` checks them,
-    without requiring one; a manifest that cannot be read is skipped with a warning in its row's `how`."""
+    without requiring one, rollback included: a signed manifest older than one verified before is refused
+    (exit 3) without `allow_older`."""
     from provenance.identify import identify, read_for_identify
 
-    specs: list[str | Path] = [*registry_names()]
+    specs: list[str | Path] = [f"{REGISTRY_PREFIX}{name}" for name in registry_names()]
     for folder in registries or []:
         if not folder.is_dir():
             raise ProvenanceError(f"{folder} is not a folder of manifests; give --registry DIR")
         specs += sorted(p for p in folder.iterdir() if p.suffix in (".json", ".sig") and p.is_file())
     references = []
     for spec in specs:
-        reference = open_reference(spec, trust=load_trust(None), seen=None, allow_older=True)  # records nothing
+        reference = _reference(spec, None, allow_older)
         references.append((reference.manifest.release.name, reference.source, reference.manifest.checkpoint))
     if not references:
         raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")

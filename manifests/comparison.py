@@ -7,7 +7,7 @@ from pathlib import Path
 
 import provenance
 from manifests.reference import is_manifest_file, open_reference
-from manifests.trust import load_trust
+from manifests.trust import SeenReleases, load_trust
 from manifests.verification import verify_against
 from provenance.api import across_layouts
 from provenance.derive import sketch_differences
@@ -23,17 +23,19 @@ def diff_paths(
     *,
     allow_symlinks: bool = False,
     patterns: tuple[str, ...] = (),
+    allow_older: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Report:
     """How B differs from A, reading from disk only the digests the other side can be compared with;
     `patterns` (--ignore globs) set files of a side on disk aside.
 
-    A signed side is checked against the trusted keys and the trust policy, as `verify` does; the report
-    carries the reference side's signature status and both sides' warnings.
+    A signed side is checked against the trusted keys, the trust policy and the record of releases seen
+    (an older manifest than one verified before is refused without `allow_older`), as `verify` does; the
+    report carries the reference side's signature status and both sides' warnings.
     """
-    trust = load_trust()
-    ref_a = open_reference(a, trust=trust) if is_manifest_file(a) else None
-    ref_b = open_reference(b, trust=trust) if is_manifest_file(b) else None
+    trust, seen = load_trust(), SeenReleases()
+    ref_a = open_reference(a, trust=trust, seen=seen, allow_older=allow_older) if is_manifest_file(a) else None
+    ref_b = open_reference(b, trust=trust, seen=seen, allow_older=allow_older) if is_manifest_file(b) else None
     if ref_a is not None and ref_b is not None:
         report = provenance.diff(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     elif ref_a is not None:

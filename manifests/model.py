@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from provenance.errors import ManifestError, ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.merkle import Pieces, check_piece_length, layer_root
-from provenance.paths import DEFAULT_IGNORE, check_relative
+from provenance.paths import DEFAULT_IGNORE, check_relative, colliding_paths
 from provenance.sketch import Sketch
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -145,12 +146,24 @@ def build_manifest(checkpoint: Checkpoint, name: str, *, created: datetime | Non
     for f in checkpoint.files:
         if "sha256" not in f.digests:
             raise ProvenanceError(f"{f.path} has no SHA-256; fingerprint the checkpoint in full")
+    clash = _clash(f.path for f in checkpoint.files)
+    if clash:
+        raise ProvenanceError(f"{clash}; rename one of them before fingerprinting")
     moment = (created or datetime.now(UTC)).replace(microsecond=0)
     release = Release(name=name, created=moment.strftime("%Y-%m-%dT%H:%M:%SZ"), tool=tool_version())
     return Manifest(release=release, checkpoint=checkpoint)
 
 
 # ---------------------------------------------------------------- parsing, with every field validated
+
+
+def _clash(paths: Iterable[str]) -> str | None:
+    """Two names a case-insensitive file system takes for one file: a release that cannot be copied intact."""
+    pairs = colliding_paths(paths)
+    if not pairs:
+        return None
+    a, b = pairs[0]
+    return f"{a} and {b} differ only in case or Unicode form, so on Windows or macOS one replaces the other"
 
 
 def _fail(why: str) -> ManifestError:
@@ -224,16 +237,20 @@ def manifest_from_statement(statement: Any) -> Manifest:
     if subject_digest([{"name": k, "digest": v} for k, v in resources.items()]) != claimed:
         raise _fail("the subject digest does not match the resources; the manifest was altered")
 
-    if not raw_resources and not predicate.get(EXTENSION_KEY, {}).get("files"):
-        raise _fail("it lists no files, so nothing could be verified against it")
     extension = predicate.get(EXTENSION_KEY)
+    if extension is not None:
+        extension = _obj(extension, EXTENSION_KEY)
+    if not raw_resources and not (extension or {}).get("files"):
+        raise _fail("it lists no files, so nothing could be verified against it")
     if extension is None:
+        clash = _clash(resources)
+        if clash:
+            raise _fail(clash)
         files = tuple(
             FileFingerprint(p, None, role_of(p, is_weights_file(p)), digests={"sha256": d})
             for p, d in sorted(resources.items())
         )
         return Manifest(Release(name), Checkpoint(files), ignore, allow_symlinks, extension=False)
-    extension = _obj(extension, EXTENSION_KEY)
     release_doc = _obj(extension.get("release", {}), "release")
     release = Release(
         name=_str(release_doc.get("name", name), "release name"),
@@ -253,6 +270,9 @@ def manifest_from_statement(statement: Any) -> Manifest:
         files_list.append(fp)
     if set(resources) - seen:
         raise _fail(f"resources not described by the extension: {sorted(set(resources) - seen)[:3]}")
+    clash = _clash(seen)
+    if clash:
+        raise _fail(clash)
     return Manifest(release, Checkpoint(tuple(sorted(files_list, key=lambda f: f.path))), ignore, allow_symlinks)
 
 
@@ -335,6 +355,8 @@ def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(f"{where} must be a number")
+    if isinstance(value, int) and not -(2**1024) < value < 2**1024:  # beyond every float, F64's included
+        raise _fail(f"{where} is out of the range of a float")
     return float(value)
 
 

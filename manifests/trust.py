@@ -75,27 +75,43 @@ def load_trust(keys: list[Path] | None = None, *, key_dir: Path | None = None) -
 
 @dataclass
 class SeenReleases:
-    """The newest `created` date seen per release and signing key, kept between runs."""
+    """The newest `created` date seen per release and signing key, kept between runs.
+
+    A record that cannot be read stops the run (exit 2): starting afresh would silently accept any older
+    manifest as current, which is the rollback this record exists to catch.
+    """
 
     path: Path = field(default_factory=lambda: state_dir() / "seen-releases.json")
 
+    def _damaged(self, why: str) -> ProvenanceError:
+        return ProvenanceError(
+            f"the record of verified releases {self.path} {why}; it guards against older manifests being "
+            "passed off as current: restore it, or delete it to start a new record"
+        )
+
     def _load(self) -> dict[str, dict[str, str]]:
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        except OSError as exc:
+            raise self._damaged(f"cannot be read ({exc.strerror})") from None
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise self._damaged("is damaged (not JSON)") from None
+        if not isinstance(data, dict) or not all(
+            isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values()) for entry in data.values()
+        ):
+            raise self._damaged("is damaged (not a map of release to key to date)")
+        return data
 
     def newest(self, release: str, hint: str) -> str | None:
-        entry = self._load().get(release)
-        value = entry.get(hint) if isinstance(entry, dict) else None
-        return value if isinstance(value, str) else None
+        return self._load().get(release, {}).get(hint)
 
     def record(self, release: str, hint: str, created: str) -> None:
         data = self._load()
         entry = data.setdefault(release, {})
-        if not isinstance(entry, dict):
-            entry = data[release] = {}
         if created > entry.get(hint, ""):
             entry[hint] = created
             try:

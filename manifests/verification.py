@@ -8,7 +8,8 @@ from pathlib import Path
 import provenance
 from manifests.reference import Reference, open_reference
 from manifests.trust import SeenReleases, load_trust
-from provenance.report import FileStatus, Report
+from provenance.collisions import colliding_paths, collision_reason, mark_collisions, present
+from provenance.report import FileStatus, Report, Verdict
 from provenance.scan import ProgressReporter
 
 
@@ -66,19 +67,36 @@ def verify_against(
     Shared by `verify` and `diff`, so both honour the manifest's ignore_paths and warn alike about
     matches that rest on md5 alone.
     """
-    source = Path(reference.source)
     report = provenance.verify(
         target,
         reference.manifest.checkpoint,
         reference_label=f"{reference.manifest.release.name} ({reference.source})",
         allow_symlinks=allow_symlinks,
-        exclude=frozenset({source}) if source.exists() else frozenset(),
+        exclude=frozenset({reference.path}) if reference.path is not None else frozenset(),
         ignore=reference.manifest.ignore_paths,
         patterns=patterns,
         progress=progress,
     )
+    report = _with_collisions(report)
     return dataclasses.replace(
         report, signature=reference.signature, warnings=reference.warnings + _weak(report, reference)
+    )
+
+
+_GREEN = frozenset({Verdict.IDENTICAL, Verdict.EQUIVALENT, Verdict.CONVERTED})  # their reasons no longer hold
+_OVERRULED = _GREEN | {Verdict.INCOMPLETE, Verdict.UNDECIDED}
+
+
+def _with_collisions(report: Report) -> Report:
+    """A candidate holding names that one file system takes for one file is `modified`, whatever it holds."""
+    clashes = colliding_paths(present(report.files))
+    if not clashes:
+        return report
+    return dataclasses.replace(
+        report,
+        verdict=Verdict.MODIFIED if report.verdict in _OVERRULED else report.verdict,
+        reasons=(collision_reason(clashes), *(() if report.verdict in _GREEN else report.reasons)),
+        files=tuple(mark_collisions(report.files, clashes)),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import posixpath
+import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 from provenance.errors import UnreadableInput, UnsafePath
@@ -30,6 +32,37 @@ def check_relative(name: str) -> str:
     if posixpath.normpath(name) != name or "." in parts:
         raise UnsafePath(f"path {name!r} is not normalized; the manifest is damaged or hostile")
     return name
+
+
+def _fold(part: str) -> str:
+    """Unicode's compatibility caseless form of a name (D146): what a case-insensitive file system (Windows,
+    macOS) or a normalizing one (macOS's NFD) may take for the same name, and more: no false sameness is
+    missed."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFD", part).casefold())
+    return unicodedata.normalize("NFKD", folded.casefold())
+
+
+def colliding_paths(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of distinct paths (a file and a file, or a file and a folder) that differ only in case or
+    Unicode form, each with the first one it collides with: downloaded or copied onto such a file
+    system, one of the two silently replaces the other."""
+    files: dict[tuple[str, ...], str] = {}
+    folders: dict[tuple[str, ...], str] = {}
+    pairs: list[tuple[str, str]] = []
+    for path in sorted(paths):
+        parts = path.split("/")
+        keys = [_fold(p) for p in parts]
+        key = tuple(keys)
+        other = files.get(key) or folders.get(key)
+        if other is not None and other != path:
+            pairs.append((other, path))
+        files.setdefault(key, path)
+        for depth in range(1, len(parts)):
+            folder, name = tuple(keys[:depth]), "/".join(parts[:depth])
+            if folder in files and files[folder] != name:
+                pairs.append((files[folder], path))
+            folders.setdefault(folder, name)
+    return pairs
 
 
 def is_ignored(path: str, ignore: tuple[str, ...]) -> bool:

@@ -12,6 +12,7 @@ import hashlib
 
 from blake3 import blake3
 
+from provenance.collisions import colliding_paths, collision_reason, mark_collisions
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role
 from provenance.formats.detect import is_weights_file
 from provenance.paths import DEFAULT_IGNORE, is_ignored
@@ -78,7 +79,9 @@ def check_torrent(
         role = Role.WEIGHTS if is_weights_file(f.path) else Role.OTHER
         files.append(FileResult(f.path, FileStatus.EXTRA, role.value, f.length, None, None))
 
-    verdict, reasons = _decide(reference, torrent, files, extra)
+    clashes = colliding_paths(f.path for f in torrent.files)
+    files = mark_collisions(files, clashes)
+    verdict, reasons = _decide(reference, torrent, files, extra, clashes)
     roots = any(f.pieces is not None for f in reference.files)
     evidence = EVIDENCE_V1 if torrent.infohash_v2 is None else (EVIDENCE_ROOTS if roots else EVIDENCE_NO_ROOTS)
     warnings: tuple[str, ...] = ()
@@ -101,15 +104,22 @@ def check_torrent(
 
 
 def _decide(
-    reference: Checkpoint, torrent: Torrent, files: list[FileResult], extra: list[TorrentFile]
+    reference: Checkpoint,
+    torrent: Torrent,
+    files: list[FileResult],
+    extra: list[TorrentFile],
+    clashes: list[tuple[str, str]],
 ) -> tuple[Verdict, list[str]]:
     by_status: dict[FileStatus, list[str]] = {}
     for f in files:
         by_status.setdefault(f.status, []).append(f.name)
-    reasons: list[str] = []
+    reasons: list[str] = [collision_reason(clashes)] if clashes else []
     changed = by_status.get(FileStatus.MODIFIED, [])
-    if changed:
-        reasons.extend(f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED)
+    if changed or clashes:
+        clashed = {name for pair in clashes for name in pair}
+        reasons.extend(
+            f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED and f.name not in clashed
+        )
         return Verdict.MODIFIED, reasons
     missing = by_status.get(FileStatus.MISSING, [])
     if missing:

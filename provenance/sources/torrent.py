@@ -20,6 +20,8 @@ from provenance.paths import check_relative
 MAX_TORRENT = 64 << 20  # bytes; a torrent's metadata for a multi-terabyte release is a few MiB
 MAX_LENGTH = 1 << 62
 MAX_DEPTH = 64  # folders a path may nest (a v2 file tree, a v1 path list)
+MAX_VALUES = 2_000_000  # bencode values decoded at most (~200 MiB of Python objects); a release needs far fewer
+MAX_FILES = 50_000  # files a torrent may list; model releases have tens to thousands
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,10 @@ def read_torrent(path: Path) -> Torrent:
 def parse_torrent(raw: bytes, source: str = "the torrent") -> Torrent:
     import bencode2
 
+    # Every value but a string ends in "e", every string holds ":": an upper bound on what decoding would
+    # allocate, counted at memory speed before a single object is made.
+    if raw.count(b"e") + raw.count(b":") > MAX_VALUES:
+        raise _bad(source, f"it holds more than {MAX_VALUES:,} bencode values, more than any release needs")
     try:
         document = bencode2.bdecode(raw)
     except (bencode2.BencodeDecodeError, ValueError, OverflowError, RecursionError, TypeError) as exc:
@@ -121,6 +127,10 @@ def parse_torrent(raw: bytes, source: str = "the torrent") -> Torrent:
         infohash_v2=hashlib.sha256(encoded).hexdigest() if has_v2 else None,
         single_file=single,
     )
+
+
+def _too_many(source: str) -> TorrentError:
+    return _bad(source, f"it lists more than {MAX_FILES:,} files, more than any release holds")
 
 
 def _dict(value: Any, where: str, source: str) -> dict[bytes, Any]:
@@ -188,6 +198,8 @@ def _v1_files(info: dict[bytes, Any], name: str, piece_length: int, source: str)
         entries = info[b"files"]
         if not isinstance(entries, list) or not entries:
             raise _bad(source, "files is not a non-empty list")
+        if len(entries) > MAX_FILES:
+            raise _too_many(source)
         for i, raw_entry in enumerate(entries):
             entry = _dict(raw_entry, f"files[{i}]", source)
             length = _length(entry.get(b"length"), f"files[{i}].length", source)
@@ -217,6 +229,7 @@ def _v2_files(
     tree: dict[bytes, Any], name: str, piece_length: int, layers: dict[bytes, Any], source: str
 ) -> tuple[list[TorrentFile], bool]:
     files: list[TorrentFile] = []
+    checked: dict[tuple[bytes, int], tuple[str, ...]] = {}  # a layer many files name is hashed once, kept once
     stack: list[tuple[list[str], dict[bytes, Any]]] = [([], tree)]
     while stack:
         parts, node = stack.pop()
@@ -228,7 +241,10 @@ def _v2_files(
             if b"" in child:
                 if len(child) != 1:
                     raise _bad(source, f"{part!r} is both a file and a folder")
-                files.append(_v2_file(_join([*parts, part], source), child[b""], piece_length, layers, source))
+                if len(files) == MAX_FILES:
+                    raise _too_many(source)
+                path = _join([*parts, part], source)
+                files.append(_v2_file(path, child[b""], piece_length, layers, checked, source))
             elif not child:
                 raise _bad(source, f"folder {part!r} is empty")
             else:
@@ -239,7 +255,14 @@ def _v2_files(
     return files, single
 
 
-def _v2_file(path: str, raw: Any, piece_length: int, layers: dict[bytes, Any], source: str) -> TorrentFile:
+def _v2_file(
+    path: str,
+    raw: Any,
+    piece_length: int,
+    layers: dict[bytes, Any],
+    checked: dict[tuple[bytes, int], tuple[str, ...]],
+    source: str,
+) -> TorrentFile:
     entry = _dict(raw, path, source)
     length = _length(entry.get(b"length"), f"{path}: length", source)
     if b"p" in _attr(entry, path, source):
@@ -251,15 +274,24 @@ def _v2_file(path: str, raw: Any, piece_length: int, layers: dict[bytes, Any], s
         raise _bad(source, f"{path}: pieces root is not a 32-byte SHA-256")
     layer: tuple[str, ...] = ()
     if length > piece_length:
-        hashes = layers.get(root)
         count = -(-length // piece_length)
-        if not isinstance(hashes, bytes) or len(hashes) != 32 * count:
-            raise _bad(source, f"{path}: its piece layer is missing or does not hold {count} hashes")
-        nodes = [hashes[i : i + 32] for i in range(0, len(hashes), 32)]
-        if layer_root(nodes, piece_length) != root:
-            raise _bad(source, f"{path}: its piece layer does not hash to its pieces root")
-        layer = tuple(h.hex() for h in nodes)
+        known = checked.get((root, count))
+        if known is None:
+            known = checked[(root, count)] = _piece_layer(path, root, count, piece_length, layers, source)
+        layer = known
     return TorrentFile(path, length, root.hex(), layer)
+
+
+def _piece_layer(
+    path: str, root: bytes, count: int, piece_length: int, layers: dict[bytes, Any], source: str
+) -> tuple[str, ...]:
+    hashes = layers.get(root)
+    if not isinstance(hashes, bytes) or len(hashes) != 32 * count:
+        raise _bad(source, f"{path}: its piece layer is missing or does not hold {count} hashes")
+    nodes = [hashes[i : i + 32] for i in range(0, len(hashes), 32)]
+    if layer_root(nodes, piece_length) != root:
+        raise _bad(source, f"{path}: its piece layer does not hash to its pieces root")
+    return tuple(h.hex() for h in nodes)
 
 
 def _check_unique(files: list[TorrentFile], source: str) -> None:
