@@ -1,0 +1,259 @@
+"""DESIGN.md's bound on hostile input: every parser refuses or finishes within 60 s and 1 GiB.
+
+Each input is built to cost time or memory (floods of key-values, tensor infos, array items, JSON values,
+lines; counts and lengths far beyond the file) and run through the real console entry point in a child
+process limited to 1 GiB of address space, with a 60 s timeout. The run must end cleanly: exit 2 with one
+line on stderr saying what is wrong, or a result (exit 0 or 1), never a traceback, MemoryError or signal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+MEMORY = 1 << 30
+SECONDS = 60
+ENTRY_POINT = "from cli.app import main; main()"  # what the `provenance` console script calls
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
+def bounded(*args: str | Path) -> Run:
+    """`provenance ARGS` in a child process under the 1 GiB / 60 s bound; a timeout fails the test."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY_POINT, *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=SECONDS,
+        preexec_fn=_limit_memory,
+    )
+    run = Run(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+    assert "Traceback" not in run.err and "MemoryError" not in run.err, run.err[-2000:]
+    assert run.code >= 0, f"killed by signal {-run.code}"
+    return run
+
+
+def refused(run: Run, name: str, wrong: str) -> None:
+    """Exit 2, one line on stderr naming the file and saying what is wrong."""
+    assert run.code == 2, f"exit {run.code}: {run.err[-500:]!r}"
+    assert run.err.count("\n") == 1 and run.err.startswith("error:"), run.err
+    assert name in run.err and wrong in run.err, run.err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GGUF
+
+
+def _gguf_string(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
+def _gguf_head(tensors: int, key_values: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, key_values)
+
+
+def _u8_key_values(count: int) -> bytes:
+    return b"".join(_gguf_string(b"k%d" % i) + struct.pack("<IB", 0, 1) for i in range(count))
+
+
+def _array_key(item_type: int, count: int) -> bytes:
+    return _gguf_string(b"arr") + struct.pack("<IIQ", 9, item_type, count)
+
+
+GGUF_REFUSED = {
+    "key-values-over-cap": (_gguf_head(0, 70_000) + _u8_key_values(70_000), "key-value count of 70,000 is over"),
+    "key-value-count-beyond-file": (_gguf_head(0, 2**60) + _u8_key_values(4), "cannot fit in the file"),
+    "tensor-count-beyond-file": (_gguf_head(2**40, 0) + b"\0" * 64, "tensor count of 1,099,511,627,776 cannot fit"),
+    "string-length-2**62": (_gguf_head(0, 1) + struct.pack("<Q", 2**62) + b"a" * 64, "cannot fit in the file"),
+    "array-of-2**40-strings": (_gguf_head(0, 1) + _array_key(8, 2**40) + b"\0" * 1000, "cannot fit in the file"),
+    "array-of-2**40-u64": (_gguf_head(0, 1) + _array_key(10, 2**40) + b"\0" * 1000, "cannot fit in the file"),
+    "strings-over-cap": (
+        _gguf_head(0, 1) + _array_key(8, (1 << 23) + 1) + struct.pack("<Q", 0) * ((1 << 23) + 1),
+        "over 8,388,608 strings or arrays",
+    ),
+    "arrays-nested-too-deep": (
+        _gguf_head(0, 1) + _array_key(9, 1) + struct.pack("<IQ", 9, 1) * 3 + struct.pack("<IQ", 0, 0),
+        "too deeply nested",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GGUF_REFUSED))
+def test_hostile_gguf_header_is_refused_within_bounds(case: str, tmp_path: Path) -> None:
+    data, wrong = GGUF_REFUSED[case]
+    path = tmp_path / "hostile.gguf"
+    path.write_bytes(data)
+    refused(bounded("fingerprint", path, "-o", tmp_path / "m.json"), "hostile.gguf", wrong)
+
+
+def _tensor_info_flood(count: int) -> bytes:
+    infos = b"".join(_gguf_string(b"t%d" % i) + struct.pack("<IQIQ", 1, 32, 0, i * 128) for i in range(count))
+    body = _gguf_head(count, 0) + infos
+    return body + b"\0" * ((-len(body)) % 32) + b"\0" * (128 * count)
+
+
+GGUF_FINISHED = {
+    "key-values-at-cap": (_gguf_head(0, 1 << 16) + _u8_key_values(1 << 16), 0),
+    "eight-million-strings": (
+        _gguf_head(0, 1) + _array_key(8, (1 << 23) - 1) + struct.pack("<Q", 0) * ((1 << 23) - 1),
+        0,
+    ),
+    "two-million-nested-arrays": (
+        _gguf_head(0, 1) + _array_key(9, 2_000_000) + struct.pack("<IQ", 0, 0) * 2_000_000,
+        0,
+    ),
+    "tensor-infos-at-cap": (_tensor_info_flood(1 << 18), 1 << 18),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GGUF_FINISHED))
+def test_large_gguf_header_within_caps_finishes_within_bounds(case: str, tmp_path: Path) -> None:
+    data, tensors = GGUF_FINISHED[case]
+    path = tmp_path / "large.gguf"
+    path.write_bytes(data)
+    run = bounded("fingerprint", path, "-o", tmp_path / "m.json")
+    assert run.code == 0, run.err
+    assert f"1 files, {tensors} tensors" in run.err, run.err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# safetensors
+
+
+def _safetensors(header: bytes) -> bytes:
+    return struct.pack("<Q", len(header)) + header
+
+
+HEADER_BYTES = 99_000_000
+SAFETENSORS_REFUSED = {
+    "99MB-empty-list": (b"[]" + b" " * (HEADER_BYTES - 2), "header is not a JSON object"),
+    "99MB-list-of-objects": (b"[" + b"{}," * (HEADER_BYTES // 3 - 1) + b"{}]", "header is not a JSON object"),
+    "99MB-object-of-tiny-entries": (
+        b"{" + b",".join(b'"%08d":{}' % i for i in range(HEADER_BYTES // 14)) + b"}",
+        "too many JSON values",
+    ),
+    "99MB-metadata-of-tiny-strings": (
+        b'{"__metadata__":{' + b",".join(b'"%07d":""' % i for i in range(HEADER_BYTES // 13)) + b"}}",
+        "too many JSON values",
+    ),
+    "99MB-deep-list-in-object": (b'{"a":' + b"[" * (HEADER_BYTES - 5), "too many JSON values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAFETENSORS_REFUSED))
+def test_huge_safetensors_header_is_refused_within_bounds(case: str, tmp_path: Path) -> None:
+    header, wrong = SAFETENSORS_REFUSED[case]
+    path = tmp_path / "hostile.safetensors"
+    path.write_bytes(_safetensors(header))
+    refused(bounded("fingerprint", path, "-o", tmp_path / "m.json"), "hostile.safetensors", wrong)
+
+
+def test_large_safetensors_metadata_within_budget_is_read(tmp_path: Path) -> None:
+    """A header of a million metadata entries (~30 MB) is parsed, as the safetensors package parses it."""
+    metadata = {f"k{i:07d}": f"v{i}" for i in range(1_000_000)}
+    path = tmp_path / "large.safetensors"
+    save_file({"w": np.arange(4, dtype=np.uint8)}, str(path), metadata=metadata)
+    run = bounded("fingerprint", path, "-o", tmp_path / "m.json")
+    assert run.code == 0, run.err
+    assert "1 files, 1 tensors" in run.err, run.err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Manifests, signature bundles, checksum lists
+
+DOCUMENT_BYTES = (128 << 20) - 64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("checkpoint")
+    save_file({"w": np.arange(16, dtype=np.float32)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_manifest_of_many_tiny_values_is_refused_within_bounds(checkpoint: Path, tmp_path: Path) -> None:
+    path = tmp_path / "hostile.json"
+    path.write_bytes(b'{"x":[' + b"{}," * (DOCUMENT_BYTES // 3 - 4) + b"{}]}")
+    refused(bounded("verify", checkpoint, "--manifest", path), "hostile.json", "too many JSON values")
+
+
+def test_bundle_whose_payload_holds_many_tiny_values_is_refused_within_bounds(checkpoint: Path, tmp_path: Path) -> None:
+    payload = b'{"x":[' + b"[]," * ((90 << 20) // 3) + b"[]]}"
+    bundle = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "0" * 64}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64.b64encode(b"x" * 64).decode("ascii"), "keyid": ""}],
+        },
+    }
+    path = tmp_path / "hostile.sig"
+    path.write_text(json.dumps(bundle))
+    run = bounded("verify", checkpoint, "--manifest", path)
+    assert run.code in (2, 3), run.err
+    assert run.err.strip().splitlines()[-1].startswith("error:"), run.err
+    assert "too many JSON values" in run.err, run.err
+
+
+def test_realistic_large_manifest_is_verified_within_bounds(checkpoint: Path, tmp_path: Path) -> None:
+    """~100 MB: 70,000 tensors with sketches, more than any real release holds per manifest."""
+    manifest = tmp_path / "real.json"
+    assert bounded("fingerprint", checkpoint, "--sketches", "-o", manifest).code == 0
+    document = json.loads(manifest.read_text())
+    entry = document["predicate"]["weights_provenance/v1"]["files"][0]
+    template = entry["tensors"][0]
+    entry["tensors"] = [
+        {**template, "name": f"t{i:06d}", "begin": 8 + 64 * i, "end": 8 + 64 * (i + 1)} for i in range(70_000)
+    ]
+    entry["size"] = 8 + 64 * 70_000
+    manifest.write_text(json.dumps(document))
+    run = bounded("verify", checkpoint, "--manifest", manifest, "--json")
+    assert run.code == 1, run.err
+    assert json.loads(run.out)["verdict"] == "modified"
+
+
+MD5_LINE = b"d41d8cd98f00b204e9800998ecf8427e  f%d\n"
+CHECKSUM_LISTS = {
+    "lines-over-cap": (b"\n" * (16 << 20), "over 1,000,000 lines"),
+    "files-over-cap": (b"".join(MD5_LINE % i for i in range(400_000)), "over 100,000"),
+    "over-16-MiB": (b"d41d8cd98f00b204e9800998ecf8427e  " + b"a" * (64 << 20) + b"\n", "over 16,777,216 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKSUM_LISTS))
+def test_hostile_checksum_list_is_refused_within_bounds(case: str, tmp_path: Path) -> None:
+    data, wrong = CHECKSUM_LISTS[case]
+    path = tmp_path / "checklist.chk"
+    path.write_bytes(data)
+    refused(bounded("import", path, "-o", tmp_path / "m.json"), "checklist.chk", wrong)
+
+
+def test_checksum_list_within_caps_is_imported_within_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "checklist.chk"
+    path.write_bytes(b"".join(MD5_LINE % i for i in range(99_000)))
+    run = bounded("import", path, "-o", tmp_path / "m.json")
+    assert run.code == 0, run.err
+    assert "99000 files" in run.err, run.err
