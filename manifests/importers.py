@@ -18,7 +18,12 @@ from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.paths import check_relative
 
-LIST_CAP = 64 << 20
+# Bounds on what a list may hold. Published lists name a few to a few thousand files (Meta's checklist.chk
+# names 3 to 17); a list of 100,000 sha256 lines is ~10 MB. Lines are counted before they are split, so a
+# hostile list costs at most a few hundred MB, never the gigabytes a 64 MiB list of short lines took.
+LIST_CAP = 16 << 20
+MAX_LINES = 1_000_000
+MAX_FILES = 100_000
 _LINE = re.compile(r"^(\\?)([0-9a-fA-F]+) [ *](.+)$")
 _BY_LENGTH = {32: "md5", 64: "sha256"}
 
@@ -39,6 +44,8 @@ def parse_checksum_list(
     text: str, source: str, *, algorithm: str | None = None, prefix: str = ""
 ) -> list[tuple[str, str, str]]:
     """(path, algorithm, digest) for each line of `md5sum`-style output; comments and blank lines skipped."""
+    if text.count("\n") > MAX_LINES:
+        raise ManifestError(f"{source} has over {MAX_LINES:,} lines: not a checksum list")
     entries: list[tuple[str, str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -52,6 +59,8 @@ def parse_checksum_list(
         name = name.removeprefix("./")
         path = check_relative(f"{prefix.strip('/')}/{name}" if prefix else name)
         entries.append((path, _algorithm_for(source, digest, algorithm), digest.lower()))
+        if len(entries) > MAX_FILES:
+            raise ManifestError(f"{source} lists over {MAX_FILES:,} files: not a checksum list of one release")
     if not entries:
         raise ManifestError(f"{source} lists no checksums")
     return entries
@@ -64,7 +73,7 @@ def import_checksum_lists(lists: list[Path], name: str, *, algorithm: str | None
     for path in lists:
         try:
             if path.stat().st_size > LIST_CAP:
-                raise ManifestError(f"{path} is over {LIST_CAP:,} bytes: not a checksum list")
+                raise ManifestError(f"{path} is over {LIST_CAP:,} bytes: not a checksum list; refusing it")
             text = path.read_bytes().decode("utf-8")
         except OSError as exc:
             raise UnreadableInput(f"cannot read {path}: {exc.strerror}") from None
@@ -72,6 +81,8 @@ def import_checksum_lists(lists: list[Path], name: str, *, algorithm: str | None
             raise ManifestError(f"{path} is not UTF-8 text: not a checksum list") from None
         for file, kind, digest in parse_checksum_list(text, path.name, algorithm=algorithm, prefix=prefix):
             known = digests.setdefault(file, {})
+            if len(digests) > MAX_FILES:
+                raise ManifestError(f"the lists name over {MAX_FILES:,} files: not the checksums of one release")
             if known.get(kind, digest) != digest:
                 raise ManifestError(f"{path.name} gives {file} another {kind} than an earlier line: refusing both")
             known[kind] = digest

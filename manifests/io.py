@@ -12,6 +12,11 @@ from typing import Any
 from provenance.errors import ManifestError, OutputExists, UnreadableInput
 
 DOCUMENT_CAP = 128 << 20  # a manifest of 100,000 tensors is ~21 MB; anything near this cap is hostile
+# What parsing a document may cost in Python objects, estimated from above before parsing (parse_cost).
+# Our own fingerprint writes ~210 bytes per tensor (~5 KB of estimated cost) without sketches and
+# ~1.8 KB (~4.5 KB estimated cost) with them, so this admits ~90,000 sketched tensors or ~400,000 bare
+# ones (a 405B Llama has ~9,000 in Meta's 8 shards): a 128 MB document of `[{}, {}, ...]` would take 4 GB.
+PARSE_BUDGET = 384 << 20
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
@@ -77,11 +82,34 @@ def read_json(path: Path, what: str = "manifest") -> Any:
     if size > DOCUMENT_CAP:
         raise ManifestError(f"{what} {path} is {size:,} bytes, over the {DOCUMENT_CAP:,}-byte cap; refusing it")
     try:
-        return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ManifestError(f"{what} {path} is not valid JSON; is it the right file?") from None
+        raw = path.read_bytes()
     except OSError as exc:
         raise UnreadableInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    check_parse_cost(raw, f"{what} {path}", ManifestError)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ManifestError(f"{what} {path} is not valid JSON; is it the right file?") from None
+
+
+def parse_cost(raw: bytes) -> int:
+    """An upper estimate of the bytes that parsing `raw` as JSON allocates, found without parsing it.
+
+    Every value after the first opens a container or follows a comma (commas inside strings count too:
+    the estimate errs high); measured with CPython, an object costs at most ~150 bytes with its first
+    member (an empty one ~70), and every further member, list or scalar at most ~50.
+    """
+    return 150 * raw.count(b"{") - 80 * raw.count(b"{}") + 50 * (raw.count(b"[") + raw.count(b","))
+
+
+def check_parse_cost(raw: bytes, what: str, error: type[Exception], budget: int = PARSE_BUDGET) -> None:
+    """Refuse, before parsing, a JSON document whose parse would cost more than `budget` bytes."""
+    cost = parse_cost(raw)
+    if cost > budget:
+        raise error(
+            f"{what} holds too many JSON values (parsing would take ~{cost >> 20:,} MiB, over "
+            f"{budget >> 20:,} MiB); refusing it"
+        )
 
 
 def dump_json(document: Any) -> bytes:

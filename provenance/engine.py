@@ -4,15 +4,25 @@ Files are read through bounded, read-only mmap windows (no copy into Python buff
 whatever the checkpoint's size), each byte handed once to each algorithm: SHA-256 over the whole file
 when asked, BLAKE3 over each tensor, and one BLAKE3 over the bytes between tensors. Several files are
 hashed at once: hashlib and blake3 release the GIL, so threads use every core.
+
+A mapped page past the end of a file that shrank raises SIGBUS, which no Python code can catch. So a
+file is mapped only while this process holds a read lease on it (Linux F_SETLEASE): another process
+that opens it for writing or truncates it then waits until the lease is given up, which happens before
+the next window, with the file reported as changed. Where no lease can be had (a file of another user,
+a file system without leases, a file open for writing right now), windows are read with readinto
+instead: slower by a copy, but a file cut short only ends a read early.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import mmap
 import os
-from collections.abc import Callable, Iterable, Sequence
+import signal
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +39,7 @@ from provenance.merkle import PiecesHasher
 from provenance.sketch import FLOAT_DTYPES, SketchBuilder
 
 WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
+COPY_WINDOW = 8 << 20  # bytes read at a time where a file cannot be leased: a buffer that stays in cache
 PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
 ALGORITHMS = ("sha256", "blake3", "md5")
 
@@ -168,6 +179,7 @@ def hash_file(
     except OSError as exc:
         raise UnreadableInput(f"cannot open {full}: {exc.strerror}; check the path and its permissions") from None
     with stream:
+        leased = _take_lease(stream.fileno())
         before = os.fstat(stream.fileno())
         size = before.st_size
         parts: _PartHashers | None = None
@@ -175,6 +187,7 @@ def hash_file(
         if plan.parts and reader is not None:
             try:
                 layout = reader.read_layout(stream, size, path)
+                _check_views(layout, size, path)
             except MalformedContainer as exc:
                 if strict:
                     raise
@@ -202,14 +215,15 @@ def hash_file(
                     progress,
                     window,
                     companion,
+                    leased,
                 )
             finally:
                 if companion is not None:
                     companion.shutdown()
         elif progress:
             progress(size)
-        views = _digest_views(stream.fileno(), size, parts.layout.views) if parts and parts.layout.views else ()
-        if _stat_key(os.fstat(stream.fileno())) != _stat_key(before):
+        views = _digest_views(stream.fileno(), size, parts.layout.views, full) if parts and parts.layout.views else ()
+        if _stat_key(os.fstat(stream.fileno())) != _stat_key(before) or (leased and not _lease_held(stream.fileno())):
             raise FileChanged(f"{full} changed while it was being read; wait until nothing writes it, then retry")
     tensors: tuple[TensorFingerprint, ...] = ()
     container = None
@@ -233,6 +247,56 @@ def hash_file(
     )
 
 
+def _take_lease(fd: int) -> bool:
+    """A read lease on the file, so that nobody can truncate it under a mapped window; False if refused.
+
+    The lease-break signal is set to SIGURG, ignored unless handled: the default SIGIO would kill us.
+    """
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:
+        return False
+    return True
+
+
+def _lease_held(fd: int) -> bool:
+    """False once another process asked to write or truncate the file (the lease is being broken)."""
+    return bool(fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
+
+
+@contextlib.contextmanager
+def _window(fd: int, offset: int, length: int, leased: bool, full: Path) -> Any:
+    """The bytes [offset, offset + length) of the file: mapped under a lease, else copied by readinto."""
+    if leased:
+        if not _lease_held(fd):
+            raise FileChanged(f"{full} is being written or truncated by another process; wait until it is done")
+        with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset) as window:
+            window.madvise(mmap.MADV_SEQUENTIAL)
+            view = memoryview(window)
+            try:
+                yield view
+            finally:
+                view.release()
+        return
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    try:
+        got = os.preadv(fd, [view], offset)
+        while 0 < got < length:
+            more = os.preadv(fd, [view[got:]], offset + got)
+            if more == 0:
+                break
+            got += more
+        if got != length:
+            raise FileChanged(f"{full} was cut short while it was being read; wait until nothing writes it")
+        yield view
+    finally:
+        view.release()
+
+
 def _stream_windows(
     fd: int,
     size: int,
@@ -244,41 +308,57 @@ def _stream_windows(
     progress: Progress | None,
     window_size: int,
     companion: ThreadPoolExecutor | None,
+    leased: bool,
 ) -> None:
     offset = 0
+    if not leased:
+        window_size = min(window_size, COPY_WINDOW)
     while offset < size:
-        if os.fstat(fd).st_size != before.st_size:  # a mapped page past a new end of file would fault
+        if os.fstat(fd).st_size != before.st_size:
             raise FileChanged(f"{full} changed size while it was being read; wait until nothing writes it")
         length = min(window_size, size - offset)
-        with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset) as window:
-            window.madvise(mmap.MADV_SEQUENTIAL)
-            view = memoryview(window)
-            try:
-                if companion is not None and parts is not None:
-                    # One file alone: whole-file digests on a second core while this one digests the parts
-                    # (and the BEP 52 tree, when asked: two SHA-256 passes on one core would be the bottleneck).
-                    pending = companion.submit(_update_all, hashers, view)
+        with _window(fd, offset, length, leased, full) as view:
+            if companion is not None and parts is not None:
+                # One file alone: whole-file digests on a second core while this one digests the parts
+                # (and the BEP 52 tree, when asked: two SHA-256 passes on one core would be the bottleneck).
+                pending = companion.submit(_update_all, hashers, view)
+                parts.feed(view, offset)
+                if pieces is not None:
+                    pieces.update(view)
+                pending.result()
+            else:
+                _update_all(hashers, view)
+                if pieces is not None:
+                    pieces.update(view)
+                if parts is not None:
                     parts.feed(view, offset)
-                    if pieces is not None:
-                        pieces.update(view)
-                    pending.result()
-                else:
-                    _update_all(hashers, view)
-                    if pieces is not None:
-                        pieces.update(view)
-                    if parts is not None:
-                        parts.feed(view, offset)
-            finally:
-                view.release()
         offset += length
         if progress:
             progress(length)
 
 
 GATHER = 16 << 20  # bytes of a strided view copied at a time to make them contiguous
+VIEW_SLACK = 1 << 30  # bytes views may read beyond the file's size (expanded tensors, tied weights)
 
 
-def _digest_views(fd: int, size: int, views: Sequence[ViewRecord]) -> tuple[TensorFingerprint, ...]:
+def _check_views(layout: Layout, size: int, path: str) -> None:
+    """Refuse views whose gathering would cost far more than reading the file: a stride-0 or overlapping
+    view can claim terabytes of elements over a storage of a few bytes."""
+    total = 0
+    for view in layout.views:
+        count = 1
+        for dim in view.shape:
+            count *= dim
+        total += count * DTYPE_BITS[view.dtype] // 8
+        if total > 2 * size + VIEW_SLACK:
+            raise MalformedContainer(
+                path,
+                f"its views (strided or shared tensors) read {total:,} bytes or more from a file of {size:,}; "
+                "refusing to gather them",
+            )
+
+
+def _digest_views(fd: int, size: int, views: Sequence[ViewRecord], full: Path) -> tuple[TensorFingerprint, ...]:
     """Digest tensors that are strided, shared or big-endian views of a storage, in bounded memory.
 
     The storage is mapped read-only and its elements gathered in row-major order a block of rows at a
@@ -293,14 +373,14 @@ def _digest_views(fd: int, size: int, views: Sequence[ViewRecord]) -> tuple[Tens
             view.shape,
             view.storage_start,
             view.storage_end,
-            _gather_digest(fd, view, np) if view.storage_end <= size else None,
+            _gather_digest(fd, view, np, full) if view.storage_end <= size else None,
             True,
         )
         for view in views
     )
 
 
-def _gather_digest(fd: int, view: ViewRecord, np: Any) -> str:
+def _gather_digest(fd: int, view: ViewRecord, np: Any, full: Path) -> str:
     itemsize = DTYPE_BITS[view.dtype] // 8
     hasher = blake3()
     count = 1
@@ -308,8 +388,11 @@ def _gather_digest(fd: int, view: ViewRecord, np: Any) -> str:
         count *= dim
     if count == 0 or view.storage_end == view.storage_start:
         return hasher.hexdigest()
+    if os.fstat(fd).st_size < view.storage_end:  # a mapped page past a new end of file would fault
+        raise FileChanged(f"{full} was cut short while it was being read; wait until nothing writes it")
     aligned = view.storage_start - view.storage_start % mmap.ALLOCATIONGRANULARITY
     length = view.storage_end - aligned
+    unit = itemsize // 2 if view.dtype == "C64" else itemsize  # a complex is two floats
     with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=aligned) as mapped:
         raw = np.frombuffer(
             mapped, dtype=np.uint8, count=view.storage_end - view.storage_start, offset=view.storage_start - aligned
@@ -321,17 +404,36 @@ def _gather_digest(fd: int, view: ViewRecord, np: Any) -> str:
             strides=tuple(s * itemsize for s in view.stride) or (itemsize,),
             writeable=False,
         )
-        rows = max(1, GATHER // max(1, (count // max(1, strided.shape[0])) * itemsize))
-        for first in range(0, strided.shape[0], rows):
-            block = np.ascontiguousarray(strided[first : first + rows])
-            unit = itemsize // 2 if view.dtype == "C64" else itemsize  # a complex is two floats
+        for part in _blocks(strided, GATHER):
+            block = np.ascontiguousarray(part)
             data = block.view(np.uint8).reshape(-1, unit)
             if view.big_endian and unit > 1:
                 data = data[:, ::-1]
             hasher.update(np.ascontiguousarray(data).tobytes())
-            del block, data
+            del block, data, part
         del strided, elements, raw
     return hasher.hexdigest()
+
+
+def _blocks(array: Any, limit: int) -> Iterator[Any]:
+    """Consecutive slices of `array` in row-major order, each of at most `limit` bytes (or one element):
+    whole rows at a time where rows are small, each row cut up in turn where one row is larger."""
+    if array.nbytes <= limit or array.ndim == 0:
+        yield array
+        return
+    if array.ndim == 1:
+        step = max(1, limit // array.itemsize)
+        for first in range(0, array.shape[0], step):
+            yield array[first : first + step]
+        return
+    row = array[0].nbytes
+    if row <= limit:
+        step = max(1, limit // max(1, row))
+        for first in range(0, array.shape[0], step):
+            yield array[first : first + step]
+        return
+    for index in range(array.shape[0]):
+        yield from _blocks(array[index], limit)
 
 
 def _update_all(hashers: list[Any], view: memoryview) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import posixpath
@@ -95,6 +96,38 @@ def list_files(
     patterns: tuple[str, ...] = (),
     left_out: list[str] | None = None,
 ) -> tuple[Path, list[str]]:
+    """The files of a checkpoint (see _list_files), with one clear error for a folder that cannot be walked."""
+    try:
+        return _list_files(
+            target, allow_symlinks=allow_symlinks, ignore=ignore, exclude=exclude, patterns=patterns, left_out=left_out
+        )
+    except RuntimeError:  # pathlib's "Symlink loop from ..." (Python < 3.13)
+        raise UnsafePath(f"a symlink in {_shown(target)} loops back on itself; remove it and retry") from None
+    except OSError as exc:  # a path longer than PATH_MAX, a folder that cannot be listed
+        hint = "move the checkpoint to a shorter path" if exc.errno == errno.ENAMETOOLONG else "check its permissions"
+        raise UnreadableInput(f"cannot read {_shown(exc.filename or target)}: {exc.strerror}; {hint}") from None
+
+
+def _shown(path: Path | str, keep: int = 80) -> str:
+    """A path for a one-line error: its two ends when it is very long."""
+    text = str(path)
+    return text if len(text) <= 2 * keep + 3 else f"{text[:keep]}...{text[-keep:]}"
+
+
+def _raise(error: OSError) -> None:
+    """os.walk's error hook: a folder that cannot be listed stops the scan instead of vanishing from it."""
+    raise error
+
+
+def _list_files(
+    target: Path,
+    *,
+    allow_symlinks: bool = False,
+    ignore: tuple[str, ...] = DEFAULT_IGNORE,
+    exclude: frozenset[Path] = frozenset(),
+    patterns: tuple[str, ...] = (),
+    left_out: list[str] | None = None,
+) -> tuple[Path, list[str]]:
     """The root and the sorted relative paths of the files a checkpoint consists of.
 
     `target` is a directory or a single file. File symlinks that resolve inside the directory are
@@ -113,7 +146,7 @@ def list_files(
     root = target.resolve()
     excluded = {p.resolve() for p in exclude}
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
         dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in ignore)
         for dirname in dirnames:

@@ -17,6 +17,7 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -340,7 +341,14 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            if body:
+            if body and hub.drip:
+                for i in range(len(body)):  # a server that answers, but too slowly to ever finish
+                    if hub._closed:
+                        break
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(hub.drip)
+            elif body:
                 self.wfile.write(body)
         except OSError:
             self.close_connection = True
@@ -356,6 +364,7 @@ class FakeHub:
         self._stats: dict[str, list[int]] = {}
         self.drop_next = 0
         self.ignore_range = False
+        self.drip = 0.0  # seconds between body bytes: 0 sends bodies at once
         self.page_size = TREE_PAGE_SIZE  # entries per page of /tree and /api/models (the client follows Link)
         self.log: list[LoggedRequest] = []
         self.errors: list[Exception] = []

@@ -34,6 +34,9 @@ class Bundle:
     hint: str
 
     def statement(self) -> Any:
+        from manifests.io import check_parse_cost
+
+        check_parse_cost(self.payload, "the signed payload", SignatureError)
         try:
             return json.loads(self.payload)
         except (UnicodeDecodeError, ValueError, RecursionError):

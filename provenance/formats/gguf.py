@@ -18,7 +18,16 @@ from provenance.formats.interface import Layout, TensorRecord
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 HEADER_CAP = 512 << 20  # key-values and tensor infos; a 128k-token vocabulary is ~10 MB
+# What a header may hold. Real files have tens of key-values, a few thousand tensors and vocabularies of
+# up to ~300,000 strings (plus as many merges); each cap leaves an order of magnitude of room, and together
+# they bound the parse to seconds and tens of MB whatever the counts in the file claim.
+MAX_KEY_VALUES = 1 << 16
+MAX_TENSORS = 1 << 18
+MAX_ITEMS = 1 << 23  # strings and nested arrays walked one by one, over all arrays of the header
+MAX_STRING = 64 << 20  # one key, name or string value
 MAX_DIMS = 8
+MAX_NESTING = 4
+READ_CHUNK = 1 << 20
 PLAIN_TYPES = {
     "F32": "F32",
     "F16": "F16",
@@ -31,54 +40,163 @@ PLAIN_TYPES = {
 }
 # value type -> struct format of scalars (8 is string, 9 is array)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SIZES = {kind: struct.calcsize(fmt) for kind, fmt in _SCALARS.items()}
+_STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 class _Cursor:
-    """Reads the header from a bounded buffer; every read checks what remains first."""
+    """Reads the header sequentially through a small buffer; every read checks the bounds first.
 
-    def __init__(self, data: bytes, path: str, file_size: int) -> None:
-        self.data, self.path, self.file_size, self.at = data, path, file_size, 0
+    Only a chunk of the header is held at a time (skipped arrays are sought over, never read), so a
+    vocabulary of hundreds of MB costs no memory, and a count that claims more than the file holds is
+    refused before anything is allocated for it.
+    """
 
-    def take(self, count: int, what: str) -> bytes:
-        if count < 0 or self.at + count > len(self.data):
-            if self.at + count > self.file_size:
+    def __init__(self, stream: BinaryIO, path: str, file_size: int) -> None:
+        self.stream, self.path, self.file_size = stream, path, file_size
+        self.limit = min(file_size, HEADER_CAP)
+        self.buffer, self.pos, self.base = b"", 0, 0  # buffer[0] is at file offset `base`
+        self.items = 0  # array items walked so far, against MAX_ITEMS
+        stream.seek(0)
+
+    @property
+    def at(self) -> int:
+        return self.base + self.pos
+
+    def _check(self, count: int, what: str) -> None:
+        end = self.at + count
+        if count < 0 or end > self.limit:
+            if end > self.file_size:
                 raise TruncatedContainer(self.path, f"GGUF header cut short while reading {what}")
             raise MalformedContainer(self.path, f"GGUF {what} is larger than the header can hold")
-        chunk = self.data[self.at : self.at + count]
-        self.at += count
+
+    def _fill(self, count: int, what: str) -> None:
+        """Make `count` bytes from the current position available in the buffer."""
+        self._check(count, what)
+        if self.pos + count <= len(self.buffer):
+            return
+        parts = [self.buffer[self.pos :]]
+        have = len(parts[0])
+        want = min(max(count, READ_CHUNK), self.limit - self.at)
+        while have < want:
+            more = self.stream.read(want - have)
+            if not more:
+                raise TruncatedContainer(self.path, f"GGUF header cut short while reading {what}")
+            parts.append(more)
+            have += len(more)
+        self.base, self.buffer, self.pos = self.at, b"".join(parts), 0
+
+    def take(self, count: int, what: str) -> bytes:
+        self._fill(count, what)
+        chunk = self.buffer[self.pos : self.pos + count]
+        self.pos += count
         return chunk
 
+    def skip(self, count: int, what: str) -> None:
+        self._check(count, what)
+        if self.pos + count <= len(self.buffer):
+            self.pos += count
+            return
+        self.base, self.buffer, self.pos = self.at + count, b"", 0
+        self.stream.seek(self.base)
+
     def scalar(self, fmt: str, what: str) -> int | float | bool:
-        value: int | float | bool = struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
+        size = struct.calcsize(fmt)
+        self._fill(size, what)
+        value: int | float | bool = struct.unpack_from(fmt, self.buffer, self.pos)[0]
+        self.pos += size
         return value
 
-    def count(self, what: str, item_size: int = 1) -> int:
+    def count(self, what: str, item_size: int = 1, cap: int | None = None) -> int:
         value = int(self.scalar("<Q", what))
-        if value * max(item_size, 1) > len(self.data) - self.at:
+        if value * max(item_size, 1) > self.limit - self.at:
             raise MalformedContainer(self.path, f"GGUF {what} of {value:,} cannot fit in the file")
+        if cap is not None and value > cap:
+            raise MalformedContainer(self.path, f"GGUF {what} of {value:,} is over the cap of {cap:,}")
         return value
 
     def string(self, what: str) -> str:
-        raw = self.take(self.count(f"{what} length"), what)
+        raw = self.take(self.count(f"{what} length", cap=MAX_STRING), what)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedContainer(self.path, f"GGUF {what} is not UTF-8") from None
 
-    def value(self, kind: int, what: str, depth: int = 0) -> object:
+    def value(self, kind: int, what: str) -> int | float | bool | str | None:
+        """A scalar or string value. An array is walked over, not kept (no reader needs its items): one of
+        scalars stands as a summary such as "[32 items]", one of strings or arrays as None."""
         if kind in _SCALARS:
             return self.scalar(_SCALARS[kind], what)
-        if kind == 8:
+        if kind == _STRING:
             return self.string(what)
-        if kind == 9 and depth < 4:
-            item_kind = int(self.scalar("<I", f"{what} item type"))
-            size = struct.calcsize(_SCALARS[item_kind]) if item_kind in _SCALARS else 8
-            items = self.count(f"{what} item count", size)
-            if item_kind in _SCALARS:  # skip scalar arrays in one step: vocabularies hold 100k+ items
-                self.take(items * size, what)
-                return f"[{items} items]"
-            return [self.value(item_kind, what, depth + 1) for _ in range(items)]
+        if kind == _ARRAY:
+            return self._array(what, 0)
         raise MalformedContainer(self.path, f"GGUF {what} has unknown value type {kind}")
+
+    def _array(self, what: str, depth: int) -> str | None:
+        item_kind = int(self.scalar("<I", f"{what} item type"))
+        if item_kind in _SCALARS:  # skipped in one step: vocabularies hold 100k+ items
+            items = self.count(f"{what} item count", _SIZES[item_kind])
+            self.skip(items * _SIZES[item_kind], what)
+            return f"[{items} items]"
+        if item_kind not in (_STRING, _ARRAY) or (item_kind == _ARRAY and depth + 1 >= MAX_NESTING):
+            raise MalformedContainer(self.path, f"GGUF {what} has unknown or too deeply nested item type {item_kind}")
+        items = self.count(f"{what} item count", 8 if item_kind == _STRING else 12)
+        self.items += items
+        if self.items > MAX_ITEMS:
+            raise MalformedContainer(
+                self.path, f"GGUF arrays hold over {MAX_ITEMS:,} strings or arrays in all; refusing the file"
+            )
+        if item_kind == _STRING:
+            self._skip_strings(items, what)
+        else:
+            for _ in range(items):
+                self._array(what, depth + 1)
+        return None
+
+    def _skip_strings(self, items: int, what: str) -> None:
+        """Walk over `items` strings: the hot loop of a vocabulary, kept to a few operations per string."""
+        unpack = _U64.unpack_from
+        for _ in range(items):
+            if self.pos + 8 > len(self.buffer):
+                self._fill(8, f"{what} item length")
+            (length,) = unpack(self.buffer, self.pos)
+            self.pos += 8
+            if self.pos + length <= len(self.buffer):
+                self.pos += length
+            elif length > MAX_STRING:
+                raise MalformedContainer(self.path, f"GGUF {what} item of {length:,} bytes is over the cap")
+            else:
+                self.skip(length, what)
+
+
+def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, dict[str, int | float | bool | str]]:
+    """Magic, version and counts checked; the key-values read: (tensor count, alignment, scalar values)."""
+    if cursor.take(4, "magic") != MAGIC:
+        raise MalformedContainer(path, "not a GGUF file (no GGUF magic)")
+    version = int(cursor.scalar("<I", "version"))
+    if version not in (2, 3):
+        raise MalformedContainer(path, f"GGUF version {version} is not supported (2 and 3 are)")
+    tensor_count = cursor.count("tensor count", 24, MAX_TENSORS)
+    kv_count = cursor.count("key-value count", 12, MAX_KEY_VALUES)
+    alignment = DEFAULT_ALIGNMENT
+    values: dict[str, int | float | bool | str] = {}
+    for _ in range(kv_count):
+        key = cursor.string("key")
+        value = cursor.value(int(cursor.scalar("<I", f"type of {key}")), key)
+        if key == "general.alignment":
+            if type(value) is not int or value <= 0 or value & (value - 1):
+                raise MalformedContainer(path, f"GGUF general.alignment {value!r} is not a power of two")
+            alignment = value
+        if value is not None:
+            values[key] = value
+    return tensor_count, alignment, values
+
+
+def read_key_values(stream: BinaryIO, file_size: int, path: str) -> dict[str, int | float | bool | str]:
+    """The scalar and string key-values of a GGUF file, typed, read within the same bounds as its layout."""
+    return _key_values(_Cursor(stream, path, file_size), path)[2]
 
 
 class GgufReader:
@@ -92,26 +210,9 @@ class GgufReader:
     def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
         from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # types and block sizes
 
-        stream.seek(0)
-        cursor = _Cursor(stream.read(min(file_size, HEADER_CAP)), path, file_size)
-        if cursor.take(4, "magic") != MAGIC:
-            raise MalformedContainer(path, "not a GGUF file (no GGUF magic)")
-        version = int(cursor.scalar("<I", "version"))
-        if version not in (2, 3):
-            raise MalformedContainer(path, f"GGUF version {version} is not supported (2 and 3 are)")
-        tensor_count = cursor.count("tensor count", 24)
-        kv_count = cursor.count("key-value count", 12)
-        alignment = DEFAULT_ALIGNMENT
-        metadata: dict[str, str] = {}
-        for _ in range(kv_count):
-            key = cursor.string("key")
-            value = cursor.value(int(cursor.scalar("<I", f"type of {key}")), key)
-            if key == "general.alignment":
-                if type(value) is not int or value <= 0 or value & (value - 1):
-                    raise MalformedContainer(path, f"GGUF general.alignment {value!r} is not a power of two")
-                alignment = value
-            if isinstance(value, str | int | float | bool):
-                metadata[key] = str(value)[:200]
+        cursor = _Cursor(stream, path, file_size)
+        tensor_count, alignment, values = _key_values(cursor, path)
+        metadata = {key: str(value)[:200] for key, value in values.items()}
         infos: list[tuple[str, tuple[int, ...], str, int, int]] = []
         for _ in range(tensor_count):
             name = cursor.string("tensor name")

@@ -13,6 +13,7 @@ import re
 import struct
 from typing import Any, BinaryIO
 
+from manifests.io import parse_cost
 from provenance.dtypes import DTYPE_BITS
 from provenance.errors import MalformedContainer, TruncatedContainer
 from provenance.formats.interface import Layout, TensorRecord
@@ -23,6 +24,10 @@ USIZE_MAX = 2**64 - 1  # sizes are 64-bit in the safetensors package; larger one
 _NEGATIVE_ZERO = re.compile(rb"-0(?![0-9.eE])")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 METADATA_KEY = "__metadata__"
+# What parsing a header may cost in Python objects (estimated by manifests.io.parse_cost): a header of
+# 100,000 tensors costs ~50 MB; a 100 MB header of `{"a": 0}` items would take gigabytes.
+PARSE_BUDGET = 256 << 20
+_OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
 
 
 class _DuplicateKey(ValueError):
@@ -89,6 +94,7 @@ def _parse_json(raw: bytes, path: str) -> Any:
     escapes and duplicate keys all pass it. The checks that cost a Python call per value run only when a
     cheap scan of the raw bytes says they may be needed.
     """
+    _check_cost(raw, path)
     hooks: dict[str, Any] = {
         "object_pairs_hook": _no_duplicates,
         "parse_constant": _reject_constant,
@@ -96,15 +102,30 @@ def _parse_json(raw: bytes, path: str) -> Any:
     }
     if _NEGATIVE_ZERO.search(raw):
         hooks["parse_int"] = _no_negative_zero
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
     try:
-        header = json.loads(raw.decode("utf-8"), **hooks)
-        if _SURROGATE_ESCAPE.search(raw):
+        text = raw.decode("utf-8")
+        del raw  # the caller holds no other reference: at most one copy of a 100 MB header at a time
+        header = json.loads(text, **hooks)
+        del text
+        if surrogates:
             _check_unicode(header)
     except _DuplicateKey as dup:
         raise MalformedContainer(path, f"key {str(dup)!r} appears twice in the header") from None
     except (UnicodeError, ValueError, RecursionError):
         raise MalformedContainer(path, "header is not valid UTF-8 JSON") from None
     return header
+
+
+def _check_cost(raw: bytes, path: str) -> None:
+    """Refuse, before parsing, headers that are not an object or whose parse would cost unbounded memory."""
+    if _OBJECT_START.match(raw) is None:
+        raise MalformedContainer(path, "header is not a JSON object")
+    cost = parse_cost(raw)
+    if cost > PARSE_BUDGET:
+        raise MalformedContainer(
+            path, f"header holds too many JSON values (~{cost >> 20:,} MiB to parse, over {PARSE_BUDGET >> 20} MiB)"
+        )
 
 
 def _position(record: TensorRecord) -> tuple[int, int]:

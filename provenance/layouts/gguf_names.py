@@ -10,6 +10,7 @@ sketched, so the comparison can tell a quantization of the release (`quantized`)
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,46 +102,31 @@ def _model_keys(path: Path, *, damaged: bool = False) -> _Keys | None:
     """What the mapping needs from the file's key-values: head counts, and whether llama.cpp recorded an
     importance matrix (`quantize.imatrix.*`), whose quantizers may move a level off the nearest. None for a
     damaged file whose key-values cannot be read."""
-    from gguf import GGUFReader, GGUFValueType
-
     from provenance.errors import MalformedContainer
+    from provenance.formats.gguf import read_key_values
 
-    try:
-        fields = GGUFReader(str(path)).fields
-    except (OSError, ValueError, IndexError, KeyError) as exc:
-        if damaged:  # cut short: the gguf package maps every tensor; the header alone says enough
-            return _header_keys(path)
-        raise MalformedContainer(path.name, f"its key-values cannot be read ({exc})") from None
-    integers = {GGUFValueType[k] for k in ("UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "UINT64", "INT64")}
-
-    def number(key: str) -> int | None:
-        field = fields.get(key)
-        if field is None:
-            return None
-        if not field.data or field.types != [field.types[0]] or field.types[0] not in integers:
-            raise MalformedContainer(path.name, f"{key} is not an integer")
-        return int(field.parts[field.data[0]][0])
-
-    weighted = any(key.startswith("quantize.imatrix.") for key in fields)
-    return _checked(path, number(HEADS), number(KV_HEADS), weighted)
-
-
-def _header_keys(path: Path) -> _Keys | None:
-    """The head counts from the header of a file cut short, read by this project's GGUF reader (which
-    keeps values as text: a cut-short file is read leniently, None when its header cannot be read)."""
-    from provenance.errors import ProvenanceError
-    from provenance.formats.gguf import GgufReader
-
+    # This project's reader, not the gguf package's: GGUFReader builds numpy objects for every array item
+    # of a hostile header (millions of key-values or strings), where this one is bounded.
     try:
         with open(path, "rb") as stream:
-            metadata = GgufReader().read_layout(stream, path.stat().st_size, path.name).metadata
-    except (OSError, ProvenanceError):
-        return None
-    heads, kv_heads = (metadata.get(key, "") for key in (HEADS, KV_HEADS))
-    weighted = any(key.startswith("quantize.imatrix.") for key in metadata)
-    return _checked(
-        path, int(heads) if heads.isdigit() else None, int(kv_heads) if kv_heads.isdigit() else None, weighted
-    )
+            values = read_key_values(stream, os.fstat(stream.fileno()).st_size, path.name)
+    except MalformedContainer:
+        if damaged:  # a file cut short inside its header: its key-values say nothing
+            return None
+        raise
+    except OSError as exc:
+        raise MalformedContainer(path.name, f"its key-values cannot be read ({exc.strerror})") from None
+
+    def number(key: str) -> int | None:
+        value = values.get(key)
+        if value is None:
+            return None
+        if type(value) is not int:
+            raise MalformedContainer(path.name, f"{key} is not an integer")
+        return value
+
+    weighted = any(key.startswith("quantize.imatrix.") for key in values)
+    return _checked(path, number(HEADS), number(KV_HEADS), weighted)
 
 
 def _checked(path: Path, heads: int | None, kv_heads: int | None, weighted: bool) -> _Keys:

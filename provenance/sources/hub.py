@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from provenance.errors import HubError, UnsafePath
 from provenance.paths import check_relative
@@ -24,6 +24,9 @@ from provenance.paths import check_relative
 PREFIX = "hf://"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 STREAM_CHUNK = 4 << 20
+# Seconds a whole request may take, however steadily the server drips bytes (the read timeout alone
+# lets one byte every 20 s hold a request forever); for a stream, each STREAM_CHUNK of its body.
+TOTAL_TIMEOUT = 300.0
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 T = TypeVar("T")
 
@@ -82,12 +85,14 @@ class Hub:
         retries: int = 3,
         backoff: float = 0.25,
         timeout: float = 60.0,
+        total: float = TOTAL_TIMEOUT,
     ) -> None:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self._gate = threading.BoundedSemaphore(max(1, in_flight))
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout  # seconds a request may wait for the server; a silent server is an error
+        self.total = total  # seconds a whole request may take (a chunk of a stream): a dripping server too
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
@@ -107,7 +112,11 @@ class Hub:
             self._count(repo_id, requests=1)
             try:
                 with self._gate:
-                    return call()
+                    return self._within(call)
+            except _TooSlow:
+                raise HubError(
+                    f"{what}: the hub at {self.endpoint} did not finish answering within {self.total:g} s; retry later"
+                ) from None
             except (httpx2.TransportError, _Transient) as exc:
                 failure: Exception = exc
             except HfHubHTTPError as exc:
@@ -129,6 +138,46 @@ class Hub:
         raise HubError(
             f"{what}: the hub at {self.endpoint} failed {self.retries + 1} times ({_short(failure)}); retry later"
         )
+
+    def _within(self, call: Callable[[], T]) -> T:
+        """Run `call` with a total time limit: in a daemon thread, abandoned if it has not finished in time.
+
+        httpx's timeouts bound each read, not the request. The abandoned thread reads on until the server
+        stops or its next read times out; the bodies read here stop at their own deadline too (_read_body).
+        """
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, call()))
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="hub-request", daemon=True).start()
+        if not done.wait(self.total):
+            raise _TooSlow
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return cast(T, value)
+
+    def _read_body(self, response: Any, limit: int | None) -> Iterator[bytes]:
+        """A body in chunks of STREAM_CHUNK, each of which must arrive within the total time limit."""
+        deadline = time.monotonic() + self.total
+        pending = bytearray()
+        for piece in response.iter_bytes():
+            pending += piece
+            if len(pending) >= STREAM_CHUNK or (limit is not None and len(pending) > limit):
+                yield bytes(pending)
+                pending.clear()
+                deadline = time.monotonic() + self.total
+            elif time.monotonic() > deadline:
+                raise _TooSlow
+        if pending:
+            yield bytes(pending)
 
     def snapshot(self, ref: RepoRef) -> HubSnapshot:
         """The repository's files with sizes and claimed sha256, at the revision's current commit."""
@@ -194,7 +243,7 @@ class Hub:
                 if response.status_code != 206:
                     raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
                 body = bytearray()
-                for chunk in response.iter_bytes(STREAM_CHUNK):
+                for chunk in self._read_body(response, end - start):
                     body += chunk
                     if len(body) > end - start:
                         break  # more than was asked for: never held beyond one chunk
@@ -235,6 +284,11 @@ class Hub:
                 yield from self._body(response, repo_id, snapshot, path, size)
         except HubError:
             raise
+        except _TooSlow:
+            raise HubError(
+                f"{snapshot.ref}: {path}: the server sent under {STREAM_CHUNK >> 20} MiB in {self.total:g} s; "
+                "retry later"
+            ) from None
         except Exception as exc:
             raise HubError(f"{snapshot.ref}: {path}: the download broke off ({_short(exc)}); retry later") from None
         finally:
@@ -242,7 +296,7 @@ class Hub:
 
     def _body(self, response: Any, repo_id: str, snapshot: HubSnapshot, path: str, size: int | None) -> Iterator[bytes]:
         received = 0
-        for chunk in response.iter_bytes(STREAM_CHUNK):
+        for chunk in self._read_body(response, size):
             self._count(repo_id, received=len(chunk))
             received += len(chunk)
             if size is not None and received > size:
@@ -275,6 +329,10 @@ def _checked(ref: RepoRef, path: str, size: object, sha256: object) -> tuple[int
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise HubError(f"{ref}: the hub gives {path} the sha256 {str(sha256)[:80]!r}, which is not 64 lowercase hex")
     return size, sha256
+
+
+class _TooSlow(Exception):
+    """A request, or a chunk of a stream, not finished within the total time limit: not retried."""
 
 
 class _Transient(Exception):
