@@ -1,0 +1,47 @@
+"""The README's example of the extra-file rule is the tool's real output: run its commands and compare."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "model"
+
+
+def _block_after(heading: str) -> str:
+    """The first console block of a README section."""
+    text = README.read_text()
+    section = text[text.index(heading) :]
+    match = re.search(r"```\n(\$ provenance .*?)```\n", section, re.S)
+    assert match is not None, f"no console block under {heading!r}"
+    return match.group(1)
+
+
+def test_green_verdict_example_is_real_output(
+    run_cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = run_cli
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(GOLDEN, tmp_path / "release")
+    made = run("fingerprint", "release", "-o", "release.manifest.json")
+    assert made.code == 0
+    shutil.copytree(tmp_path / "release", tmp_path / "download")
+    (tmp_path / "download" / "modeling_llama.py").write_text("x=1\n")
+
+    block = _block_after("## What a green verdict means")
+    expected = re.split(r"^\$ provenance ", block, flags=re.M)[1:]
+    assert len(expected) == 2
+    codes = []
+    for shown in expected:
+        command, _, output = shown.partition("\n")
+        result = run(*command.split(), "-q")
+        assert result.out == output, command
+        codes.append(result.code)
+    assert codes == [1, 0]
