@@ -31,10 +31,11 @@ from typing import Any
 from blake3 import blake3
 
 from provenance.dtypes import DTYPE_BITS
-from provenance.errors import FileChanged, MalformedContainer, TruncatedContainer, UnreadableInput
+from provenance.errors import FileChanged, MalformedContainer, RefusedContainer, TruncatedContainer, UnreadableInput
 from provenance.fingerprint import FileFingerprint, TensorFingerprint, role_of
 from provenance.formats.detect import reader_for
 from provenance.formats.interface import Layout, ViewRecord
+from provenance.formats.unpickler import DisallowedGlobal
 from provenance.merkle import PiecesHasher
 from provenance.sketch import FLOAT_DTYPES, SketchBuilder
 
@@ -188,12 +189,15 @@ def hash_file(
             try:
                 layout = reader.read_layout(stream, size, path)
                 _check_views(layout, size, path)
-            except MalformedContainer as exc:
+            except (MalformedContainer, DisallowedGlobal) as exc:
                 if strict:
                     raise
                 if progress:
                     progress(size)
-                return FileFingerprint(path, size, role, format=reader.name, error=exc.reason)
+                if isinstance(exc, DisallowedGlobal):  # a pickle that would run code: named, and a change
+                    return FileFingerprint(path, size, role, format=reader.name, error="refused", hazard=str(exc))
+                hazard = exc.reason if isinstance(exc, RefusedContainer) else None  # deliberate, not damage
+                return FileFingerprint(path, size, role, format=reader.name, error=exc.reason, hazard=hazard)
             parts = _PartHashers(layout, 1 if plan.pieces else threads, plan.sketches)
             if layout.expected_size != size:
                 expected = layout.expected_size

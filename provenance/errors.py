@@ -25,6 +25,12 @@ class MalformedContainer(ProvenanceError):
         self.reason = reason
 
 
+class RefusedContainer(MalformedContainer):
+    """A well-formed weights file holding a construct a loader applies that this tool does not model (a
+    PyTorch rebuild argument that changes values, zip names a loader matches otherwise): refused, and in a
+    download a change, not damage."""
+
+
 class TruncatedContainer(MalformedContainer):
     """A weights file that ends before its own header says it should."""
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from provenance.engine import HashPlan, file_sizes, hash_file, hash_files
+from provenance.engine import HashPlan, file_sizes, hash_files
 from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, IndexEntry, Role, ShardIndex, role_of
 from provenance.formats.detect import is_weights_file
-from provenance.formats.unpickler import ALLOWED, PICKLE_CAP, DisallowedGlobal, list_globals
+from provenance.formats.unpickler import ALLOWED, PICKLE_CAP, list_globals
 from provenance.paths import DEFAULT_IGNORE, list_files
 
 INDEX_CAP = 64 << 20  # a shard index larger than this is not read for its weight map
@@ -44,25 +44,10 @@ def _run(
         progress.begin(sum(sizes.values()), label)
         advance = progress.advance
     try:
-        try:
-            return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes)
-        except DisallowedGlobal:
-            if strict:
-                raise
-        # A download holding a pickle that names a disallowed global: the others are read again one by one,
-        # so that the refused file is reported (with what it would import) instead of stopping the check.
-        return [_refusable(root, path, plan, advance) for path, plan in jobs]
+        return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes)
     finally:
         if progress is not None:
             progress.end()
-
-
-def _refusable(root: Path, path: str, plan: HashPlan, advance: Callable[[int], None] | None) -> FileFingerprint:
-    try:
-        return hash_file(root, path, plan, strict=False, progress=advance)
-    except DisallowedGlobal as exc:
-        size = (root / path).stat().st_size
-        return FileFingerprint(path, size, Role.WEIGHTS, format="torch", error="refused", hazard=str(exc))
 
 
 def fingerprint_plan(piece_length: int = 0, sketches: bool = False) -> Callable[[str], HashPlan]:

@@ -344,7 +344,7 @@ def test_verify_refuses_a_case_collision_against_the_genuine_manifest(run_cli: R
     _genuine_and_manifest(run_cli, tmp_path)
     pkl = state_dict(w=v2(storage("a", 4), (4,), (1,)))
     _put_candidate(tmp_path, archive(pkl, {"A": OTHER, "a": FOUR}))
-    assert _verify_code(run_cli, tmp_path) == (1, "incomplete")
+    assert _verify_code(run_cli, tmp_path) == (1, "modified")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_verify_refuses_a_build_rewritten_tensor_against_the_genuine_manifest(ru
     _genuine_and_manifest(run_cli, tmp_path)
     build = PLAIN + tup(storage("0", 4), num(0), ints((4,)), ints((1,))) + b"b"
     _put_candidate(tmp_path, archive(state_dict(w=build)))
-    assert _verify_code(run_cli, tmp_path) == (1, "incomplete")
+    assert _verify_code(run_cli, tmp_path) == (1, "modified")
 
 
 def test_verify_refuses_negated_values_against_the_genuine_manifest(run_cli: Run, tmp_path: Path) -> None:
@@ -410,7 +410,7 @@ def test_verify_refuses_negated_values_against_the_genuine_manifest(run_cli: Run
     _put_candidate(
         tmp_path, archive(state_dict(w=v2(storage("0", 4), (4,), (1,), metadata=mapping([(uni("neg"), TRUE)]))))
     )
-    assert _verify_code(run_cli, tmp_path) == (1, "incomplete")
+    assert _verify_code(run_cli, tmp_path) == (1, "modified")
 
 
 def _genuine_and_manifest(run_cli: Run, tmp_path: Path) -> None:
@@ -426,10 +426,11 @@ def _put_candidate(tmp_path: Path, data: bytes) -> None:
 
 def _verify_code(run_cli: Run, tmp_path: Path) -> tuple[int, str]:
     """`verify --json` of the candidate against the genuine file's manifest: exit code and verdict, the refused
-    file reported corrupt with the reader's one line (the comparison calls a corrupt shard incomplete)."""
+    file reported modified (a deliberate construct, not damage) with the reader's one line."""
     result = run_cli("verify", tmp_path / "cand", "--manifest", tmp_path / "m.json", "--json", "-q")
     report = json.loads(result.out)
-    assert {f["name"]: f["status"] for f in report["files"]}["pytorch_model.bin"] == "corrupt"
+    assert {f["name"]: f["status"] for f in report["files"]}["pytorch_model.bin"] == "modified"
+    assert any(r.startswith("pytorch_model.bin refused: ") for r in report["reasons"]), report["reasons"]
     return result.code, report["verdict"]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from provenance.dtypes import DTYPE_BITS
-from provenance.errors import MalformedContainer
+from provenance.errors import MalformedContainer, RefusedContainer
 from provenance.formats.interface import Layout, TensorRecord, ViewRecord
 from provenance.formats.torch_legacy import is_legacy, read_legacy
 from provenance.formats.torch_zip import is_zip, read_archive
@@ -21,6 +21,7 @@ from provenance.formats.unpickler import (
     ALLOWED,
     PICKLE_CAP,
     DisallowedGlobal,
+    RefusedPickle,
     TensorRef,
     UnreadablePickle,
     checked_tensor,
@@ -102,7 +103,8 @@ class TorchReader:
                 (name, checked_tensor(leaf) if type(leaf) is TensorRef else leaf) for name, leaf in walk_tensors(tree)
             ]
         except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
-            raise MalformedContainer(path, str(exc).removeprefix(f"{path}: ")) from None
+            refused = RefusedContainer if isinstance(exc, RefusedPickle) else MalformedContainer
+            raise refused(path, str(exc).removeprefix(f"{path}: ")) from None
         candidates: list[TensorRecord] = []
         views: list[ViewRecord] = []
         metadata: dict[str, str] = {}

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from provenance.errors import MalformedContainer, TruncatedContainer
+from provenance.errors import MalformedContainer, RefusedContainer, TruncatedContainer
 
 LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -86,7 +86,7 @@ def read_archive(stream: BinaryIO, file_size: int, path: str) -> TorchArchive:
         other = folded.setdefault(entry.folded, index)
         other = other if other != index else casefolded.setdefault(info.filename.casefold(), index)
         if other != index:
-            raise MalformedContainer(
+            raise RefusedContainer(
                 path,
                 f"zip entries {infos[other].filename!r} and {info.filename!r} are one name to torch, which matches "
                 "names ignoring case (or the same name twice): readers would disagree",

@@ -99,9 +99,14 @@ class UnreadablePickle(ProvenanceError):
     """A pickle that is damaged or builds something a checkpoint never holds."""
 
 
+class RefusedPickle(UnreadablePickle):
+    """A readable pickle asking torch to apply something this tool does not model (values torch would change,
+    a stand-in rewritten after it was checked): deliberate, not damage."""
+
+
 def _refuse_build(self: object, state: object) -> None:
     """BUILD (setstate) on a stand-in would rewrite what was checked: no checkpoint torch writes does it."""
-    raise UnreadablePickle(
+    raise RefusedPickle(
         f"the pickle rewrites a {type(self).__name__} with BUILD, which torch.save never writes; the file is refused"
     )
 
@@ -160,7 +165,7 @@ class _StandIn:
         return self._call(*args)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise UnreadablePickle(f"the pickle sets {name!r} on {self._name}; the file is refused")
+        raise RefusedPickle(f"the pickle sets {name!r} on {self._name}; the file is refused")
 
     def __repr__(self) -> str:
         return self._name
@@ -235,12 +240,12 @@ def _extras(hooks: Any, metadata: Any) -> None:
     """Backward hooks and tensor metadata torch applies: metadata sets the negative or conjugate bit, so that
     torch.load returns other values than the bytes hold; torch.save writes neither for a plain tensor."""
     if not _empty(metadata):
-        raise UnreadablePickle(
+        raise RefusedPickle(
             f"a tensor carries metadata {describe(metadata)} (negative or conjugate bits change the values "
             "torch.load returns); this tool does not model it and refuses the file"
         )
     if not _empty(hooks):
-        raise UnreadablePickle("a tensor carries backward hooks, which torch.save never writes; the file is refused")
+        raise RefusedPickle("a tensor carries backward hooks, which torch.save never writes; the file is refused")
 
 
 def _rebuild_tensor(*args: Any) -> TensorRef:
@@ -283,7 +288,7 @@ def _rebuild_parameter_with_state(*args: Any) -> TensorRef:
     data, requires_grad, hooks, state = args
     parts = state if type(state) is tuple and len(state) == 2 else (state,)
     if not all(_empty(part) for part in parts):
-        raise UnreadablePickle(
+        raise RefusedPickle(
             f"a parameter carries state {describe(state)}, which torch.load sets on it (it can replace its "
             "data); this tool does not model it and refuses the file"
         )
@@ -355,7 +360,7 @@ def zip_storages() -> Callable[[Any], StorageRef]:
             raise UnreadablePickle(f"unexpected storage description {describe(pid)}")
         ref = StorageRef(key, kind.dtype, _count(numel, "a storage's element count"))
         if declared.setdefault(key, ref) != ref:
-            raise UnreadablePickle(f"storage {describe(key)} is declared twice, differently (torch uses the first)")
+            raise RefusedPickle(f"storage {describe(key)} is declared twice, differently (torch uses the first)")
         return ref
 
     return storage
@@ -470,7 +475,7 @@ def load_next(stream: io.BytesIO, source: str, persistent: Callable[[Any], Any] 
     except DisallowedGlobal:
         raise
     except UnreadablePickle as exc:  # from the checks and stand-ins, which do not know the file's name
-        raise UnreadablePickle(f"{source}: {exc}") from None
+        raise type(exc)(f"{source}: {exc}") from None
     except RecursionError:
         raise UnreadablePickle(f"{source}: the pickle nests too deeply") from None
     except (
