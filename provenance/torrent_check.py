@@ -13,7 +13,8 @@ import hashlib
 from blake3 import blake3
 
 from provenance.collisions import colliding_paths, collision_reason, mark_collisions
-from provenance.fingerprint import Checkpoint, FileFingerprint, Role
+from provenance.compare import is_inert
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.paths import DEFAULT_IGNORE, is_ignored
 from provenance.report import FileResult, FileStatus, Report, Verdict
@@ -114,8 +115,12 @@ def _decide(
     for f in files:
         by_status.setdefault(f.status, []).append(f.name)
     reasons: list[str] = [collision_reason(clashes)] if clashes else []
+    # Added files a loader or framework may pick up (code, configs, templates): the release has none of them.
+    picked = [f.path for f in extra if not is_inert(f.path) and role_of(f.path, is_weights_file(f.path)) is Role.OTHER]
+    if picked:
+        reasons.append(f"the torrent adds {len(picked)} file(s) a loader may pick up: {', '.join(picked[:3])}")
     changed = by_status.get(FileStatus.MODIFIED, [])
-    if changed or clashes:
+    if changed or clashes or picked:
         clashed = {name for pair in clashes for name in pair}
         reasons.extend(
             f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED and f.name not in clashed
@@ -124,14 +129,15 @@ def _decide(
     missing = by_status.get(FileStatus.MISSING, [])
     if missing:
         reasons.append(f"the torrent lacks {len(missing)} file(s) of the release: {', '.join(missing[:3])}")
-    added_weights = [f.path for f in extra if is_weights_file(f.path)]
+    added_weights = [f.path for f in extra if role_of(f.path, is_weights_file(f.path)) is not Role.OTHER]
     unknown = by_status.get(FileStatus.UNDECIDED, [])
     sizeless = {f.path for f in reference.files if f.size is None}
     agree = "name, and in size where the manifest records one" if sizeless & set(unknown) else "name and size"
     if unknown or added_weights:
         if added_weights:
             reasons.append(
-                f"the torrent adds weights file(s) the release does not have: {', '.join(added_weights[:3])}"
+                f"the torrent adds weights or index file(s) the release does not have, whose content only the "
+                f"download can show: {', '.join(added_weights[:3])}"
             )
         if unknown and torrent.infohash_v2 is None:
             reasons.append(

@@ -441,7 +441,7 @@ def test_a_piece_layer_named_by_many_files_is_checked_once(release_manifest: Pat
     torrent = tmp_path / "shared.torrent"
     torrent.write_bytes(_shared_layer_bomb())
     result = _bounded_torrent(torrent, release_manifest)
-    assert (result.code, json.loads(result.out)["verdict"]) == (1, "incomplete"), result.err[-400:]
+    assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified"), result.err[-400:]  # files added
 
 
 @pytest.mark.parametrize(
@@ -483,3 +483,29 @@ def test_a_download_with_names_colliding_under_case_folding_is_modified(
     (copy_of_release / "notes.md").write_text("a different name is no collision\n")
     result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (0, "identical")  # an inert file beside the release
+
+
+@pytest.mark.parametrize(
+    ("added", "verdict", "code"),
+    [
+        ("modeling_llama.py", "modified", 1),
+        ("chat_template.jinja", "modified", 1),
+        ("optimizer.pkl", "modified", 1),
+        ("extra.safetensors", "undecided", 1),
+        ("NOTES.md", "identical", 0),
+    ],
+)
+def test_a_v2_torrent_adding_files_follows_the_extra_file_rule(
+    run_cli: Run, copy_of_release: Path, v2_reference: Path, tmp_path: Path, added: str, verdict: str, code: int
+) -> None:
+    """Code, templates and pickles a loader may pick up: modified; weights whose content only the download can
+    show: undecided; an inert file is listed only."""
+    from tests.test_torrent import write_torrent
+
+    (copy_of_release / added).write_bytes(b"payload\n")
+    result = run_cli("torrent", write_torrent(tmp_path, copy_of_release, "v2"), "--manifest", v2_reference, "--json")
+    document = json.loads(result.out)
+    assert (result.code, document["verdict"]) == (code, verdict)
+    assert {f["name"]: f["status"] for f in document["files"]}[added] == "extra"
+    if verdict == "modified":
+        assert document["reasons"] == [f"the torrent adds 1 file(s) a loader may pick up: {added}"]

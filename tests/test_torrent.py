@@ -237,7 +237,9 @@ def test_missing_and_extra_files_in_a_torrent(
     added = run_cli("torrent", write_torrent(tmp_path, copy_of_release, "v2", "added"), "--manifest", v2_manifest)
     assert added.code == 1
     assert "verdict: undecided" in added.out
-    assert "adds weights file(s) the release does not have: extra.safetensors" in added.out
+    assert "adds weights or index file(s) the release does not have, whose content only the download can show: " + (
+        "extra.safetensors"
+    ) in added.out.replace("\n", " ")
 
 
 def test_single_file_torrent_against_a_single_file_manifest(run_cli: Run, release_dir: Path, tmp_path: Path) -> None:
@@ -427,12 +429,18 @@ def test_torrent_of_the_llama_layout_against_the_registry(run_cli: Run, tmp_path
     result = run_cli("torrent", write_torrent(tmp_path, folder, "v1"), "--manifest", "llama-1-7b", "--json")
     assert result.code == 1
     document = as_json(result)
-    assert document["verdict"] == "undecided"
+    assert document["verdict"] == "modified"  # the download script is code the release's manifest does not list
+    assert document["reasons"][0] == "the torrent adds 1 file(s) a loader may pick up: llama.sh"
     files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
     assert files["tokenizer.model"] == ("undecided", "same size; content unknown until downloaded")
     assert files["7B/params.json"] == ("undecided", "the reference records no size; name only")
     assert files["7B/consolidated.00.pth"] == ("missing", None)
     assert files["llama.sh"] == ("extra", None)
+    (folder / "llama.sh").unlink()
+    plain = write_torrent(tmp_path, folder, "v1", "no-script")
+    result = run_cli("torrent", plain, "--manifest", "llama-1-7b", "--json")
+    document = as_json(result)
+    assert (result.code, document["verdict"]) == (1, "undecided")
     assert any("in size where the manifest records one" in r for r in document["reasons"])
     assert any(
         r == "the torrent lacks 1 file(s) of the release: 7B/consolidated.00.pth" for r in document["reasons"]
