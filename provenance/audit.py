@@ -17,16 +17,16 @@ from typing import NamedTuple
 
 from blake3 import blake3
 
-from provenance.compare import compare, file_status_of
+from provenance.compare import compare, file_status_of, is_inert
 from provenance.engine import HashPlan, hash_chunks, hash_file
 from provenance.errors import MalformedContainer
-from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
+from provenance.fingerprint import Checkpoint, FileFingerprint, Role, ShardIndex, TensorFingerprint, role_of
 from provenance.formats.detect import is_weights_file, reader_for
 from provenance.formats.safetensors import HEADER_CAP, SafetensorsReader
 from provenance.merkle import piece_hash
 from provenance.paths import DEFAULT_IGNORE, is_ignored
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
-from provenance.scan import plan_against
+from provenance.scan import INDEX_CAP, parse_index, plan_against
 from provenance.sources.hub import Hub, HubFile, HubSnapshot, RepoRef
 
 HEAD_GUESS = 16 << 10  # first range request for a safetensors header; a longer one takes a second request
@@ -113,7 +113,23 @@ def _full(hub: Hub, snapshot: HubSnapshot, offered: list[HubFile], reference: Ch
             files.append(streamed)
         else:  # a file the reference does not know and that cannot hold its tensors: listed, not read
             files.append(FileFingerprint(f.path, f.size, role_of(f.path, is_weights_file(f.path))))
-    return compare(reference, Checkpoint(tuple(files)), reference_label=label, evidence=EVIDENCE_FULL)
+    indexes = tuple(_index(hub, snapshot, f, offered) for f in offered if role_of(f.path, False) is Role.INDEX)
+    weight_map = {e.tensor: e.path for index in indexes for e in index.entries if e.path is not None}
+    candidate = Checkpoint(tuple(files), weight_map=weight_map, indexes=indexes)
+    return compare(reference, candidate, reference_label=label, evidence=EVIDENCE_FULL)
+
+
+def _index(hub: Hub, snapshot: HubSnapshot, f: HubFile, offered: list[HubFile]) -> ShardIndex:
+    """A mirror's shard index, read whole (it is small and capped): a loading instruction to check."""
+    if f.size is not None and f.size > INDEX_CAP:
+        return ShardIndex(f.path, error=f"larger than {INDEX_CAP >> 20} MiB, not read")
+    data = bytearray()
+    for chunk in hub.stream(snapshot, f.path, f.size):
+        data += chunk
+        if len(data) > INDEX_CAP:
+            return ShardIndex(f.path, error=f"larger than {INDEX_CAP >> 20} MiB, not read")
+    present = {g.path for g in offered}
+    return parse_index(f.path, bytes(data), present.__contains__)
 
 
 def stream_fingerprint(hub: Hub, snapshot: HubSnapshot, f: HubFile, plan: HashPlan) -> FileFingerprint:
@@ -433,9 +449,13 @@ def _decide(reference: Checkpoint, audit: _Audit, extra: Iterable[HubFile]) -> V
         or f.name in audit.settled
         or f.detail == "sampled bytes differ from the release"
     ]
-    if changed_tensors or plain_changes:
+    # Added files a loader or framework may pick up (code, configs, templates): the release has none of them.
+    picked = [f.path for f in extra if not is_inert(f.path) and role_of(f.path, is_weights_file(f.path)) is Role.OTHER]
+    if changed_tensors or plain_changes or picked:
         for f in plain_changes:
             audit.reasons.insert(0, f"{f.name}: {f.detail}")
+        if picked:
+            audit.reasons.append(f"the mirror adds {len(picked)} file(s) a loader may pick up: {', '.join(picked[:3])}")
         return Verdict.MODIFIED
     missing = [t for t in audit.tensors if t.status is TensorStatus.MISSING]
     lost = [f for f in files if f.status in (FileStatus.MISSING, FileStatus.CORRUPT) and f.role != Role.INDEX.value]
@@ -447,7 +467,16 @@ def _decide(reference: Checkpoint, audit: _Audit, extra: Iterable[HubFile]) -> V
         audit.reasons.append(f"{len(missing)} tensor(s) removed: {', '.join(t.name for t in missing[:3])}")
         return Verdict.MODIFIED
     undecided = [f for f in files if f.status is FileStatus.UNDECIDED]
-    if moved or undecided or added_weights:
+    # A shard index is a loading instruction: one that is not the release's byte for byte is read under --full.
+    indexes = [
+        f.name for f in files if f.role == Role.INDEX.value and f.status in (FileStatus.MODIFIED, FileStatus.EXTRA)
+    ]
+    if moved or undecided or added_weights or indexes:
+        if indexes:
+            audit.reasons.append(
+                f"the mirror's shard index ({', '.join(indexes[:3])}) is not the release's: --full reads it and "
+                "decides where it sends each tensor"
+            )
         if moved:
             audit.reasons.append(
                 "the weights differ from the release's files in bytes or layout but not in their tensor table: "

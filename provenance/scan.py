@@ -153,8 +153,20 @@ def _read_index(root: Path, path: str) -> ShardIndex:
     try:
         if full.stat().st_size > INDEX_CAP:
             return ShardIndex(path, error=f"larger than {INDEX_CAP >> 20} MiB, not read")
-        document = json.loads(full.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        data = full.read_bytes()
+    except OSError:
+        return ShardIndex(path, error="not valid JSON")
+    return parse_index(path, data, lambda joined: (root / joined).is_file())
+
+
+def parse_index(path: str, data: bytes, exists: Callable[[str], bool]) -> ShardIndex:
+    """A shard index's entries from its bytes (on disk or from a hub), each resolved as transformers resolves
+    it: the index's folder joined with the name written; `exists` says whether a file is at a resolved path."""
+    if len(data) > INDEX_CAP:
+        return ShardIndex(path, error=f"larger than {INDEX_CAP >> 20} MiB, not read")
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
         return ShardIndex(path, error="not valid JSON")
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict):
@@ -168,6 +180,5 @@ def _read_index(root: Path, path: str) -> ShardIndex:
         inside = (
             not posixpath.isabs(target) and joined != ".." and not joined.startswith("../") and "\x00" not in target
         )
-        on_disk = inside and (root / joined).is_file()
-        entries.append(IndexEntry(tensor, target, joined if inside else None, on_disk))
+        entries.append(IndexEntry(tensor, target, joined if inside else None, inside and exists(joined)))
     return ShardIndex(path, tuple(entries))

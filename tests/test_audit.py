@@ -380,3 +380,36 @@ def test_cache_audit_of_a_damaged_cache(
     a_file.write_text("x")
     result = run_cli("audit", "cache", "--cache-dir", a_file)
     assert result.code == 2 and result.err.startswith("error: ") and result.err.count("\n") == 1
+
+
+def test_a_mirror_adding_code_is_modified_from_metadata_and_in_full(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path
+) -> None:
+    """Files a framework may pick up (here remote code) are part of what loads: the release has none."""
+    hub.add_repo("org/code", {**files_of(release_dir), "modeling_llama.py": b"import os\n", "NOTES.md": b"hi\n"})
+    code, document = audit_json(run_cli, "hf://org/code", "--manifest", release_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert "the mirror adds 1 file(s) a loader may pick up: modeling_llama.py" in document["reasons"]
+    code, full = audit_json(run_cli, "hf://org/code", "--manifest", release_manifest, "--full")
+    assert (code, full["verdict"]) == (1, "modified")
+    assert "1 file added: modeling_llama.py" in full["reasons"]
+
+
+def test_a_mirror_whose_index_redirects_a_tensor(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path
+) -> None:
+    """The weights are the release's bytes, but the index sends a tensor to a shard that does not hold it:
+    metadata cannot tell where a loader goes; --full reads the index and says modified."""
+    files = files_of(release_dir)
+    index_name = next(name for name in files if name.endswith(".index.json"))
+    index = json.loads(files[index_name])
+    tensor, shard = next(iter(index["weight_map"].items()))
+    index["weight_map"][tensor] = next(s for s in sorted(set(index["weight_map"].values())) if s != shard)
+    hub.add_repo("org/redirect", {**files, index_name: json.dumps(index).encode()})
+    code, document = audit_json(run_cli, "hf://org/redirect", "--manifest", release_manifest)
+    assert (code, document["verdict"]) == (1, "undecided")
+    said = f"the mirror's shard index ({index_name}) is not the release's"
+    assert any(r.startswith(said) for r in document["reasons"])
+    code, full = audit_json(run_cli, "hf://org/redirect", "--manifest", release_manifest, "--full")
+    assert (code, full["verdict"]) == (1, "modified")
+    assert any(r.startswith(f"{index_name} sends 1 tensor where a loader would not load") for r in full["reasons"])
