@@ -7,7 +7,8 @@ import fnmatch
 import os
 import posixpath
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from provenance.errors import UnreadableInput, UnsafePath
@@ -87,20 +88,11 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def list_files(
-    target: Path,
-    *,
-    allow_symlinks: bool = False,
-    ignore: tuple[str, ...] = DEFAULT_IGNORE,
-    exclude: frozenset[Path] = frozenset(),
-    patterns: tuple[str, ...] = (),
-    left_out: list[str] | None = None,
-) -> tuple[Path, list[str]]:
-    """The files of a checkpoint (see _list_files), with one clear error for a folder that cannot be walked."""
+@contextmanager
+def _walk_errors(target: Path) -> Iterator[None]:
+    """One clear error for a folder that cannot be walked, instead of an OSError's traceback."""
     try:
-        return _list_files(
-            target, allow_symlinks=allow_symlinks, ignore=ignore, exclude=exclude, patterns=patterns, left_out=left_out
-        )
+        yield
     except RuntimeError:  # pathlib's "Symlink loop from ..." (Python < 3.13)
         raise UnsafePath(f"a symlink in {_shown(target)} loops back on itself; remove it and retry") from None
     except OSError as exc:  # a path longer than PATH_MAX, a folder that cannot be listed
@@ -119,7 +111,7 @@ def _raise(error: OSError) -> None:
     raise error
 
 
-def _list_files(
+def list_files(
     target: Path,
     *,
     allow_symlinks: bool = False,
@@ -136,43 +128,44 @@ def _list_files(
     when it sits inside the checkpoint) are left out, and so is ALWAYS_LEFT_OUT. Files matching the
     user's `patterns` (--ignore) are left out too, and appended to `left_out` so the report can list them.
     """
-    ignore = (*ignore, *ALWAYS_LEFT_OUT)
-    if not target.exists():
-        raise UnreadableInput(f"{target} does not exist; give the checkpoint's directory or file")
-    if target.is_file():
-        return target.parent, [target.name]
-    if not target.is_dir():
-        raise UnreadableInput(f"{target} is neither a file nor a directory")
-    root = target.resolve()
-    excluded = {p.resolve() for p in exclude}
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in ignore)
-        for dirname in dirnames:
-            if (Path(dirpath) / dirname).is_symlink():
-                raise UnsafePath(
-                    f"{Path(dirpath) / dirname} is a symlinked directory, which is not followed; "
-                    "copy or link the files themselves"
-                )
-        for filename in filenames:
-            rel = (rel_dir / filename).as_posix()
-            full = Path(dirpath) / filename
-            _check_name(rel)
-            if rel in ignore or full.resolve() in excluded:
-                continue
-            if patterns and set_aside(rel, patterns):
-                if left_out is not None:
-                    left_out.append(rel)
-                continue
-            if full.is_symlink():
-                _check_link(full, root, allow_symlinks)
-                if not full.resolve().is_file():
+    with _walk_errors(target):
+        ignore = (*ignore, *ALWAYS_LEFT_OUT)
+        if not target.exists():
+            raise UnreadableInput(f"{target} does not exist; give the checkpoint's directory or file")
+        if target.is_file():
+            return target.parent, [target.name]
+        if not target.is_dir():
+            raise UnreadableInput(f"{target} is neither a file nor a directory")
+        root = target.resolve()
+        excluded = {p.resolve() for p in exclude}
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
+            rel_dir = Path(dirpath).relative_to(root)
+            dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in ignore)
+            for dirname in dirnames:
+                if (Path(dirpath) / dirname).is_symlink():
+                    raise UnsafePath(
+                        f"{Path(dirpath) / dirname} is a symlinked directory, which is not followed; "
+                        "copy or link the files themselves"
+                    )
+            for filename in filenames:
+                rel = (rel_dir / filename).as_posix()
+                full = Path(dirpath) / filename
+                _check_name(rel)
+                if rel in ignore or full.resolve() in excluded:
                     continue
-            elif not full.is_file():
-                continue  # sockets, fifos, devices: never part of a checkpoint
-            found.append(rel)
-    return root, sorted(found)
+                if patterns and set_aside(rel, patterns):
+                    if left_out is not None:
+                        left_out.append(rel)
+                    continue
+                if full.is_symlink():
+                    _check_link(full, root, allow_symlinks)
+                    if not full.resolve().is_file():
+                        continue
+                elif not full.is_file():
+                    continue  # sockets, fifos, devices: never part of a checkpoint
+                found.append(rel)
+        return root, sorted(found)
 
 
 def _check_name(rel: str) -> None:
