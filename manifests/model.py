@@ -134,6 +134,7 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
                 "end": t.end,
                 "blake3": t.blake3,
                 **({"view": True} if t.view else {}),
+                **({"path": list(t.path)} if t.path is not None else {}),
                 **({"sketch": t.sketch.as_dict()} if t.sketch is not None else {}),
             }
             for t in f.tensors
@@ -349,7 +350,12 @@ def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
         raise _fail(f"{path}: {name}: view must be true or false")
     digest = _digest(raw.get("blake3"), "blake3", f"{path}: {name}")
     sketch = _sketch_from_entry(raw["sketch"], f"{path}: {name}") if "sketch" in raw else None
-    return TensorFingerprint(name, dtype, shape, begin, end, digest, view, sketch=sketch)
+    keys = None
+    if "path" in raw:
+        keys = tuple(_str(k, f"{path}: {name}: path") for k in _list(raw["path"], f"{path}: {name}: path"))
+        if len(keys) < 2 or ".".join(keys) != name:
+            raise _fail(f"{path}: {name}: path must hold the two or more keys whose dotted join is the name")
+    return TensorFingerprint(name, dtype, shape, begin, end, digest, view, sketch=sketch, path=keys)
 
 
 def _number(value: Any, where: str) -> float:

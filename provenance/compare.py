@@ -169,7 +169,10 @@ def _decide(
     if changed:
         reasons.append(f"{_plural(len(changed), 'tensor')} changed: {_names(changed)}")
     if outcome.renamed:
-        moves = [f"{name} as {theirs}" for name, theirs in outcome.renamed]
+        moves = [
+            f"{name} as {theirs}" if theirs != name else f"{name} nested otherwise in the object tree"
+            for name, theirs in outcome.renamed
+        ]
         reasons.append(
             f"{_plural(len(moves), 'tensor')} under another name, outside a layout's mapping (a loader asking for "
             f"the release's name finds nothing): {_names(moves)}"
@@ -371,7 +374,7 @@ def _index_errors(
         if e.tensor not in ref_names:
             wrong.append(f"{where} (not a tensor of the release)")
             continue
-        copies = [t for t in cand.tensors if t.name == e.tensor]
+        copies = [t for t in cand.tensors if t.name == e.tensor and t.path is None]  # an index names flat keys
         if not copies:
             wrong.append(f"{where} (that file does not hold it)")
         elif not any(
@@ -398,7 +401,9 @@ def _shadowing(
         placed = {e.tensor for e in index.entries} if index is not None else required
     else:
         held = next(f for f in candidate.files if f.path == first)
-        placed = {t.name for t in held.tensors} if held.error is None else required  # damage: judged as such
+        placed = (
+            {t.name for t in held.tensors if t.path is None} if held.error is None else required
+        )  # damage: judged as such
     absent = sorted(required - placed)
     if not absent:
         return None
@@ -422,10 +427,10 @@ def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
 
 def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: dict[str, FileStatus]) -> _TensorOutcome:
     pool = [_Located(f.path, t) for f in candidate.files for t in f.tensors]
-    by_name: dict[str, list[int]] = defaultdict(list)
+    by_name: dict[tuple[str, tuple[str, ...] | None], list[int]] = defaultdict(list)
     by_content: dict[tuple[str | None, str, tuple[int, ...]], list[int]] = defaultdict(list)
     for i, c in enumerate(pool):
-        by_name[c.tensor.name].append(i)
+        by_name[c.tensor.key].append(i)  # a nested tensor is not the flat name its dotted path spells
         if c.tensor.intact:
             by_content[(c.tensor.blake3, c.tensor.dtype, c.tensor.shape)].append(i)
     used: set[int] = set()
@@ -441,16 +446,16 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
 
     # Preference order: the reference's own file, then a bit-identical copy, then any copy by that name.
     for f, t in ref_tensors:
-        claim((f.path, t.name), by_name.get(t.name, []), lambda c: c.file == f.path)  # noqa: B023 - called at once
+        claim((f.path, t.name), by_name.get(t.key, []), lambda c: c.file == f.path)  # noqa: B023 - called at once
     for f, t in ref_tensors:
         if (f.path, t.name) not in hits:
-            claim((f.path, t.name), by_name.get(t.name, []), lambda c: c.tensor.blake3 == t.blake3)  # noqa: B023
+            claim((f.path, t.name), by_name.get(t.key, []), lambda c: c.tensor.blake3 == t.blake3)  # noqa: B023
     for f, t in ref_tensors:
         if (f.path, t.name) not in hits:
-            claim((f.path, t.name), by_name.get(t.name, []), lambda c: c.tensor.intact)
+            claim((f.path, t.name), by_name.get(t.key, []), lambda c: c.tensor.intact)
     for f, t in ref_tensors:
         if (f.path, t.name) not in hits:
-            claim((f.path, t.name), by_name.get(t.name, []), lambda c: True)
+            claim((f.path, t.name), by_name.get(t.key, []), lambda c: True)
     renamed: set[tuple[str, str]] = set()
     for f, t in ref_tensors:
         if (f.path, t.name) not in hits:
@@ -471,7 +476,7 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
         proven: bool | None = None
         outcome.hits.add((c.file, c.tensor.name))
         if key in renamed:  # outside a layout's mapping: a loader asking for the release's name finds nothing
-            status, detail = TensorStatus.MODIFIED, f"the release's numbers under another name ({c.tensor.name})"
+            status, detail = TensorStatus.MODIFIED, _renamed(t, c.tensor)
             outcome.renamed.append((t.name, c.tensor.name))
         elif not c.tensor.intact:
             status, detail = TensorStatus.CORRUPT, c.tensor.damage or "cut short"
@@ -524,17 +529,17 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
     # tensor was added; a tensor named only by a cut-short header is damage, not an addition.
     if not reference.tensor_level:  # a reference that lists files only: tensors are neither added nor removed
         return outcome
-    ref_digests = {(t.name, t.blake3) for _, t in ref_tensors}
-    ref_names = {t.name for _, t in ref_tensors}
+    ref_digests = {(t.key, t.blake3) for _, t in ref_tensors}
+    ref_names = {t.key for _, t in ref_tensors}
     unlaid = {f.path for f in reference.files if not f.has_layout}  # compared as whole files only
     for i, c in enumerate(pool):
         if i in used or c.file in unlaid:
             continue
         t = c.tensor
-        if t.intact and (t.name, t.blake3) in ref_digests:
+        if t.intact and (t.key, t.blake3) in ref_digests:
             status, detail = TensorStatus.EXTRA, "another copy of a tensor already matched"
             outcome.harmless.add((c.file, t.name))
-        elif not t.intact and t.name in ref_names:
+        elif not t.intact and t.key in ref_names:
             status, detail = TensorStatus.EXTRA, "cut-short copy of a tensor already matched"
             outcome.harmless.add((c.file, t.name))
         elif t.intact:
@@ -618,6 +623,20 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
     figures = f"relative change {change:.2%}, correlation {correlation:.3f} (sampled)"
     prefix = f"dtype {cand.dtype}, expected {ref.dtype}; " if cand.dtype != ref.dtype else ""
     return TensorStatus.MODIFIED, f"{prefix}values differ: {figures}", (change, correlation)
+
+
+def _renamed(ref: TensorFingerprint, cand: TensorFingerprint) -> str:
+    """Why the release's numbers under another name (or nested otherwise in a PyTorch object tree) do not load."""
+    if cand.name != ref.name or cand.path == ref.path:
+        return f"the release's numbers under another name ({cand.name})"
+
+    def where(path: tuple[str, ...] | None) -> str:
+        return "as one key" if path is None else "nested under keys " + " / ".join(repr(k) for k in path)
+
+    return (
+        f"the release's numbers {where(cand.path)} in the candidate's object tree, where the release has them "
+        f"{where(ref.path)}: a loader looking up {ref.name!r} does not find them"
+    )
 
 
 def _finite(value: float) -> float | None:

@@ -148,6 +148,7 @@ class _PartHashers:
                     t.end,
                     digests[i] if t.end <= size else None,
                     sketch=b.finish() if (b := builders[i]) is not None and t.end <= size else None,
+                    path=t.path,
                 )
                 for i, t in enumerate(self.layout.tensors)
             ]
@@ -379,6 +380,7 @@ def _digest_views(fd: int, size: int, views: Sequence[ViewRecord], full: Path) -
             view.storage_end,
             _gather_digest(fd, view, np, full) if view.storage_end <= size else None,
             True,
+            path=view.path,
         )
         for view in views
     )

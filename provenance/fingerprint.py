@@ -41,6 +41,12 @@ class TensorFingerprint(NamedTuple):
     view: bool = False  # start:end is the storage the tensor is gathered from, shared with others
     damage: str | None = None  # why `blake3` is None when the bytes are present (zero-filled, not downloaded)
     sketch: Sketch | None = None  # float tensors, when sketches were asked for
+    path: tuple[str, ...] | None = None  # nested in a PyTorch object tree: the keys to it (`name` joins them)
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...] | None]:
+        """What a loader looks a tensor up by: its name, and for a nested one the keys that lead to it."""
+        return (self.name, self.path)
 
     @property
     def intact(self) -> bool:

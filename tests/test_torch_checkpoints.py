@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from provenance.engine import HashPlan, hash_file
-from provenance.sample import flip_bit
 from tests.conftest import REAL, CliResult, needs_shared
 
 Run = Callable[..., CliResult]
@@ -67,25 +66,43 @@ def _release(folder: Path, weights: str) -> Path:
     ("reference", "candidate"),
     [("checkpoint.pt", "checkpoint.safetensors"), ("checkpoint.safetensors", "checkpoint.pt")],
 )
-def test_same_numbers_in_the_other_format_are_equivalent(
+def test_same_numbers_nested_or_flat_are_not_the_same_names(
     run_cli: Run, tmp_path: Path, reference: str, candidate: str
 ) -> None:
+    """The golden .pt nests its tensors ({"model_state_dict": {"base": ...}, "layers": [...]}); its safetensors
+    conversion holds the same numbers under flat dotted keys. torch.load returns the tree for one and the keys for
+    the other, so a loader looking up one's names does not find the other's: modified, each tensor said why."""
     manifest = tmp_path / "m.json"
     assert run_cli("fingerprint", _release(tmp_path / "ref", reference), "-o", manifest, "-q").code == 0
     result = run_cli("verify", _release(tmp_path / "cand", candidate), "--manifest", manifest, "--json", "-q")
     report = json.loads(result.out)
-    assert (result.code, report["verdict"]) == (0, "equivalent")
-    assert set(report["summary"]["tensors"]) == {"match"} and report["summary"]["tensors"]["match"] == len(EXPECTED)
+    assert (result.code, report["verdict"]) == (1, "modified")
+    assert report["summary"]["tensors"] == {"modified": len(EXPECTED)}
+    assert all("in the candidate's object tree" in t["detail"] for t in report["tensors"])
 
 
 def test_changed_tensor_in_a_torch_checkpoint_is_named(run_cli: Run, tmp_path: Path) -> None:
     manifest = tmp_path / "m.json"
     assert run_cli("fingerprint", _release(tmp_path / "ref", "checkpoint.pt"), "-o", manifest, "-q").code == 0
-    candidate = _release(tmp_path / "cand", "checkpoint.safetensors")
-    flip_bit(candidate / "checkpoint.safetensors", "model_state_dict.base", byte=5)
+    candidate = _release(tmp_path / "cand", "checkpoint.pt")
+    base = next(
+        t
+        for t in hash_file(candidate, "checkpoint.pt", HashPlan(parts=True)).tensors
+        if t.path
+        == (
+            "model_state_dict",
+            "base",
+        )
+    )
+    with open(candidate / "checkpoint.pt", "r+b") as stream:  # one bit of the tensor's storage, in place
+        stream.seek(base.start + 5)
+        value = stream.read(1)[0]
+        stream.seek(base.start + 5)
+        stream.write(bytes([value ^ 1]))
     report = json.loads(run_cli("verify", candidate, "--manifest", manifest, "--json", "-q").out)
     assert report["verdict"] == "modified"
-    assert [t["name"] for t in report["tensors"] if t["status"] != "match"] == ["model_state_dict.base"]
+    changed = [t["name"] for t in report["tensors"] if t["status"] != "match"]
+    assert changed == ["model_state_dict.base", "model_state_dict.transposed"]  # a view of the same storage
 
 
 LEGACY_EXPECTED = {name: entry for name, entry in EXPECTED.items() if "float8" not in name}

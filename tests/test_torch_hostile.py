@@ -575,3 +575,51 @@ def test_pickle_globals_returns_names_as_the_pickle_spells_them(tmp_path: Path) 
     data = archive(pkl)
     with io.BytesIO(data) as stream:
         assert pickle_globals(stream, len(data), "w.pt") == [("os\x1b[2K\r.sys\x07tem", False)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nested object trees: a dotted path is not the flat name it spells
+
+
+def test_a_nested_state_dict_is_not_the_flat_names_it_spells(run_cli: Run, tmp_path: Path) -> None:
+    """`{"model": {"a.weight": t}}` and `{"model.a.weight": t}` join to one dotted name, but torch.load returns a
+    nested dict for the first and a loader looking up "model.a.weight" finds nothing there."""
+    torch = pytest.importorskip("torch", reason="torch writes the checkpoints and shows what torch.load returns")
+    flat = {"model.a.weight": torch.arange(6.0).reshape(2, 3), "model.b.weight": torch.ones(3), "head": torch.zeros(2)}
+    (tmp_path / "release").mkdir()
+    torch.save(flat, tmp_path / "release" / "pytorch_model.bin")
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", tmp_path / "release", "-o", manifest, "-q").code == 0
+    (tmp_path / "cand").mkdir()
+    nested = {"model": {"a.weight": flat["model.a.weight"], "b.weight": flat["model.b.weight"]}, "head": flat["head"]}
+    torch.save(nested, tmp_path / "cand" / "pytorch_model.bin")
+    loaded = torch.load(tmp_path / "cand" / "pytorch_model.bin", weights_only=True)
+    assert "model.a.weight" not in loaded and set(loaded) == {"model", "head"}
+    result = run_cli("verify", tmp_path / "cand", "--manifest", manifest, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (1, "modified")
+    statuses = {t["name"]: (t["status"], t.get("detail")) for t in report["tensors"]}
+    assert statuses["head"] == ("match", None)
+    assert statuses["model.a.weight"] == (
+        "modified",
+        "the release's numbers nested under keys 'model' / 'a.weight' in the candidate's object tree, where the "
+        "release has them as one key: a loader looking up 'model.a.weight' does not find them",
+    )
+
+
+def test_a_nested_checkpoint_against_its_own_manifest_is_identical(run_cli: Run, tmp_path: Path) -> None:
+    """A training checkpoint nests its state dict: its manifest records the keys, and the same file matches."""
+    torch = pytest.importorskip("torch", reason="torch writes the checkpoint")
+    (tmp_path / "release").mkdir()
+    tree = {"model_state_dict": {"layer.weight": torch.ones(2, 2)}, "epoch": 3}
+    torch.save(tree, tmp_path / "release" / "checkpoint.pt")
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", tmp_path / "release", "-o", manifest, "-q").code == 0
+    entry = json.loads(manifest.read_text())["predicate"]["weights_provenance/v1"]["files"][0]["tensors"][0]
+    assert (entry["name"], entry["path"]) == ("model_state_dict.layer.weight", ["model_state_dict", "layer.weight"])
+    result = run_cli("verify", tmp_path / "release", "--manifest", manifest, "--json", "-q")
+    assert (result.code, json.loads(result.out)["verdict"]) == (0, "identical")
+    (tmp_path / "flat").mkdir()
+    torch.save({"model_state_dict.layer.weight": torch.ones(2, 2)}, tmp_path / "flat" / "checkpoint.pt")
+    result = run_cli("verify", tmp_path / "flat", "--manifest", manifest, "--json", "-q")
+    assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified")

@@ -18,6 +18,7 @@ class TensorRecord(NamedTuple):
     shape: tuple[int, ...]
     start: int
     end: int
+    path: tuple[str, ...] | None = None  # the keys to a tensor nested in a PyTorch object tree; None: a flat name
 
 
 class ViewRecord(NamedTuple):
@@ -37,6 +38,7 @@ class ViewRecord(NamedTuple):
     offset: int
     stride: tuple[int, ...]
     big_endian: bool
+    path: tuple[str, ...] | None = None  # as TensorRecord.path
 
 
 @dataclass(frozen=True, slots=True)

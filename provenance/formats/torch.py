@@ -28,7 +28,7 @@ from provenance.formats.unpickler import (
     describe,
     list_globals,
     load_restricted,
-    walk_tensors,
+    walk_paths,
 )
 
 
@@ -100,7 +100,8 @@ class TorchReader:
             else:
                 _refuse_other(stream, file_size, path)
             leaves = [
-                (name, checked_tensor(leaf) if type(leaf) is TensorRef else leaf) for name, leaf in walk_tensors(tree)
+                (name, parts if len(parts) > 1 else None, checked_tensor(leaf) if type(leaf) is TensorRef else leaf)
+                for name, parts, leaf in walk_paths(tree)
             ]
         except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
             refused = RefusedContainer if isinstance(exc, RefusedPickle) else MalformedContainer
@@ -109,7 +110,7 @@ class TorchReader:
         views: list[ViewRecord] = []
         metadata: dict[str, str] = {}
         expanded = 0
-        for name, leaf in leaves:
+        for name, nesting, leaf in leaves:
             if type(leaf) is not TensorRef:
                 metadata[name] = _summary(leaf)
                 continue
@@ -132,9 +133,9 @@ class TorchReader:
                 )
             if not big_endian and _contiguous(leaf.shape, leaf.stride):
                 start = entry.start + leaf.offset * itemsize
-                candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, start + count * itemsize))
+                candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, start + count * itemsize, nesting))
             else:
-                views.append(self._view(name, leaf, entry, big_endian))
+                views.append(self._view(name, leaf, entry, big_endian, nesting))
         plain: list[TensorRecord] = []
         cursor = 0
         for record in sorted(candidates, key=lambda r: (r.start, r.end)):
@@ -153,6 +154,7 @@ class TorchReader:
                         (record.start - leaf_entry.start) // (DTYPE_BITS[record.dtype] // 8),
                         _row_major(record.shape),
                         False,
+                        record.path,
                     )
                 )
         return Layout(
@@ -176,8 +178,10 @@ class TorchReader:
         return entry
 
     @staticmethod
-    def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool) -> ViewRecord:
-        return ViewRecord(name, leaf.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian)
+    def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool, nesting: tuple[str, ...] | None) -> ViewRecord:
+        return ViewRecord(
+            name, leaf.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian, nesting
+        )
 
 
 def pickle_globals(stream: BinaryIO, file_size: int, path: str) -> list[tuple[str, bool]]:

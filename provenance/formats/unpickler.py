@@ -539,16 +539,25 @@ def _name_part(key: Any) -> str:
 
 
 def walk_tensors(tree: Any) -> Iterator[tuple[str, Any]]:
-    """Every leaf of a checkpoint's object tree by dotted path (list items by index), tensors and not.
+    """Every leaf of a checkpoint's object tree by dotted path (list items by index), tensors and not."""
+    for name, _, leaf in walk_paths(tree):
+        yield name, leaf
+
+
+def walk_paths(tree: Any) -> Iterator[tuple[str, tuple[str, ...], Any]]:
+    """Every leaf by dotted path and by the keys that lead to it: `{"model": {"a.b": t}}` and `{"model.a.b": t}`
+    share a dotted name, but torch.load returns a nested dict for one and the name a loader looks up for the other.
 
     Bounded whatever the pickle shares through its memo: a subtree reached twice is walked twice, so the
     nodes visited and the characters of the paths made are counted, and a tree over either bound refused.
     """
     budget = [MAX_NODES, MAX_NAME_CHARS]
-    yield from _walk(tree, "", 0, budget)
+    yield from _walk(tree, "", (), 0, budget)
 
 
-def _walk(tree: Any, prefix: str, depth: int, budget: list[int]) -> Iterator[tuple[str, Any]]:
+def _walk(
+    tree: Any, prefix: str, parts: tuple[str, ...], depth: int, budget: list[int]
+) -> Iterator[tuple[str, tuple[str, ...], Any]]:
     budget[0] -= 1
     budget[1] -= len(prefix)
     if budget[0] < 0 or budget[1] < 0:
@@ -561,12 +570,13 @@ def _walk(tree: Any, prefix: str, depth: int, budget: list[int]) -> Iterator[tup
     if isinstance(tree, dict):
         for key, value in tree.items():
             part = _name_part(key)
-            yield from _walk(value, f"{prefix}.{part}" if prefix else part, depth + 1, budget)
+            yield from _walk(value, f"{prefix}.{part}" if prefix else part, (*parts, part), depth + 1, budget)
     elif type(tree) in (list, tuple):
         for index, value in enumerate(tree):
-            yield from _walk(value, f"{prefix}.{index}" if prefix else str(index), depth + 1, budget)
+            part = str(index)
+            yield from _walk(value, f"{prefix}.{part}" if prefix else part, (*parts, part), depth + 1, budget)
     else:
-        yield prefix, tree
+        yield prefix, parts, tree
 
 
 def list_globals(data: bytes) -> list[str]:

@@ -137,11 +137,12 @@ class MetaToHuggingFace:
         expected = sorted(
             set(present) | (_shards_by_shape(present, wanted) or _listed_shards(root, candidate)), key=_shard_index
         )
-        tables = [{t.name: t for t in present[p].tensors} if p in present else {} for p in expected]
+        tables = [{t.name: t for t in present[p].tensors if t.path is None} if p in present else {} for p in expected]
         released = [mapping[0] for name in wanted if (mapping := meta_name(name)) is not None]
         names = list(dict.fromkeys([*(name for table in tables for name in table), *released]))
         merged: list[TensorFingerprint] = []
-        leftovers: list[TensorFingerprint] = []
+        # Nested in a shard's object tree: not the names Meta's loader looks up; compared under their own.
+        leftovers = [t for f in present.values() for t in f.tensors if t.path is not None]
         lost: dict[str, str] = {}  # Hugging Face tensor -> the shard it should be in, but is not usable from
         problems = [f"{p} is missing" for p in expected if p not in present]
         for name in names:
@@ -217,7 +218,7 @@ class HuggingFaceToMeta:
                 first = located.get(t.name)
                 if first is not None and first[1].intact and (first[1].blake3, first[1].dtype) == (t.blake3, t.dtype):
                     continue  # a second, identical copy changes nothing
-                if first is not None or t.view or meta_name(t.name) is None:
+                if first is not None or t.view or t.path is not None or meta_name(t.name) is None:
                     rest.append(t)
                 else:
                     located[t.name] = (f, t)
