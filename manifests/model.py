@@ -17,7 +17,7 @@ from typing import Any
 
 from provenance.dtypes import is_known_dtype
 from provenance.errors import ManifestError, ProvenanceError
-from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
+from provenance.fingerprint import MAX_TENSORS, Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.merkle import Pieces, check_piece_length, layer_root
 from provenance.paths import DEFAULT_IGNORE, check_relative, colliding_paths
@@ -261,8 +261,12 @@ def manifest_from_statement(statement: Any) -> Manifest:
     )
     files_list: list[FileFingerprint] = []
     seen: set[str] = set()
+    tensors = 0
     for i, entry in enumerate(_list(extension.get("files"), "files")):
         fp = _file_from_entry(_obj(entry, f"files[{i}]"))
+        tensors += len(fp.tensors)
+        if tensors > MAX_TENSORS:
+            raise _fail(f"it lists more than {MAX_TENSORS:,} tensors, more than any release holds")
         if fp.path in seen:
             raise _fail(f"file {fp.path} is listed twice")
         seen.add(fp.path)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from provenance.compare import compare
 from provenance.derive import sketch_mismatches
-from provenance.fingerprint import Checkpoint
+from provenance.errors import UnreadableInput
+from provenance.fingerprint import MAX_TENSORS, Checkpoint
 from provenance.layouts import in_reference_layout
 from provenance.partial import inspect_damage, plan_refetch
 from provenance.paths import DEFAULT_IGNORE
@@ -35,7 +36,7 @@ def fingerprint(
     seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
     Malformed weights files raise MalformedContainer: a manifest is never built from a broken release.
     """
-    return scan(
+    checkpoint = scan(
         target,
         fingerprint_plan(piece_length, sketches),
         strict=True,
@@ -44,6 +45,16 @@ def fingerprint(
         progress=progress,
         label="fingerprinting",
     )
+    return _bounded(checkpoint, target)
+
+
+def _bounded(checkpoint: Checkpoint, target: Path) -> Checkpoint:
+    """A checkpoint of more tensors than a manifest may hold is refused: neither side could be compared in bounds."""
+    if checkpoint.tensor_count > MAX_TENSORS:
+        raise UnreadableInput(
+            f"{target} holds {checkpoint.tensor_count:,} tensors, more than the {MAX_TENSORS:,} any release holds"
+        )
+    return checkpoint
 
 
 def verify(
@@ -74,6 +85,7 @@ def verify(
         progress=progress,
         label="verifying",
     )
+    _bounded(candidate, target)
     root = target if target.is_dir() else target.parent
     adapted = in_reference_layout(root, candidate, reference)
     if adapted.note:  # another layout: compared tensor by tensor; byte ranges of the release's files mean nothing
@@ -116,7 +128,7 @@ def read_checkpoint(
     A reference side is read `strict` (a broken reference is an error); a compared side is not.
     `patterns` (--ignore globs) set files aside.
     """
-    return scan(
+    checkpoint = scan(
         target,
         content_plan,
         strict=strict,
@@ -125,6 +137,7 @@ def read_checkpoint(
         progress=progress,
         label=f"reading {target.name}",
     )
+    return _bounded(checkpoint, target)
 
 
 def diff(a: Checkpoint, b: Checkpoint, *, a_label: str = "A", b_label: str = "B", evidence: str = "") -> Report:

@@ -100,6 +100,11 @@ class ShardIndex:
     error: str | None = None  # why it cannot be read as a shard index (a loader following it fails or errs)
 
 
+# Tensors a checkpoint or manifest may hold: a 405B-parameter release has about 9,000, the largest known a few
+# tens of thousands; comparing this many stays within 60 s and 1 GiB, which DESIGN holds every input to.
+MAX_TENSORS = 200_000
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """All files of a checkpoint (or of a manifest's release), sorted by path."""
@@ -108,16 +113,13 @@ class Checkpoint:
     weight_map: dict[str, str] = field(default_factory=dict)  # tensor -> file, from the shard indexes
     indexes: tuple[ShardIndex, ...] = ()  # a checkpoint on disk under verification: its shard indexes read
     set_aside: tuple[str, ...] = ()  # files left out by the user's --ignore patterns, listed in the report
+    # Derived once: asked per file by the comparison, so a property would cost files x files.
+    in_another_layout: bool = field(init=False)  # a layout adapter rebuilt some tensor tables (release files absent)
+    tensor_level: bool = field(init=False)  # some file's tensor table is known, not whole-file digests only
 
-    @property
-    def in_another_layout(self) -> bool:
-        """Whether a layout adapter rebuilt some of its tensor tables (the release's files are never there)."""
-        return any(f.rebuilt for f in self.files)
-
-    @property
-    def tensor_level(self) -> bool:
-        """Whether any file's tensor table is known, rather than whole-file digests only."""
-        return any(f.has_layout for f in self.files)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_another_layout", any(f.rebuilt for f in self.files))
+        object.__setattr__(self, "tensor_level", any(f.has_layout for f in self.files))
 
     @property
     def tensor_count(self) -> int:
