@@ -513,7 +513,7 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
     ),
     "object-flood": (lambda: archive(b"\x80\x02}X\x01\x00\x00\x00x](" + b"\x8f" * (3 << 20) + b"es."), "MiB"),
     "long-key-shared-deep": (lambda: archive(_long_key_nested(60)), "larger than"),
-    "opcode-flood": (lambda: archive(b"\x80\x02" + b"\x88" * (17 << 20) + b"."), "opcodes"),
+    "opcode-flood": (lambda: archive(b"\x80\x02" + b"\x88" * (11 << 20) + b"."), "opcodes"),
     "tuples-nested-a-million-deep": (lambda: archive(b"\x80\x02}N" + b"\x85" * 1_000_000 + b"K\x01s."), "nests tuples"),
     "dict-keys-flood": (
         lambda: archive(b"\x80\x02}(" + b"".join(b"J" + struct.pack("<i", n) + b"N" for n in range(5 << 20)) + b"u."),

@@ -27,7 +27,7 @@ from provenance.errors import ProvenanceError
 
 PICKLE_CAP = 64 << 20  # a data.pkl of a hundred thousand tensors is well under this
 OBJECT_CAP = 512 << 20  # bytes of Python objects a pickle may build (estimated before it is run)
-MAX_OPCODES = 16 << 20  # opcodes read before a pickle runs: a state dict takes about 40 per tensor
+MAX_OPCODES = 10 << 20  # opcodes read before a pickle runs: about 40 per tensor, so 200,000 tensors (MAX_TENSORS) fit
 MAX_NODES = 1 << 20  # nodes of an object tree visited, memo-shared subtrees counted each time they are reached
 MAX_NAME_CHARS = 64 << 20  # characters of all dotted paths of an object tree together
 
