@@ -225,13 +225,16 @@ def _gguf_with_key_values(path: Path, key_values: list[bytes]) -> Path:
     [
         ("uint64", [(10, struct.pack("<Q", 32))], "not stored as UINT32", "Bad type for general.alignment"),
         ("twice", [(4, struct.pack("<I", 32))] * 2, "'general.alignment' appears twice", "Duplicate general.alignment"),
+        ("header", [(4, struct.pack("<I", 3))], "'GGUF.version' appears twice", "Duplicate GGUF.version"),
     ],
 )
-def test_an_alignment_gguf_readers_refuse_is_refused(
+def test_key_values_gguf_readers_refuse_are_refused(
     run_cli: Run, tmp_path: Path, case: str, records: list[tuple[int, bytes]], refusal: str, loader: str
 ) -> None:
-    """GGUFReader (and llama.cpp) read general.alignment as UINT32 only and refuse a key given twice."""
-    name = struct.pack("<Q", len("general.alignment")) + b"general.alignment"
+    """GGUFReader (and llama.cpp) read general.alignment as UINT32 only and refuse a key given twice (its
+    own header fields count)."""
+    key = "GGUF.version" if case == "header" else "general.alignment"
+    name = struct.pack("<Q", len(key)) + key.encode()
     key_values = [name + struct.pack("<I", kind) + raw for kind, raw in records]
     (tmp_path / "release").mkdir()
     (tmp_path / "cand").mkdir()

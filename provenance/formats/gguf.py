@@ -183,11 +183,11 @@ def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, dict[str, int | f
     kv_count = cursor.count("key-value count", 12, MAX_KEY_VALUES)
     alignment = DEFAULT_ALIGNMENT
     values: dict[str, int | float | bool | str] = {}
-    seen: set[str] = set()
+    seen = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}  # GGUFReader's own fields: a key may not be one
     for _ in range(kv_count):
         key = cursor.string("key")
         if key in seen:  # GGUFReader refuses a key given twice: which one a reader keeps is not defined
-            raise MalformedContainer(path, f"GGUF key {key!r} appears twice")
+            raise MalformedContainer(path, f"GGUF key {key!r} appears twice (or is one of the header's own)")
         seen.add(key)
         kind = int(cursor.scalar("<I", f"type of {key}"))
         value = cursor.value(kind, key)
