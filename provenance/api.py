@@ -97,7 +97,7 @@ def verify(
             evidence=EVIDENCE_BYTES,
         )
         return across_layouts(report, adapted.note)
-    damage = inspect_damage(root, reference, candidate)
+    damage = inspect_damage(root, reference, adapted.candidate)  # unchanged, but for what an adapter found
     report = compare(
         reference,
         sketch_mismatches(root, reference, damage.candidate),

@@ -180,6 +180,7 @@ def _decide(
     if outcome.added:
         reasons.append(f"{_plural(len(outcome.added), 'tensor')} added: {_names(outcome.added)}")
     reasons += _loading_problems(reference, candidate, files, file_status, outcome)
+    reasons += candidate.layout_changes  # settings that disagree with the release's: another model
     if outcome.removed:
         reasons.append(
             f"{_plural(len(outcome.removed), 'tensor')} removed from complete files: {_names(outcome.removed)}"
@@ -234,6 +235,8 @@ def _decide(
             return Verdict.UNDECIDED, reasons
     if lost_files or outcome.lost or corrupt:
         return Verdict.INCOMPLETE, reasons
+    if candidate.layout_doubts:  # settings a loader builds the model from that could not be checked
+        return Verdict.UNDECIDED, [*reasons, *candidate.layout_doubts]
     casts = [t for t in ref_tensors if t.status in (TensorStatus.CAST, TensorStatus.QUANTIZED)]
     loose = [t.name for t in casts if t.proven is False]
     if loose:

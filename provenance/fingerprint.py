@@ -113,6 +113,11 @@ class Checkpoint:
     weight_map: dict[str, str] = field(default_factory=dict)  # tensor -> file, from the shard indexes
     indexes: tuple[ShardIndex, ...] = ()  # a checkpoint on disk under verification: its shard indexes read
     set_aside: tuple[str, ...] = ()  # files left out by the user's --ignore patterns, listed in the report
+    # What a layout adapter found when it held the candidate's settings (params.json, config.json, a GGUF's
+    # key-values) against the release's: disagreements make the verdict modified, what it could not check
+    # (the release's settings recorded by digest only) leaves it undecided.
+    layout_changes: tuple[str, ...] = ()
+    layout_doubts: tuple[str, ...] = ()
     # Derived once: asked per file by the comparison, so a property would cost files x files.
     in_another_layout: bool = field(init=False)  # a layout adapter rebuilt some tensor tables (release files absent)
     tensor_level: bool = field(init=False)  # some file's tensor table is known, not whole-file digests only

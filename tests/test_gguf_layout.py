@@ -43,6 +43,7 @@ def write_llama_gguf(
     *,
     imatrix: bool = False,
     heads: int | str = HEADS,
+    rope_base: float | None = None,
 ) -> Path:
     """The sample model (or `tensors` of its shapes) as llama.cpp's converter writes it, matrices quantized
     (`imatrix`: with the keys llama-quantize records when given an importance matrix; `heads`: another
@@ -59,6 +60,8 @@ def write_llama_gguf(
     else:
         writer.add_head_count(heads)
     writer.add_head_count_kv(KV_HEADS)
+    if rope_base is not None:
+        writer.add_rope_freq_base(rope_base)
     for name, array in (sample_tensors() if tensors is None else tensors).items():
         if name == "model.embed_tokens.weight":
             target = "token_embd.weight"
@@ -271,3 +274,60 @@ def test_a_heavy_tailed_release_quantized_is_converted(run_cli: Run, tmp_path: P
     code, document = verify(run_cli, tmp_path / "q", manifest)
     assert (code, document["verdict"]) == (1, "converted")
     assert {t["status"] for t in document["tensors"]} == {"quantized", "match"}
+
+
+def hugging_face_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """The inverse of meta_rows: what a loader that believes `heads` heads turns llama.cpp's rows into."""
+    rows, cols = w.shape
+    return w.reshape(heads, rows // heads // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+
+def test_a_relabelled_head_count_is_modified(run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path) -> None:
+    """head_count 2 where the release's config.json says 4, q rows permuted for 2 heads so that un-permuting
+    by the file's own count gives the release's rows back: llama.cpp builds a 2-head model from it."""
+    tensors = sample_tensors()
+    for name in [n for n in tensors if n.endswith("self_attn.q_proj.weight")]:
+        # write_llama_gguf permutes by 4 heads: hand it what comes out as the rows permuted by 2
+        tensors[name] = hugging_face_rows(meta_rows(tensors[name], 2), HEADS)
+    folder = tmp_path / "relabelled"
+    folder.mkdir()
+    write_llama_gguf(folder / "model.gguf", None, tensors, heads=2)
+    for name in ("config.json", "tokenizer.json", "tokenizer.model"):
+        if (release_dir / name).exists():
+            shutil.copyfile(release_dir / name, folder / name)
+    assert gguf.GGUFReader(str(folder / "model.gguf")).fields["llama.attention.head_count"].contents() == 2
+    code, document = verify(run_cli, folder, sketched)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert (
+        "model.gguf: the GGUF's llama.attention.head_count = 2 where the release's config.json gives "
+        "num_attention_heads = 4"
+    ) in document["reasons"]
+
+
+def test_a_changed_rotary_base_is_modified(run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path) -> None:
+    """The release's config.json gives no rope_theta (10000, the default of both loaders); 500000 is another model."""
+    folder = gguf_download(release_dir, tmp_path / "base", None)
+    write_llama_gguf(folder / "model.gguf", None, rope_base=500000.0)
+    code, document = verify(run_cli, folder, sketched)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert (
+        "model.gguf: the GGUF's llama.rope.freq_base = 500000.0 where the release's config.json gives "
+        "rope_theta = 10000.0"
+    ) in document["reasons"]
+    write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0)  # the default, written out: the same model
+    code, document = verify(run_cli, folder, sketched)
+    assert (code, document["verdict"]) == (0, "equivalent")
+
+
+def test_a_gguf_without_the_releases_config_is_not_green(
+    run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path
+) -> None:
+    """Without the release's config.json at hand its settings cannot be held against the key-values."""
+    folder = gguf_download(release_dir, tmp_path / "alone", None)
+    (folder / "config.json").unlink()
+    code, document = verify(run_cli, folder, sketched)
+    assert (code, document["verdict"]) == (1, "incomplete")
+    (folder / "config.json").write_text('{"num_attention_heads": 2}')
+    code, document = verify(run_cli, folder, sketched)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert any(r.startswith("config.json differs") for r in document["reasons"])

@@ -25,6 +25,7 @@ def meta_copy(release_dir: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "LLaMA"
     shutil.copytree(GOLDEN / "meta", folder)
     shutil.copyfile(release_dir / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(release_dir / "config.json", folder / "config.json")  # the release's, carried along
     if (release_dir / "tokenizer.model").exists():
         shutil.copyfile(release_dir / "tokenizer.model", folder / "tokenizer.model")
     return folder
@@ -83,14 +84,18 @@ def meta_manifest(meta_copy: Path, tmp_path: Path) -> Path:
     (with the checklist.chk of md5 sums Meta ships beside them)."""
     import hashlib
 
-    sums = [f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(meta_copy.iterdir())]
-    (meta_copy / "checklist.chk").write_text("\n".join(sums) + "\n")
-    return write_release_manifest(meta_copy, tmp_path / "meta.manifest.json", sketches=True)
+    release = tmp_path / "meta-release"  # as Meta ships it: params.json, no config.json
+    shutil.copytree(meta_copy, release, ignore=shutil.ignore_patterns("config.json"))
+    sums = [f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(release.iterdir())]
+    (release / "checklist.chk").write_text("\n".join(sums) + "\n")
+    return write_release_manifest(release, tmp_path / "meta.manifest.json", sketches=True)
 
 
 def hugging_face_copy(release_dir: Path, folder: Path, dtype: type | None = None) -> Path:
-    """The release in the Hugging Face layout, its matrices cast to `dtype` when one is given."""
+    """The release in the Hugging Face layout (with Meta's params.json carried along), its matrices cast to
+    `dtype` when one is given."""
     shutil.copytree(release_dir, folder)
+    shutil.copyfile(GOLDEN / "meta" / "params.json", folder / "params.json")
     if dtype is not None:
         for shard in folder.glob("model-*.safetensors"):
             shard.unlink()
@@ -161,6 +166,7 @@ def test_golden_regenerates_with_torch(run_cli: Run, tmp_path: Path, release_dir
     module = runpy.run_path(str(GOLDEN / "make_meta_golden.py"))
     module["main"](folder)
     shutil.copyfile(release_dir / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(release_dir / "config.json", folder / "config.json")
     if (release_dir / "tokenizer.model").exists():
         shutil.copyfile(release_dir / "tokenizer.model", folder / "tokenizer.model")
     code, document = verify(run_cli, folder, release_manifest)
@@ -352,7 +358,7 @@ def test_an_embedding_split_by_rows_maps_both_ways(
         }
         torch.save(state, folder / f"consolidated.{shard:02d}.pth")
     shutil.copyfile(GOLDEN / "meta" / "params.json", folder / "params.json")
-    for name in ("tokenizer.json", "tokenizer.model"):
+    for name in ("tokenizer.json", "tokenizer.model", "config.json"):
         if (release_dir / name).exists():
             shutil.copyfile(release_dir / name, folder / name)
     code, document = verify(run_cli, folder, release_manifest)
@@ -411,3 +417,59 @@ def test_a_replicated_tensor_missing_from_one_shard_is_removed(
     assert (code, document["verdict"]) == (1, "modified")
     assert [t["name"] for t in document["tensors"] if t["status"] == "missing"] == ["model.norm.weight"]
     assert "norm.weight is not in consolidated.01.pth" in document["reasons"][-1]
+
+
+def test_a_hugging_face_config_is_held_against_the_releases_params(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    """transformers builds the model from config.json: against a Meta release it must say what params.json
+    says, and when the release's params.json is known by digest only, nothing green can be said."""
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(
+        json.dumps({**config, "hidden_act": "relu", "rms_norm_eps": 0.5, "rope_theta": 1e6}, indent=2)
+    )
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert {t["status"] for t in document["tensors"]} == {"match"}
+    assert [r for r in document["reasons"] if r.startswith("config.json's")] == [
+        "config.json's rope_theta = 1000000.0 where the release's params.json gives rope_theta = 10000.0",
+        "config.json's hidden_act = 'relu' where the release's params.json gives (Meta's SwiGLU) = 'silu'",
+        "config.json's rms_norm_eps = 0.5 where the release's params.json gives norm_eps = 1e-05",
+    ]
+    if importlib.util.find_spec("transformers") is not None:  # what the loader builds from these bytes
+        from transformers import LlamaConfig
+
+        built = LlamaConfig.from_pretrained(folder)
+        assert (built.hidden_act, built.rms_norm_eps) == ("relu", 0.5)
+
+    (folder / "params.json").unlink()  # the release's params.json is no longer at hand
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "undecided")
+    (folder / "config.json").write_text(json.dumps(config, indent=2))  # even the genuine config cannot be checked
+    code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "undecided")
+    assert document["reasons"][0].startswith("the release's params.json is recorded by digest only")
+
+
+def test_meta_params_are_held_against_the_releases_config(
+    run_cli: Run, meta_copy: Path, release_manifest: Path
+) -> None:
+    """The head counts q and k are un-permuted by come from the release's config.json, and the download's
+    params.json must describe the same model; without the release's config.json at hand, undecided."""
+    params = json.loads((meta_copy / "params.json").read_text())
+    (meta_copy / "params.json").write_text(json.dumps({**params, "n_heads": 2, "n_kv_heads": 2}))
+    code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert {t["status"] for t in document["tensors"]} == {"match"}  # un-permuted by the release's 4 and 2 heads
+    assert [r for r in document["reasons"] if r.startswith("params.json's")] == [
+        "params.json's n_heads = 2 where the release's config.json gives num_attention_heads = 4",
+    ]
+
+    (meta_copy / "config.json").unlink()
+    code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "modified")  # un-permuted by the 2 heads it claims: q differs
+    (meta_copy / "params.json").write_text(json.dumps(params))
+    code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "undecided")
+    assert document["reasons"][0].startswith("the release's config.json is recorded by digest only")

@@ -42,6 +42,7 @@ PLAIN_TYPES = {
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _SIZES = {kind: struct.calcsize(fmt) for kind, fmt in _SCALARS.items()}
 _STRING, _ARRAY = 8, 9
+_UINT32 = 4
 _U64 = struct.Struct("<Q")
 
 
@@ -182,10 +183,17 @@ def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, dict[str, int | f
     kv_count = cursor.count("key-value count", 12, MAX_KEY_VALUES)
     alignment = DEFAULT_ALIGNMENT
     values: dict[str, int | float | bool | str] = {}
+    seen = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}  # GGUFReader's own fields: a key may not be one
     for _ in range(kv_count):
         key = cursor.string("key")
-        value = cursor.value(int(cursor.scalar("<I", f"type of {key}")), key)
+        if key in seen:  # GGUFReader refuses a key given twice: which one a reader keeps is not defined
+            raise MalformedContainer(path, f"GGUF key {key!r} appears twice (or is one of the header's own)")
+        seen.add(key)
+        kind = int(cursor.scalar("<I", f"type of {key}"))
+        value = cursor.value(kind, key)
         if key == "general.alignment":
+            if kind != _UINT32:  # GGUFReader and llama.cpp read it as UINT32 only
+                raise MalformedContainer(path, "GGUF general.alignment is not stored as UINT32, as readers require")
             if type(value) is not int or value <= 0 or value & (value - 1):
                 raise MalformedContainer(path, f"GGUF general.alignment {value!r} is not a power of two")
             alignment = value

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from provenance.fingerprint import Checkpoint
-from provenance.layouts.gguf_names import GgufToHuggingFace
+from provenance.layouts.gguf_names import GgufKeyValues, GgufToHuggingFace
 from provenance.layouts.interface import Adapted, Layout
 from provenance.layouts.llama import HuggingFaceToMeta, MetaToHuggingFace
 
-LAYOUTS: tuple[Layout, ...] = (MetaToHuggingFace(), HuggingFaceToMeta(), GgufToHuggingFace())
+LAYOUTS: tuple[Layout, ...] = (MetaToHuggingFace(), HuggingFaceToMeta(), GgufToHuggingFace(), GgufKeyValues())
 
 
 def in_reference_layout(
@@ -23,7 +23,7 @@ def in_reference_layout(
         adapted = layout.adapt(root, candidate, reference, sketch_all=sketch_all)
         if adapted is not None:
             candidate, reference = adapted.candidate, adapted.reference
-            notes.append(adapted.note)
+            notes.extend([adapted.note] if adapted.note else [])
             applied.extend(adapted.applied)
     return Adapted(candidate, reference, " / ".join(notes), tuple(applied))
 

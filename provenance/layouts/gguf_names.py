@@ -17,7 +17,8 @@ from typing import NamedTuple
 from provenance.dtypes import DTYPE_BITS
 from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
 from provenance.layouts.interface import Adapted
-from provenance.layouts.llama import MAX_HEADS, wants_hugging_face
+from provenance.layouts.llama import CONFIG, MAX_HEADS, wants_hugging_face
+from provenance.layouts.settings import gguf_against_config, recorded, release_document
 from provenance.layouts.tensors import elements, hugging_face_rows, permuted, rebuilt, tensor_bytes
 from provenance.quantization import grid_at
 from provenance.sketch import SketchBuilder, sample_positions
@@ -41,7 +42,7 @@ _PER_LAYER = {
 NOTE = (
     "read in llama.cpp's GGUF layout: tensor names mapped and the q and k rows permuted into the Hugging Face "
     "layout; quantized tensors dequantized to be compared with the release's sketches; the file's key-values "
-    "play config.json's role, checked only through the head counts, their other settings not compared"
+    "play config.json's role, compared with the release's config.json by meaning"
 )
 
 
@@ -72,6 +73,8 @@ class GgufToHuggingFace:
         files: list[FileFingerprint] = []
         changed = False
         problems: list[str] = []
+        changes: list[str] = []
+        config = release_document(root, candidate, reference, CONFIG)
         for f in candidate.files:
             keys = None
             if f.format == "gguf" and any(hugging_face_name(t.name) for t in f.tensors):
@@ -79,15 +82,59 @@ class GgufToHuggingFace:
             if keys is None:  # not a llama GGUF, or one cut short before its key-values could be read
                 files.append(f)
                 continue
+            if config is not None:  # llama.cpp builds the model from the key-values, not from config.json
+                changes.extend(f"{f.path}: {change}" for change in gguf_against_config(keys.values, config))
             tensors = tuple(_mapped(root / f.path, t, keys, wanted, problems, sketch_all) for t in f.tensors)
             files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None, rebuilt=True))
             changed = True
         note = "; ".join([NOTE, *problems])
         if not changed:
             return None
-        return Adapted(dataclasses.replace(candidate, files=tuple(files)), reference, note, (self.name,))
+        adapted = dataclasses.replace(
+            candidate,
+            files=tuple(files),
+            layout_changes=(*candidate.layout_changes, *changes),
+            layout_doubts=(
+                *candidate.layout_doubts,
+                *([CONFIG_UNKNOWN] if config is None and recorded(reference, CONFIG) else []),
+            ),
+        )
+        return Adapted(adapted, reference, note, (self.name,))
 
 
+class GgufKeyValues:
+    """A GGUF download checked against a manifest of GGUF files: llama.cpp builds the model from the
+    key-values (architecture, head counts, rotary base, norm epsilon, chat template), which the manifest
+    records only inside the digest of the bytes outside the tensors. A GGUF whose non-tensor bytes are none
+    of the release's GGUFs' describes, as far as the manifest can tell, another model."""
+
+    name = "gguf-key-values"
+
+    def comparable(self, reference: Checkpoint) -> Checkpoint:
+        return reference
+
+    def adapt(
+        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
+    ) -> Adapted | None:
+        released = {f.container_blake3 for f in reference.files if f.format == "gguf" and f.has_layout}
+        if not released:
+            return None
+        changes = [
+            f"{f.path}: the GGUF's key-values or header differ from every GGUF of the release (llama.cpp builds "
+            f"the model from its key-values, which the manifest records by digest only)"
+            for f in candidate.files
+            if f.format == "gguf" and f.has_layout and not f.rebuilt and f.container_blake3 not in released
+        ]
+        if not changes:
+            return None
+        adapted = dataclasses.replace(candidate, layout_changes=(*candidate.layout_changes, *changes))
+        return Adapted(adapted, reference, "", ())
+
+
+CONFIG_UNKNOWN = (
+    "the release's config.json is recorded by digest only, so the GGUF's key-values (head counts, rotary base, "
+    "norm epsilon) cannot be checked against it; the release's config.json beside the GGUF would decide"
+)
 HEADS = "llama.attention.head_count"
 KV_HEADS = "llama.attention.head_count_kv"
 
@@ -96,6 +143,7 @@ class _Keys(NamedTuple):
     heads: int
     kv_heads: int
     weighted: bool  # quantized with an importance matrix: levels may sit one off the nearest
+    values: dict[str, int | float | bool | str]  # the scalar and string key-values, held against config.json
 
 
 def _model_keys(path: Path, *, damaged: bool = False) -> _Keys | None:
@@ -126,7 +174,7 @@ def _model_keys(path: Path, *, damaged: bool = False) -> _Keys | None:
         return value
 
     weighted = any(key.startswith("quantize.imatrix.") for key in values)
-    return _checked(path, number(HEADS), number(KV_HEADS), weighted)
+    return _checked(path, number(HEADS), number(KV_HEADS), weighted)._replace(values=values)
 
 
 def _checked(path: Path, heads: int | None, kv_heads: int | None, weighted: bool) -> _Keys:
@@ -141,7 +189,7 @@ def _checked(path: Path, heads: int | None, kv_heads: int | None, weighted: bool
     kv_heads = kv_heads or heads
     if heads % kv_heads:
         raise MalformedContainer(path.name, f"{heads} attention heads are not a multiple of {kv_heads} key-value heads")
-    return _Keys(heads, kv_heads, weighted)
+    return _Keys(heads, kv_heads, weighted, {})
 
 
 def _mapped(
@@ -190,4 +238,4 @@ def _mapped(
     return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True, sketch=sketch)
 
 
-__all__ = ["NOTE", "GgufToHuggingFace", "hugging_face_name"]
+__all__ = ["NOTE", "GgufKeyValues", "GgufToHuggingFace", "hugging_face_name"]

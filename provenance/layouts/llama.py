@@ -22,6 +22,7 @@ from blake3 import blake3
 from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance.layouts.interface import Adapted
+from provenance.layouts.settings import config_against_params, recorded, release_document
 from provenance.layouts.tensors import elements, hugging_face_rows, meta_rows, permuted, rebuilt
 
 PARAMS = "params.json"
@@ -59,15 +60,23 @@ Mapping = tuple[str, int | None, str | None]  # the other layout's name, split d
 
 NOTE = (
     "read in Meta's layout: the consolidated shards merged and the q and k rows permuted into the Hugging Face "
-    "layout; params.json plays config.json's role, checked only through its head counts (the tensors' shapes "
-    "and digests), its other settings not compared; rope.freqs and rotary_emb.inv_freq, computed from the "
-    "parameters, are not compared"
+    "layout (by the release's head counts when its config.json is at hand); params.json plays config.json's "
+    "role, compared with it by meaning; "
+    "rope.freqs and rotary_emb.inv_freq, computed from the parameters, are not compared"
 )
 REVERSE_NOTE = (
     "read in the Hugging Face layout: each tensor split into Meta's tensor-parallel shards and the q and k rows "
-    "permuted into Meta's order; config.json plays params.json's role, checked only through its head counts "
-    "(the tensors' shapes and digests), its other settings not compared; rope.freqs and rotary_emb.inv_freq, "
-    "computed from the parameters, and checklist.chk, md5 sums of Meta's files, are not compared"
+    "permuted into Meta's order; config.json plays params.json's role, compared with it by meaning; "
+    "rope.freqs and rotary_emb.inv_freq, computed from the parameters, and checklist.chk, md5 sums of Meta's "
+    "files, are not compared"
+)
+CONFIG_UNKNOWN = (
+    "the release's config.json is recorded by digest only, so params.json's settings and head counts cannot be "
+    "checked against it; the release's config.json beside the shards, or a manifest in Meta's layout, would decide"
+)
+PARAMS_UNKNOWN = (
+    "the release's params.json is recorded by digest only, so config.json's settings cannot be checked against "
+    "it; the release's params.json beside the weights, or a manifest in the Hugging Face layout, would decide"
 )
 
 
@@ -129,7 +138,19 @@ class MetaToHuggingFace:
     ) -> Adapted | None:
         if not (is_meta_layout(candidate) and wants_hugging_face(reference)):
             return None
-        heads, kv_heads = _head_counts(_read_json(root / PARAMS, "Meta's params.json"), "n_heads", "n_kv_heads", PARAMS)
+        params = _read_json(root / PARAMS, "Meta's params.json")
+        config = release_document(root, candidate, reference, CONFIG)
+        changes: list[str] = []
+        doubts: list[str] = []
+        if config is None:  # the head counts and settings can only be the download's own
+            heads, kv_heads = _head_counts(params, "n_heads", "n_kv_heads", PARAMS)
+            doubts.extend([CONFIG_UNKNOWN] if recorded(reference, CONFIG) else [])
+        else:  # the release's head counts permute q and k; params.json must describe the same model
+            heads, kv_heads = _head_counts(config, "num_attention_heads", "num_key_value_heads", CONFIG)
+            changes.extend(
+                f"params.json's {pk} = {pv!r} where the release's config.json gives {ck} = {cv!r}"
+                for ck, cv, pk, pv in config_against_params(config, params)
+            )
         present = {f.path: f for f in candidate.files if _SHARD.fullmatch(f.path)}
         wanted = {t.name: t for f in reference.files for t in f.tensors}
         # How many shards: the release's shapes say (a download's own checklist.chk cannot be trusted over
@@ -176,9 +197,17 @@ class MetaToHuggingFace:
             MERGED, None, Role.WEIGHTS, format="pytorch", tensors=tuple(merged + leftovers), rebuilt=True
         )
         shards = [dataclasses.replace(f, tensors=(), container_blake3=None) for f in present.values()]  # as files
-        others = [f for f in candidate.files if not _SHARD.fullmatch(f.path) and f.path != PARAMS]
-        files = (*others, *shards, synthetic, *_stand_ins(reference, CONFIG))
-        adapted = dataclasses.replace(candidate, files=files, weight_map={**candidate.weight_map, **lost})
+        kept = recorded(reference, PARAMS)  # a release with a params.json of its own: the download's is its copy
+        others = [f for f in candidate.files if not _SHARD.fullmatch(f.path) and (kept or f.path != PARAMS)]
+        stand_ins = [] if any(f.path == CONFIG for f in others) else _stand_ins(reference, CONFIG)
+        files = (*others, *shards, synthetic, *stand_ins)
+        adapted = dataclasses.replace(
+            candidate,
+            files=files,
+            weight_map={**candidate.weight_map, **lost},
+            layout_changes=(*candidate.layout_changes, *changes),
+            layout_doubts=(*candidate.layout_doubts, *doubts),
+        )
         return Adapted(adapted, self.comparable(reference), "; ".join([NOTE, *problems]), (self.name,))
 
 
@@ -207,6 +236,16 @@ class HuggingFaceToMeta:
             return None  # a checksum list cannot be held tensor by tensor; without config.json no head counts
         config = _read_json(root / CONFIG, "a Hugging Face config.json")
         heads, kv_heads = _head_counts(config, "num_attention_heads", "num_key_value_heads", CONFIG)
+        params = release_document(root, candidate, reference, PARAMS)
+        changes: list[str] = []
+        doubts: list[str] = []
+        if params is None:
+            doubts.extend([PARAMS_UNKNOWN] if recorded(reference, PARAMS) else [])
+        else:  # transformers builds the model from config.json: it must describe the release's
+            changes.extend(
+                f"config.json's {ck} = {cv!r} where the release's params.json gives {pk} = {pv!r}"
+                for ck, cv, pk, pv in config_against_params(config, params)
+            )
         weights = [f for f in candidate.files if f.role is Role.WEIGHTS]
         located: dict[str, tuple[FileFingerprint, TensorFingerprint]] = {}
         rest: list[TensorFingerprint] = []  # compared under their own names: unmapped, or a second copy
@@ -244,13 +283,21 @@ class HuggingFaceToMeta:
             mapping = meta_name(hf_name)
             if mapping is not None and hf_name not in located:
                 lost[mapping[0]] = file
-        files = [f for f in candidate.files if f.path != CONFIG and f.role is not Role.WEIGHTS]
+        kept = recorded(reference, CONFIG)  # a release with a config.json of its own: the download's is its copy
+        files = [f for f in candidate.files if (kept or f.path != CONFIG) and f.role is not Role.WEIGHTS]
         files.extend(dataclasses.replace(f, tensors=(), container_blake3=None) for f in weights)  # as files
         for shard, ref in enumerate(ref_shards):
             tensors = tuple(pieces[shard] + (rest if shard == 0 else []))
             files.append(FileFingerprint(ref.path, None, Role.WEIGHTS, format="pytorch", tensors=tensors, rebuilt=True))
-        files.extend(_stand_ins(reference, PARAMS))
-        adapted = dataclasses.replace(candidate, files=tuple(files), weight_map=lost)
+        if not any(f.path == PARAMS for f in candidate.files):
+            files.extend(_stand_ins(reference, PARAMS))
+        adapted = dataclasses.replace(
+            candidate,
+            files=tuple(files),
+            weight_map=lost,
+            layout_changes=(*candidate.layout_changes, *changes),
+            layout_doubts=(*candidate.layout_doubts, *doubts),
+        )
         return Adapted(adapted, self.comparable(reference), "; ".join([REVERSE_NOTE, *problems]), (self.name,))
 
 
