@@ -194,6 +194,9 @@ def _decide(
             f"{_plural(len(outcome.removed), 'tensor')} removed from complete files: {_names(outcome.removed)}"
         )
     unlaid = {f.path for f in reference.files if not f.has_layout}
+    # With whole-file digests only, an index beside the release's whole weights is the one change: a loader
+    # follows it (dropping a shard loads fresh values); beside other weights files the check below is undecided.
+    weights_whole = all(file_status[f.path] is FileStatus.MATCH for f in reference.files if f.role is Role.WEIGHTS)
     refused = {f.path for f in candidate.files if f.error is not None and f.hazard is not None}
     for r in files:
         if r.status is FileStatus.MODIFIED and r.name in refused:
@@ -201,7 +204,7 @@ def _decide(
         elif r.status is FileStatus.MODIFIED and (
             r.role == Role.OTHER.value
             or (r.name in unlaid and r.role != Role.INDEX.value)
-            or (r.role == Role.INDEX.value and not reference.tensor_level)  # no tensor table to check it against
+            or (r.role == Role.INDEX.value and not reference.tensor_level and weights_whole)
         ):
             reasons.append(f"{r.name} differs ({r.detail})")
     modified = bool(reasons)
