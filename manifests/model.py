@@ -384,6 +384,11 @@ def _sketch_from_entry(raw: Any, where: str) -> Sketch:
     )
     if len(sample) > 4096:
         raise _fail(f"{where}: a sample of {len(sample)} values is more than a sketch holds")
+    lossless = None  # absent in older manifests: unknown, so no cast is proven by rounding back
+    if "lossless" in raw:
+        lossless = frozenset(_str(v, f"{where}: lossless") for v in _list(raw["lossless"], f"{where}: lossless"))
+        if lossless - set(casts):
+            raise _fail(f"{where}: lossless may name only the casts the sketch records")
     return Sketch(
         count=_count(raw.get("count"), f"{where}: count"),
         mean=_number(raw.get("mean"), f"{where}: mean"),
@@ -396,4 +401,5 @@ def _sketch_from_entry(raw: Any, where: str) -> Sketch:
         infs=_count(raw.get("infs"), f"{where}: infs"),
         sample=sample,
         casts=casts,
+        lossless=lossless,
     )

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 from provenance.errors import ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, ShardIndex, TensorFingerprint
+from provenance.formats.detect import is_weights_file
 from provenance.quantization import off_grid
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
+from provenance.scan import PICKLES
 from provenance.sketch import compare_samples, not_numbers
 
 _NAMES_SHOWN = 3
@@ -149,16 +151,26 @@ def _decide(
     ref_tensors = [t for t in tensors if t.file is not None]
     found = [t for t in ref_tensors if t.status in FOUND]
     renamed = {name for name, _ in outcome.renamed}
-    changed = [t.name for t in ref_tensors if t.status is TensorStatus.MODIFIED and t.name not in renamed]
+    # A tensor in another dtype the reference cannot judge (no sketch): neither found nor changed, undecided.
+    unjudged = [t for t in ref_tensors if t.status is TensorStatus.MODIFIED and t.proven is False]
+    changed = [
+        t.name
+        for t in ref_tensors
+        if t.status is TensorStatus.MODIFIED and t.name not in renamed and t.proven is not False
+    ]
     corrupt = [t.name for t in tensors if t.status is TensorStatus.CORRUPT]
     cand_intact = sum(1 for f in candidate.files for t in f.tensors if t.intact)
 
     # Vectors and empty tensors (norms at init, rotary frequencies, biases) are shared by unrelated models
     # of one architecture; only a matching matrix is evidence that the weights derive from the reference.
     has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
-    derived = [t for t in ref_tensors if t.correlation is not None and t.correlation >= DERIVED]  # fine-tuned
+    derived = [  # fine-tuned: sampled values that track the release's, or values that round to them
+        t for t in ref_tensors if (t.correlation is not None and t.correlation >= DERIVED) or t.proven is True
+    ]
     moved = [t for t in ref_tensors if t.name in renamed]  # the release's numbers, under other names
-    evidence = [t for t in [*found, *derived, *moved] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))]
+    evidence = [
+        t for t in [*found, *derived, *moved, *unjudged] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))
+    ]
     if ref_tensors and cand_intact and not evidence and (changed or outcome.added or not outcome.lost):
         return Verdict.UNRELATED, [
             f"none of the candidate's {_plural(cand_intact, 'tensor')} matches a reference tensor"
@@ -186,12 +198,17 @@ def _decide(
             f"{_plural(len(outcome.removed), 'tensor')} removed from complete files: {_names(outcome.removed)}"
         )
     unlaid = {f.path for f in reference.files if not f.has_layout}
+    # With whole-file digests only, an index beside the release's whole weights is the one change: a loader
+    # follows it (dropping a shard loads fresh values); beside other weights files the check below is undecided.
+    weights_whole = all(file_status[f.path] is FileStatus.MATCH for f in reference.files if f.role is Role.WEIGHTS)
     refused = {f.path for f in candidate.files if f.error is not None and f.hazard is not None}
     for r in files:
         if r.status is FileStatus.MODIFIED and r.name in refused:
             reasons.append(f"{r.name} refused: {r.detail}")
         elif r.status is FileStatus.MODIFIED and (
-            r.role == Role.OTHER.value or (r.name in unlaid and r.role != Role.INDEX.value)
+            r.role == Role.OTHER.value
+            or (r.name in unlaid and r.role != Role.INDEX.value)
+            or (r.role == Role.INDEX.value and not reference.tensor_level and weights_whole)
         ):
             reasons.append(f"{r.name} differs ({r.detail})")
     modified = bool(reasons)
@@ -233,10 +250,24 @@ def _decide(
                 f"{_plural(len(new_weights), 'other file')}: a tensor-level manifest would decide"
             )
             return Verdict.UNDECIDED, reasons
+        new_indexes = [r.name for r in files if r.status is FileStatus.EXTRA and r.role == Role.INDEX.value]
+        if new_indexes:  # loading instructions the reference never listed, to places it cannot see into
+            reasons.append(
+                f"the reference records whole-file digests only, and the candidate adds shard indexes it cannot "
+                f"check ({_names(new_indexes)}): a tensor-level manifest would decide"
+            )
+            return Verdict.UNDECIDED, reasons
     if lost_files or outcome.lost or corrupt:
         return Verdict.INCOMPLETE, reasons
     if candidate.layout_doubts:  # settings a loader builds the model from that could not be checked
         return Verdict.UNDECIDED, [*reasons, *candidate.layout_doubts]
+    if unjudged:
+        return Verdict.UNDECIDED, [
+            *reasons,
+            f"{_plural(len(unjudged), 'tensor')} in another dtype than the release's, which the reference has no "
+            f"sketch of: a conversion cannot be told from a change ({_names([t.name for t in unjudged])}); "
+            f"a manifest made with sketches would decide",
+        ]
     casts = [t for t in ref_tensors if t.status in (TensorStatus.CAST, TensorStatus.QUANTIZED)]
     loose = [t.name for t in casts if t.proven is False]
     if loose:
@@ -279,11 +310,28 @@ INERT_NAMES = (
 )
 # What transformers' from_pretrained opens in a folder, first found first: one file shadows the rest.
 PREFERRED = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# Every name it may open by itself, with a variant (`variant="fp16"` inserts it before the last suffix).
+ENTRY_POINTS = (
+    *PREFERRED,
+    "model.*.safetensors",
+    "model.safetensors.index.*.json",
+    "pytorch_model.*.bin",
+    "pytorch_model.bin.index.*.json",
+    "tf_model.h5",
+    "flax_model.msgpack",
+)
+
+
+# Suffixes something loads whatever the name before them (README.bin is a PyTorch file to torch.load).
+LOADABLE_SUFFIXES = (*PICKLES, ".index.json", ".py", ".h5", ".msgpack", ".onnx", ".npy", ".npz", ".joblib")
 
 
 def is_inert(path: str) -> bool:
-    """Whether an added file is one no loader reads: documentation, licences, images, git attributes."""
+    """Whether an added file is one no loader reads: documentation, licences, images, git attributes. A
+    file a weights reader claims, a pickle or code is never inert, whatever its name."""
     base = posixpath.basename(path).lower()
+    if is_weights_file(base) or base.endswith(LOADABLE_SUFFIXES):
+        return False
     return base.endswith(INERT_SUFFIXES) or any(fnmatch.fnmatchcase(base, pattern) for pattern in INERT_NAMES)
 
 
@@ -309,10 +357,7 @@ def _loading_problems(
                 f"{index.path} sends {_plural(len(wrong), 'tensor')} where a loader would not load the release's: "
                 f"{_names(wrong)}"
             )
-    shadow = _shadowing(reference, candidate, file_status, outcome)
-    if shadow:
-        reasons.append(shadow)
-    return reasons
+    return reasons + _shadowing(reference, candidate, file_status, outcome)
 
 
 def _added_files(
@@ -327,7 +372,9 @@ def _added_files(
     added: list[str] = []
     for r in files:
         cand = by_path.get(r.name)
-        if r.status is not FileStatus.EXTRA or cand is None or is_inert(r.name) or cand.role is Role.INDEX:
+        if r.status is not FileStatus.EXTRA or cand is None or cand.role is Role.INDEX:
+            continue
+        if is_inert(r.name) and cand.hazard is None and cand.role is Role.OTHER:
             continue
         if cand.role is not Role.WEIGHTS:
             added.append(f"{r.name}{f' ({cand.hazard})' if cand.hazard else ''}")
@@ -389,31 +436,49 @@ def _index_errors(
 
 def _shadowing(
     reference: Checkpoint, candidate: Checkpoint, file_status: dict[str, FileStatus], outcome: _TensorOutcome
-) -> str | None:
-    """from_pretrained opens the first of PREFERRED it finds and nothing else: an added one must place every
-    tensor of the release's top-level weights."""
+) -> list[str]:
+    """from_pretrained opens the first of PREFERRED it finds and nothing else, and its options (a variant,
+    use_safetensors=False) open another: the first one, and every added one, must place every tensor of
+    the release's top-level weights as found."""
     if candidate.in_another_layout or not reference.tensor_level:
-        return None
-    paths = {f.path for f in candidate.files}
+        return []
+    paths = {f.path for f in candidate.files} | {i.path for i in candidate.indexes}
     first = next((name for name in PREFERRED if name in paths), None)
-    if first is None or file_status.get(first) is FileStatus.MATCH:
-        return None
+    opened = {name for name in paths if is_entry_point(name) and name not in file_status}  # added ones
+    if first is not None and file_status.get(first) is not FileStatus.MATCH:
+        opened.add(first)
     required = {t.name for f in reference.files if f.has_layout and "/" not in f.path for t in f.tensors}
-    if first.endswith(".index.json"):
-        index = next((i for i in candidate.indexes if i.path == first), None)
-        placed = {e.tensor for e in index.entries} if index is not None else required
-    else:
-        held = next(f for f in candidate.files if f.path == first)
-        placed = (
-            {t.name for t in held.tensors if t.path is None} if held.error is None else required
-        )  # damage: judged as such
-    absent = sorted(required - placed)
-    if not absent:
-        return None
-    return (
-        f"{first} is what from_pretrained loads, and it does not hold {_plural(len(absent), 'tensor')} of the "
-        f"release: {_names(absent)}"
-    )
+    ref_digests = {(t.name, t.blake3, t.dtype, t.shape) for f in reference.files for t in f.tensors}
+    found = {(r.candidate_file or r.file, r.name) for r in outcome.results if r.file is not None and r.status in FOUND}
+    reasons: list[str] = []
+    for name in sorted(opened):
+        if name.endswith(".json"):
+            index = next((i for i in candidate.indexes if i.path == name), None)
+            placed = {e.tensor for e in index.entries} if index is not None else required
+        else:
+            held = next((f for f in candidate.files if f.path == name), None)
+            if held is None or held.error is not None:  # damage: judged as such
+                continue
+            own = name in file_status  # the release's own file: its changed tensors are reported as such
+            placed = {  # flat names only: a tensor nested in an object tree is not the key a loader looks up
+                t.name
+                for t in held.tensors
+                if t.path is None
+                and (own or (name, t.name) in found or (t.name, t.blake3, t.dtype, t.shape) in ref_digests)
+            }
+        absent = sorted(required - placed)
+        if absent:
+            reasons.append(
+                f"{name} is what from_pretrained {'loads' if name == first else 'may load'}, and it does not hold "
+                f"{_plural(len(absent), 'tensor')} of the release: {_names(absent)}"
+            )
+    return reasons
+
+
+def is_entry_point(path: str) -> bool:
+    """A top-level file from_pretrained opens by name, with or without a variant (model.fp16.safetensors,
+    pytorch_model.bin.index.fp16.json), rather than because an index sends it there."""
+    return "/" not in path and any(fnmatch.fnmatchcase(path, pattern) for pattern in ENTRY_POINTS)
 
 
 def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
@@ -487,7 +552,9 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
             status, detail = TensorStatus.MATCH, None
         else:
             status, detail, figures, *loose = classify(t, c.tensor)
-            proven = False if loose else None  # a quantization within the error of a quantizer that searches
+            # False: a quantization within a searching quantizer's error, or a cast nothing can judge; True: a
+            # change proven to derive from the release (its values round to the release's)
+            proven = loose[0] if loose else None
         status_of[key] = status
         outcome.results.append(
             TensorResult(
@@ -532,14 +599,14 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
     # tensor was added; a tensor named only by a cut-short header is damage, not an addition.
     if not reference.tensor_level:  # a reference that lists files only: tensors are neither added nor removed
         return outcome
-    ref_digests = {(t.key, t.blake3) for _, t in ref_tensors}
+    ref_digests = {(t.key, t.blake3, t.dtype, t.shape) for _, t in ref_tensors}  # a loader loads all of these
     ref_names = {t.key for _, t in ref_tensors}
     unlaid = {f.path for f in reference.files if not f.has_layout}  # compared as whole files only
     for i, c in enumerate(pool):
         if i in used or c.file in unlaid:
             continue
         t = c.tensor
-        if t.intact and (t.key, t.blake3) in ref_digests:
+        if t.intact and (t.key, t.blake3, t.dtype, t.shape) in ref_digests:
             status, detail = TensorStatus.EXTRA, "another copy of a tensor already matched"
             outcome.harmless.add((c.file, t.name))
         elif not t.intact and t.key in ref_names:
@@ -561,8 +628,9 @@ QUANT_TOLERANCE = {"Q6_K": 0.04, "Q5_K": 0.08, "Q4_K": 0.15}
 CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0**-52}  # half an ulp, relative
 
 
+WIDER = {"F16": ("F32", "F64"), "BF16": ("F32", "F64"), "F32": ("F64",)}  # dtypes that hold every value exactly
 Figures = tuple[float, float] | None  # (relative change, correlation) on the sketches' samples
-Classified = tuple[TensorStatus, str, Figures] | tuple[TensorStatus, str, Figures, bool]
+Classified = tuple[TensorStatus, str, Figures] | tuple[TensorStatus, str, Figures, bool]  # bool: see `proven`
 DERIVED = 0.5  # a sampled correlation at least this high: the tensor derives from the release's
 LOOSE_CORRELATION = 0.9  # a quantization that searches its scales still tracks the release's values this closely
 
@@ -577,8 +645,22 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
         if ref.sketch is not None and ref.sketch.casts.get(cand.dtype) == cand.blake3:
             return TensorStatus.CAST, f"exact {ref.dtype} to {cand.dtype} cast (proven by digest)", None
         if cand.sketch is not None and cand.sketch.casts.get(ref.dtype) == ref.blake3:
-            detail = f"the release's {ref.dtype} values in {cand.dtype} (they round back exactly)"
-            return TensorStatus.CAST, detail, None
+            lossless = cand.sketch.lossless
+            if lossless is not None and ref.dtype in lossless:  # every value is a ref.dtype value: the release's
+                detail = f"the release's {ref.dtype} values in {cand.dtype} (they round back exactly)"
+                return TensorStatus.CAST, detail, None
+            if lossless is not None and cand.dtype in WIDER.get(ref.dtype, ()):  # an upcast is always lossless
+                detail = (
+                    f"dtype {cand.dtype}, expected {ref.dtype}: the values round to the release's but are not its "
+                    f"values widened (a change within {ref.dtype}'s rounding)"
+                )
+                return TensorStatus.MODIFIED, detail, _sampled(ref, cand), True
+    if ref.sketch is None and cand.dtype != ref.dtype:  # a cast or a change: the release's numbers cannot tell
+        detail = (
+            f"dtype {cand.dtype}, expected {ref.dtype}: the reference has no sketch of it, so a conversion cannot "
+            f"be told from a change (a sketched manifest would decide)"
+        )
+        return TensorStatus.MODIFIED, detail, None, False
     if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
     change, correlation = compare_samples(ref.sketch.sample, cand.sketch.sample)
@@ -616,6 +698,8 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
         )
         return TensorStatus.QUANTIZED, detail, (change, correlation), False
     narrower = max(CAST_TOLERANCE.get(ref.dtype, 0.0), CAST_TOLERANCE.get(cand.dtype, 0.0))
+    if cand.dtype in WIDER.get(ref.dtype, ()):
+        narrower = 0.0  # an upcast keeps every value: a sampled value that moved is a change, not rounding
     if cand.dtype != ref.dtype and change <= narrower:
         detail = f"values within {cand.dtype} rounding of the release's (sampled: {change:.1e})"
         return TensorStatus.CAST, detail, (change, correlation)
@@ -640,6 +724,13 @@ def _renamed(ref: TensorFingerprint, cand: TensorFingerprint) -> str:
         f"the release's numbers {where(cand.path)} in the candidate's object tree, where the release has them "
         f"{where(ref.path)}: a loader looking up {ref.name!r} does not find them"
     )
+
+
+def _sampled(ref: TensorFingerprint, cand: TensorFingerprint) -> Figures:
+    """(relative change, correlation) on the samples, when both sides have them."""
+    if ref.sketch is None or cand.sketch is None or not ref.sketch.sample:
+        return None
+    return compare_samples(ref.sketch.sample, cand.sketch.sample)
 
 
 def _finite(value: float) -> float | None:

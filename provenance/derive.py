@@ -12,15 +12,22 @@ import mmap
 from pathlib import Path
 
 from provenance.fingerprint import Checkpoint, FileFingerprint, TensorFingerprint
-from provenance.sketch import FLOAT_DTYPES, SketchBuilder
+from provenance.sketch import CAST_TARGETS, FLOAT_DTYPES, SketchBuilder
 
 WINDOW = 64 << 20
 
 
 def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
     """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
-    and differs from it."""
-    ref_tensors = {t.name: t for f in reference.files for t in f.tensors if t.sketch is not None}
+    and differs from it, or is a narrower dtype the candidate's F32 copy may be an upcast of: its cast back
+    to that dtype (and whether every value survives it) proves the upcast without the reference's sketch."""
+    wider = {t.name for f in candidate.files for t in f.tensors if t.dtype == "F32"}
+    ref_tensors = {
+        t.name: t
+        for f in reference.files
+        for t in f.tensors
+        if t.sketch is not None or (t.dtype in CAST_TARGETS and t.name in wider)  # an upcast is cast back
+    }
     return _sketch_where(root, candidate, ref_tensors)
 
 

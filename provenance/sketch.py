@@ -97,6 +97,9 @@ class Sketch:
     sample: tuple[float, ...]
     casts: dict[str, str]  # target dtype -> BLAKE3 of the canonical cast's elements
     grid: Grid | None = None  # a quantized candidate's grid at the sampled positions (never in a manifest)
+    # The cast targets every element round-trips through (the values are that dtype's, widened): what makes
+    # "it rounds back to the release's" a proof. None: not recorded (an older manifest), so nothing is proven.
+    lossless: frozenset[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +114,7 @@ class Sketch:
             "infs": self.infs,
             "sample": [v if math.isfinite(v) else None for v in self.sample],  # JSON has no NaN or Inf
             "casts": dict(sorted(self.casts.items())),
+            **({"lossless": sorted(self.lossless)} if self.lossless is not None else {}),
         }
 
 
@@ -124,6 +128,7 @@ class SketchBuilder:
         self.itemsize = np.dtype(self.dtype).itemsize
         self.targets = [t for t in CAST_TARGETS if casts and t != dtype and dtype != "F64"]
         self.casts = {t: blake3() for t in self.targets}
+        self.lossless = set(self.targets)  # targets every element so far round-trips through
         self.code = dtype
         self.positions = sample_positions(name, shape)
         self.sample: list[float] = []
@@ -150,9 +155,12 @@ class SketchBuilder:
         import numpy as np
 
         with np.errstate(all="ignore"):  # NaN and Inf are counted, not warned about
-            for target, hasher in self.casts.items():
-                hasher.update(np.ascontiguousarray(cast_to(values, target)).view(np.uint8).data)
             wide = _widen(values, self.code)
+            for target, hasher in self.casts.items():
+                cast = np.ascontiguousarray(cast_to(values, target))
+                hasher.update(cast.view(np.uint8).data)
+                if target in self.lossless and not np.array_equal(_widen(cast, target), wide, equal_nan=True):
+                    self.lossless.discard(target)  # one element changed by the cast: checked no further
             finite = np.isfinite(wide)
             bad = wide.size - int(np.count_nonzero(finite))
             good = wide
@@ -189,6 +197,7 @@ class SketchBuilder:
             infs=self.infs,
             sample=tuple(self.sample),
             casts={t: h.hexdigest() for t, h in self.casts.items()},
+            lossless=frozenset(self.lossless),
         )
 
 

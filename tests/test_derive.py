@@ -258,3 +258,85 @@ def test_values_that_are_not_numbers_are_never_a_cast(run_cli: Run, reference: P
     assert (code, document["verdict"]) == (1, "modified")
     changed = {t["name"]: t["detail"] for t in document["tensors"] if t["status"] == "modified"}
     assert changed == {name: "64 of 64 sampled values are NaN or Inf where the release's are numbers"}
+
+
+def _within_rounding(name: str, values: np.ndarray) -> np.ndarray:
+    """Every bfloat16 matrix widened to float32 and moved by 0.45 of a bfloat16 step: it rounds back to the
+    release's values, but it is not them (a fine-tune hidden inside bfloat16's rounding)."""
+    if values.dtype != ml_dtypes.bfloat16:
+        return values
+    wide = values.astype(np.float32)
+    step = np.where(wide == 0, 0, np.exp2(np.floor(np.log2(np.maximum(np.abs(wide), 1e-30))) - 7)).astype(np.float32)
+    moved = (wide + np.float32(0.45) * step * np.sign(wide)).astype(np.float32)
+    assert np.array_equal(moved.astype(ml_dtypes.bfloat16).view(np.uint16), values.view(np.uint16))
+    return moved
+
+
+def test_an_upcast_that_only_rounds_back_is_modified(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    folder = variant(tmp_path, "hidden", _within_rounding)
+    code, document = verify(run_cli, folder, reference)
+    assert (code, document["verdict"]) == (1, "modified")
+    moved = [t for t in document["tensors"] if t["status"] == "modified"]
+    assert len(moved) == 30
+    assert all("not its values widened" in t["detail"] for t in moved)
+
+
+def test_a_genuine_upcast_reads_converted_exact(run_cli: Run, reference: Path, tmp_path: Path) -> None:
+    folder = variant(tmp_path, "f32", lambda k, v: v.astype(np.float32))
+    code, document = verify(run_cli, folder, reference)
+    assert (code, document["verdict"], document["proof"]) == (1, "converted", "exact")
+
+
+@pytest.fixture(scope="module")
+def plain_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same bfloat16 release, fingerprinted without sketches."""
+    folder = tmp_path_factory.mktemp("bf16-plain") / "release"
+    write_sharded(folder, bf16_weights(), 2)
+    return write_release_manifest(folder, folder.parent / "release.json", sketches=False, name="bf16")
+
+
+def test_upcast_against_a_manifest_without_sketches_is_cast_back(
+    run_cli: Run, plain_reference: Path, tmp_path: Path
+) -> None:
+    """The candidate is read anyway: its float32 copy cast back to bfloat16 (every value surviving) is the
+    release's digest, which proves the upcast without the release's sketch."""
+    folder = variant(tmp_path, "f32", lambda k, v: v.astype(np.float32))
+    code, document = verify(run_cli, folder, plain_reference)
+    assert (code, document["verdict"], document["proof"]) == (1, "converted", "exact")
+
+    folder = variant(tmp_path, "hidden", _within_rounding)
+    code, document = verify(run_cli, folder, plain_reference)
+    assert (code, document["verdict"]) == (1, "modified")
+
+
+def test_a_lossy_cast_against_a_manifest_without_sketches_is_undecided(
+    run_cli: Run, plain_reference: Path, tmp_path: Path
+) -> None:
+    folder = variant(tmp_path, "f16", lambda k, v: v.astype(np.float16) if v.dtype == ml_dtypes.bfloat16 else v)
+    code, document = verify(run_cli, folder, plain_reference)
+    assert (code, document["verdict"]) == (1, "undecided")
+    assert "a manifest made with sketches would decide" in document["reasons"][-1]
+
+
+def test_lossless_is_recorded_and_absent_means_unknown(tmp_path: Path) -> None:
+    from manifests import open_reference
+    from provenance.sketch import SketchBuilder
+
+    exact = np.arange(-8, 8, dtype=np.float32) / 4  # every value a bfloat16 and a float16 value
+    builder = SketchBuilder("t", "F32", exact.shape)
+    builder.update(exact.tobytes())
+    assert builder.finish().lossless == {"F16", "BF16"}
+    builder = SketchBuilder("t", "F32", exact.shape)
+    builder.update((exact + np.float32(1e-4)).tobytes())
+    assert builder.finish().lossless == frozenset()
+
+    folder = tmp_path / "release"
+    write_sharded(folder, bf16_weights(), 2)
+    manifest = write_release_manifest(folder, tmp_path / "m.json", sketches=True)
+    statement = json.loads(manifest.read_text())
+    for f in statement["predicate"]["weights_provenance/v1"]["files"]:
+        for t in f.get("tensors", []):
+            t["sketch"].pop("lossless", None)  # a manifest written before the field existed
+    manifest.write_text(json.dumps(statement))
+    sketches = [t.sketch for f in open_reference(manifest).manifest.checkpoint.files for t in f.tensors]
+    assert sketches and all(s is not None and s.lossless is None for s in sketches)

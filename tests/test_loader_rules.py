@@ -452,3 +452,120 @@ def test_identify_with_ignore(run_cli: Run, copy_of_release: Path, release_manif
     result = run_cli("identify", copy_of_release, "--registry", registry, "--json", "-q", "--ignore", "*.py")
     best = json.loads(result.out)["matches"][0]
     assert (result.code, best["release"], best["verdict"]) == (0, "sample-release", "identical")
+
+
+# -- 4. copies that are the release's bytes but not its tensors, entry points, file-level indexes ---------------
+
+
+def test_copy_with_the_release_bytes_in_another_dtype_is_modified(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    """transformers loads every tensor of every indexed shard: a copy under the release's name with its
+    bytes but another dtype (int16 for float16) is loaded, so it is no harmless leftover."""
+    tensors = sample_tensors()
+    other = next(k for k in tensors if k != VICTIM and "layers.2." in k)
+    save_file(
+        {VICTIM: tensors[VICTIM].view(np.int16), other: tensors[other]}, str(copy_of_release / "extra.safetensors")
+    )
+    point(copy_of_release, other, "extra.safetensors")  # an indexed shard, holding a bit-identical copy of `other`
+    code, report = verify(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert f"1 tensor added: {VICTIM}" in report["reasons"]
+    assert f"extra.safetensors (holds {VICTIM}, not the release's)" in reasons(report)
+
+    # Control: the same copy in the release's dtype is a leftover that changes nothing.
+    save_file({VICTIM: tensors[VICTIM], other: tensors[other]}, str(copy_of_release / "extra.safetensors"))
+    code, report = verify(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (0, "equivalent")
+
+
+@pytest.mark.parametrize(
+    "name", ["pytorch_model.bin", "model.fp16.safetensors", "pytorch_model.fp16.bin", "model.safetensors"]
+)
+def test_added_entry_point_holding_part_of_the_release_is_modified(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, name: str
+) -> None:
+    """A file from_pretrained opens by name (use_safetensors=False, a variant) loads only what it holds."""
+    part = {VICTIM: sample_tensors()[VICTIM]}  # the release's own bits, and nothing else
+    if name.endswith(".bin"):
+        _torch_bin(copy_of_release / name, part)
+    else:
+        save_file(part, str(copy_of_release / name))
+    code, report = verify(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert any(r.startswith(f"{name} is what from_pretrained") and "does not hold" in r for r in report["reasons"])
+
+
+def test_transformers_loads_an_added_partial_bin_with_use_safetensors_false(tiny_llama: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    reference = provenance.fingerprint(tiny_llama)
+    original = release_tensors(tiny_llama)
+    candidate = tmp_path / "partial-bin"
+    shutil.copytree(tiny_llama, candidate)
+    kept = "model.embed_tokens.weight"
+    torch.save({kept: torch.from_numpy(original[kept].copy())}, candidate / "pytorch_model.bin")
+    model = LlamaForCausalLM.from_pretrained(candidate, use_safetensors=False)
+    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    differ = [k for k, v in original.items() if not np.array_equal(state[k], v)]
+    assert differ and kept not in differ  # the rest is initialised afresh
+    report = provenance.verify(candidate, reference)
+    assert report.verdict is Verdict.MODIFIED
+    assert any(r.startswith("pytorch_model.bin is what from_pretrained may load") for r in report.reasons)
+
+
+@pytest.mark.parametrize("name", ["README.bin", "LICENSE.pkl", "notice.pt", "readme.pth"])
+def test_inert_name_on_a_pickle_is_not_inert(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, name: str
+) -> None:
+    """torch.load and pickle read a file by its bytes, not its name: README.bin is a pickle like any other."""
+    if name.endswith(".pkl"):
+        _evil_pickle(copy_of_release, name)
+    else:
+        torch = pytest.importorskip("torch", reason="a real torch.save file")
+        torch.save({"x": _Evil(f"touch {copy_of_release / 'canary'}")}, copy_of_release / name)
+    code, report = verify(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert statuses(report, "files")[name] == "extra"
+    (added,) = [r for r in report["reasons"] if "file added" in r]
+    assert name in added and "posix.system" in added
+    assert not (copy_of_release / "canary").exists()
+
+
+def _file_level_manifest(run_cli: Run, release: Path, tmp_path: Path) -> Path:
+    import hashlib
+
+    listing = tmp_path / "SHA256SUMS"
+    listing.write_text(
+        "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(release.iterdir()))
+    )
+    manifest = tmp_path / "imported.json"
+    assert run_cli("import", listing, "-o", manifest).code == 0
+    return manifest
+
+
+def test_file_level_reference_and_a_changed_index_is_modified(
+    run_cli: Run, copy_of_release: Path, tmp_path: Path
+) -> None:
+    """With whole-file digests only, a shard index that dropped a shard cannot be checked entry by entry:
+    the release's index is a release file that changed."""
+    manifest = _file_level_manifest(run_cli, copy_of_release, tmp_path)
+    code, report = verify(run_cli, copy_of_release, manifest)
+    assert (code, report["verdict"]) == (0, "identical")  # control
+    document = json.loads((copy_of_release / INDEX).read_text())
+    document["weight_map"] = {k: v for k, v in document["weight_map"].items() if v != SHARD2}
+    (copy_of_release / INDEX).write_text(json.dumps(document, indent=2))
+    code, report = verify(run_cli, copy_of_release, manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert f"{INDEX} differs (sha256 differs)" in report["reasons"]
+
+
+def test_file_level_reference_and_an_added_index_is_undecided(
+    run_cli: Run, copy_of_release: Path, tmp_path: Path
+) -> None:
+    manifest = _file_level_manifest(run_cli, copy_of_release, tmp_path)
+    shutil.copy(copy_of_release / INDEX, copy_of_release / "pytorch_model.bin.index.json")
+    code, report = verify(run_cli, copy_of_release, manifest)
+    assert (code, report["verdict"]) == (1, "undecided")
+    assert "a tensor-level manifest would decide" in report["reasons"][-1]
