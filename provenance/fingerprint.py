@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from provenance.formats.interface import MAX_TENSORS as MAX_TENSORS
 from provenance.merkle import Pieces
 from provenance.sketch import Sketch
 
@@ -98,11 +99,6 @@ class ShardIndex:
     path: str
     entries: tuple[IndexEntry, ...] = ()
     error: str | None = None  # why it cannot be read as a shard index (a loader following it fails or errs)
-
-
-# Tensors a checkpoint or manifest may hold: a 405B-parameter release has about 9,000, the largest known a few
-# tens of thousands; comparing this many stays within 60 s and 1 GiB, which DESIGN holds every input to.
-MAX_TENSORS = 200_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,12 +343,16 @@ def test_a_short_shard_is_incomplete_from_its_header(
 
 def test_full_audit_of_a_pytorch_mirror(run_cli: Run, hub: FakeHub, tmp_path: Path) -> None:
     """A container indexed at its end is spooled while it streams: the same numbers read `equivalent`."""
-    golden = Path(__file__).parent / "golden" / "torch"
+    torch = pytest.importorskip("torch", reason="torch.save writes the mirror's pytorch_model.bin")
+    from safetensors.torch import save_file
+
+    state = {"embed.weight": torch.arange(12.0).reshape(3, 4), "norm.weight": torch.ones(4, dtype=torch.float16)}
     (tmp_path / "release").mkdir()
-    (tmp_path / "release" / "model.safetensors").write_bytes((golden / "checkpoint.safetensors").read_bytes())
+    save_file(state, str(tmp_path / "release" / "model.safetensors"))
     manifest = tmp_path / "m.json"
     assert run_cli("fingerprint", tmp_path / "release", "-o", manifest, "-q").code == 0
-    hub.add_repo("org/pytorch", {"pytorch_model.bin": (golden / "checkpoint.pt").read_bytes()})
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    hub.add_repo("org/pytorch", {"pytorch_model.bin": (tmp_path / "pytorch_model.bin").read_bytes()})
     code, document = audit_json(run_cli, "hf://org/pytorch", "--manifest", manifest, "--full")
     assert (code, document["verdict"]) == (0, "equivalent")
 

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from provenance.formats.interface import MAX_TENSORS
+
 MEMORY = 1 << 30
 SECONDS = 60
 ENTRY_POINT = "from cli.app import main; main()"  # what the `provenance` console script calls
@@ -124,7 +126,7 @@ GGUF_FINISHED = {
         _gguf_head(0, 1) + _array_key(9, 2_000_000) + struct.pack("<IQ", 0, 0) * 2_000_000,
         0,
     ),
-    "tensor-infos-at-cap": (_tensor_info_flood(1 << 18), 1 << 18),
+    "tensor-infos-at-cap": (_tensor_info_flood(MAX_TENSORS), MAX_TENSORS),
 }
 
 

@@ -13,7 +13,7 @@ import struct
 from typing import BinaryIO
 
 from provenance.errors import MalformedContainer, TruncatedContainer
-from provenance.formats.interface import Layout, TensorRecord
+from provenance.formats.interface import MAX_TENSORS, Layout, TensorRecord
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -22,7 +22,6 @@ HEADER_CAP = 512 << 20  # key-values and tensor infos; a 128k-token vocabulary i
 # up to ~300,000 strings (plus as many merges); each cap leaves an order of magnitude of room, and together
 # they bound the parse to seconds and tens of MB whatever the counts in the file claim.
 MAX_KEY_VALUES = 1 << 16
-MAX_TENSORS = 1 << 18
 MAX_ITEMS = 1 << 23  # strings and nested arrays walked one by one, over all arrays of the header
 MAX_STRING = 64 << 20  # one key, name or string value
 MAX_DIMS = 8

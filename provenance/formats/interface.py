@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple, Protocol
 
+# Tensors a checkpoint (or a manifest) may hold: a 405B-parameter release has about 9,000, the largest known a few
+# tens of thousands; comparing this many stays within 60 s and 1 GiB, which DESIGN holds every input to.
+MAX_TENSORS = 200_000
+
 
 class TensorRecord(NamedTuple):
     """One tensor: its bytes are file[start:end], row-major, little-endian, in `dtype`.
