@@ -505,8 +505,15 @@ def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: di
     ref_tensors = [(f, t) for f in reference.files if f.has_layout for t in f.tensors]
     hits: dict[tuple[str, str], int] = {}
 
+    skip: dict[int, int] = {}  # per list of options: how many leading ones are used (claimed in order)
+
     def claim(key: tuple[str, str], options: list[int], accept: Callable[[_Located], bool]) -> None:
-        for i in options:
+        first = skip.get(id(options), 0)
+        while first < len(options) and options[first] in used:  # many copies of one name or digest: linear
+            first += 1
+        skip[id(options)] = first
+        for j in range(first, len(options)):
+            i = options[j]
             if i not in used and accept(pool[i]):
                 used.add(i)
                 hits[key] = i

@@ -47,3 +47,21 @@ def test_a_manifest_of_too_many_tensors_is_refused(run_cli: Run, tmp_path: Path)
     result = run_cli("verify", tmp_path / "release", "--manifest", manifest, "-q")
     assert result.code == 2
     assert result.err.endswith(f"it lists more than {MAX_TENSORS:,} tensors, more than any release holds\n")
+
+
+def test_many_copies_of_one_digest_under_other_names_are_matched_in_bounds(tmp_path: Path) -> None:
+    """40,000 identical tensors renamed: every one is matched by digest in linear time (it was quadratic)."""
+    from tests.test_bounds import bounded
+
+    count = 40_000
+    for side, prefix in (("release", "t"), ("cand", "u")):
+        (tmp_path / side).mkdir()
+        parts = [f'"{prefix}{i}":{{"dtype":"U8","shape":[1],"data_offsets":[{i},{i + 1}]}}' for i in range(count)]
+        header = ("{" + ",".join(parts) + "}").encode()
+        header += b" " * (-len(header) % 8)
+        (tmp_path / side / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(count))
+    assert bounded("fingerprint", tmp_path / "release", "-o", tmp_path / "m.json", "-q").code == 0
+    run = bounded("verify", tmp_path / "cand", "--manifest", tmp_path / "m.json", "--json", "-q")
+    report = json.loads(run.out)
+    assert (run.code, report["verdict"]) == (1, "modified")
+    assert report["summary"]["tensors"] == {"modified": count}  # the release's numbers under other names
