@@ -473,3 +473,17 @@ def test_meta_params_are_held_against_the_releases_config(
     code, document = verify(run_cli, meta_copy, release_manifest)
     assert (code, document["verdict"]) == (1, "undecided")
     assert document["reasons"][0].startswith("the release's config.json is recorded by digest only")
+
+
+def test_a_config_nested_past_the_stack_is_one_line_and_exit_2(
+    run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
+) -> None:
+    folder = hugging_face_copy(release_dir, tmp_path / "hf")
+    (folder / "config.json").write_text("[" * 200_000)
+    result = run_cli("verify", folder, "--manifest", meta_manifest, "--json", "-q")
+    assert (result.code, result.out) == (2, "")
+    lines = [line for line in result.err.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.err
+    assert lines[0].endswith(
+        "config.json is not a Hugging Face config.json (it nests too deeply); the layout cannot be mapped"
+    )

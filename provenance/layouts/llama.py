@@ -396,6 +396,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UnreadableInput(f"{path} is not {what} ({exc}); the layout cannot be mapped") from None
+    except RecursionError:  # [[[[... nested past the interpreter's stack
+        raise UnreadableInput(f"{path} is not {what} (it nests too deeply); the layout cannot be mapped") from None
     if not isinstance(document, dict):
         raise UnreadableInput(f"{path} is not {what} (not a JSON object); the layout cannot be mapped")
     return document
