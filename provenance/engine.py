@@ -16,12 +16,14 @@ instead: slower by a copy, but a file cut short only ends a read early.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
 import mmap
 import os
 import signal
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +33,14 @@ from typing import Any
 from blake3 import blake3
 
 from provenance.dtypes import DTYPE_BITS
-from provenance.errors import FileChanged, MalformedContainer, RefusedContainer, TruncatedContainer, UnreadableInput
+from provenance.errors import (
+    FileChanged,
+    MalformedContainer,
+    RefusedContainer,
+    TruncatedContainer,
+    UnreadableInput,
+    UnsafePath,
+)
 from provenance.fingerprint import FileFingerprint, TensorFingerprint, role_of
 from provenance.formats.detect import reader_for
 from provenance.formats.interface import Layout, ViewRecord
@@ -55,6 +64,7 @@ class HashPlan:
     parts: bool = False
     pieces: int = 0  # BEP 52 piece length for a pieces root and piece layer; 0 for none
     sketches: bool = False  # a sketch of every float tensor (casts, moments, sample), in the same read
+    only_if_size: int | None = None  # hash only a file of this size: any other size already decides its status
 
 
 def _new_hasher(algorithm: str, threads: int) -> Any:
@@ -70,10 +80,14 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 class _PartHashers:
     """BLAKE3 per tensor plus one BLAKE3 of every byte outside the tensors, fed window by window."""
 
-    def __init__(self, layout: Layout, threads: int = 1, sketches: bool = False) -> None:
+    def __init__(self, layout: Layout, threads: int = 1, sketches: bool = False, size: int | None = None) -> None:
         self.layout = layout
+        # A sketch only for a tensor the file holds in full: a tensor past the end gets no digest either,
+        # and its claimed element count (2**62 x 32 in a hostile header) is not one a sampler can take.
         self.builders: list[SketchBuilder | None] = [
-            SketchBuilder(t.name, t.dtype, t.shape) if sketches and t.dtype in FLOAT_DTYPES else None
+            SketchBuilder(t.name, t.dtype, t.shape)
+            if sketches and t.dtype in FLOAT_DTYPES and (size is None or t.end <= size)
+            else None
             for t in layout.tensors
         ]
         self.threads = threads  # BLAKE3 threads for one large tensor: 1 when other files keep the cores busy
@@ -166,26 +180,29 @@ def hash_file(
     progress: Progress | None = None,
     window: int = WINDOW,
     threads: int = 1,
+    allow_symlinks: bool = True,
 ) -> FileFingerprint:
     """Hash one file of a checkpoint in one sequential pass.
 
     With `strict`, a malformed weights file raises MalformedContainer; without it (verifying a download),
     the fingerprint records the error and the comparison reports the file as corrupt. `threads` is how
-    many cores this file may use: more than one only when fewer files than cores are being read.
+    many cores this file may use: more than one only when fewer files than cores are being read. Without
+    `allow_symlinks`, a path that resolves outside `root` when opened (repointed since it was listed) is refused.
     """
     full = root / path
     reader = reader_for(path)
     role = role_of(path, reader is not None)
-    try:
-        stream = open(full, "rb", buffering=0)  # noqa: SIM115 - closed below, after the last window
-    except OSError as exc:
-        raise UnreadableInput(f"cannot open {full}: {exc.strerror}; check the path and its permissions") from None
+    stream = _open_listed(root, full, allow_symlinks)
     with stream:
         leased = _take_lease(stream.fileno())
         before = os.fstat(stream.fileno())
         size = before.st_size
         parts: _PartHashers | None = None
         expected: int | None = None
+        if plan.only_if_size is not None and size != plan.only_if_size:
+            if progress:
+                progress(size)
+            return FileFingerprint(path, size, role)  # its size alone differs from the reference's
         if plan.parts and reader is not None:
             try:
                 layout = reader.read_layout(stream, size, path)
@@ -199,7 +216,7 @@ def hash_file(
                     return FileFingerprint(path, size, role, format=reader.name, error="refused", hazard=str(exc))
                 hazard = exc.reason if isinstance(exc, RefusedContainer) else None  # deliberate, not damage
                 return FileFingerprint(path, size, role, format=reader.name, error=exc.reason, hazard=hazard)
-            parts = _PartHashers(layout, 1 if plan.pieces else threads, plan.sketches)
+            parts = _PartHashers(layout, 1 if plan.pieces else threads, plan.sketches, size)
             if layout.expected_size != size:
                 expected = layout.expected_size
                 if strict:
@@ -250,6 +267,51 @@ def hash_file(
         error=error,
         pieces=pieces.finish() if pieces else None,
     )
+
+
+def _open_listed(root: Path, full: Path, allow_symlinks: bool) -> io.FileIO:
+    """Open a listed file without blocking or following a swap: a FIFO, device or folder put in its place
+    since the listing, or a symlink repointed outside the checkpoint, is reported as a changed file.
+
+    O_NONBLOCK keeps a FIFO's open from waiting for a writer; O_NOFOLLOW refuses a symlink as the last
+    component, and only a path that is a symlink is opened again following it, then resolved once more:
+    the resolved file must be the one opened (same device and inode) and, unless symlinks may leave the
+    checkpoint, inside it.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        try:
+            fd = os.open(full, flags | os.O_NOFOLLOW)
+            linked = False
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            fd = os.open(full, flags)
+            linked = True
+    except OSError as exc:
+        raise UnreadableInput(f"cannot open {full}: {exc.strerror}; check the path and its permissions") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise FileChanged(f"{full} is no longer a regular file (replaced since it was listed); check who writes it")
+        if linked:
+            target = Path(os.path.realpath(full))
+            try:
+                resolved = target.stat()
+            except OSError:
+                resolved = None
+            if resolved is None or (resolved.st_dev, resolved.st_ino) != (opened.st_dev, opened.st_ino):
+                raise FileChanged(f"{full} was repointed while it was being opened; check who changes it, then retry")
+            if not allow_symlinks and not target.is_relative_to(root.resolve()):
+                raise UnsafePath(
+                    f"{full} is a symlink that now leaves the checkpoint (to {target}), changed since it was "
+                    "listed; check who changes it"
+                )
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def _take_lease(fd: int) -> bool:
@@ -520,6 +582,7 @@ def hash_files(
     progress: Progress | None = None,
     workers: int | None = None,
     sizes: dict[str, int] | None = None,
+    allow_symlinks: bool = True,
 ) -> list[FileFingerprint]:
     """Hash many files of one checkpoint in parallel; results come back in the order of `jobs`.
 
@@ -538,7 +601,13 @@ def hash_files(
     results: list[FileFingerprint | None] = [None] * len(jobs)
 
     def run(i: int) -> FileFingerprint:
-        return hash_file(root, jobs[i][0], jobs[i][1], strict=strict, progress=progress, threads=threads)
+        path, plan = jobs[i]
+        # A small file gets one thread: BLAKE3 with more builds a thread pool per hasher, which costs more
+        # than the file (and 100,000 of them at once exhaust memory).
+        cores_here = threads if sizes[path] >= PARALLEL_TENSOR else 1
+        return hash_file(
+            root, path, plan, strict=strict, progress=progress, threads=cores_here, allow_symlinks=allow_symlinks
+        )
 
     if workers == 1:
         for i in order:

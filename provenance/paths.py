@@ -93,6 +93,11 @@ def _walk_errors(target: Path) -> Iterator[None]:
     """One clear error for a folder that cannot be walked, instead of an OSError's traceback."""
     try:
         yield
+    except RecursionError:  # os.walk recurses once per level (Python < 3.12)
+        raise UnreadableInput(
+            f"{_shown(target)} holds folders nested too deep (about a thousand levels) to be walked; "
+            "no checkpoint is laid out so: flatten it"
+        ) from None
     except RuntimeError:  # pathlib's "Symlink loop from ..." (Python < 3.13)
         raise UnsafePath(f"a symlink in {_shown(target)} loops back on itself; remove it and retry") from None
     except OSError as exc:  # a path longer than PATH_MAX, a folder that cannot be listed

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from manifests.io import PARSE_BUDGET, parse_cost
 from provenance.engine import HashPlan, file_sizes, hash_files
 from provenance.errors import UnreadableInput
 from provenance.fingerprint import Checkpoint, FileFingerprint, IndexEntry, Role, ShardIndex, role_of
@@ -17,6 +19,7 @@ from provenance.formats.unpickler import ALLOWED, PICKLE_CAP, list_globals
 from provenance.paths import DEFAULT_IGNORE, list_files
 
 INDEX_CAP = 64 << 20  # a shard index larger than this is not read for its weight map
+INDEX_ENTRIES = 1_000_000  # one entry per tensor: ten times the tensors of the largest released checkpoints
 PICKLES = (".pkl", ".pickle")  # pickles no weights reader claims: read only for what they would import
 
 
@@ -37,6 +40,7 @@ def _run(
     strict: bool,
     progress: ProgressReporter | None,
     label: str,
+    allow_symlinks: bool = True,
 ) -> list[FileFingerprint]:
     sizes = file_sizes(root, [path for path, _ in jobs])
     advance: Callable[[int], None] | None = None
@@ -44,7 +48,7 @@ def _run(
         progress.begin(sum(sizes.values()), label)
         advance = progress.advance
     try:
-        return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes)
+        return hash_files(root, jobs, strict=strict, progress=advance, sizes=sizes, allow_symlinks=allow_symlinks)
     finally:
         if progress is not None:
             progress.end()
@@ -80,16 +84,20 @@ def plan_against(reference: Checkpoint) -> Callable[[str], HashPlan]:
     A candidate file the reference does not know is read only if it may hold reference tensors.
     """
     by_path = {f.path: f for f in reference.files}
+    tensor_level = reference.tensor_level  # computed once: it looks at every reference file
 
     def plan(path: str) -> HashPlan:
         ref = by_path.get(path)
         if ref is None:
-            return HashPlan(parts=reference.tensor_level and is_weights_file(path))
+            return HashPlan(parts=tensor_level and is_weights_file(path))
         if ref.has_layout:
             return HashPlan(parts=True)
+        # A file that holds no tensors and is not the reference's size is modified whatever its bytes:
+        # not read (a sparse 1 TiB config.json would take hours).
+        size = None if is_weights_file(path) else ref.size
         if "blake3" in ref.digests:
-            return HashPlan(frozenset({"blake3"}))
-        return HashPlan(frozenset(ref.digests))
+            return HashPlan(frozenset({"blake3"}), only_if_size=size)
+        return HashPlan(frozenset(ref.digests), only_if_size=size)
 
     return plan
 
@@ -114,7 +122,11 @@ def scan(
     )
     if not paths:
         raise UnreadableInput(f"{target} holds no files; give the checkpoint's directory")
-    files = _run(root, [(p, plan(p)) for p in paths], strict=strict, progress=progress, label=label)
+    jobs = [(p, plan(p)) for p in paths]
+    # The listing refused symlinks leaving a folder; the engine refuses one repointed since (one file given
+    # by its own path is taken wherever it leads, as the listing takes it).
+    outside = allow_symlinks or not target.is_dir()
+    files = _run(root, jobs, strict=strict, progress=progress, label=label, allow_symlinks=outside)
     if strict:
         return Checkpoint(files=tuple(files), set_aside=tuple(left_out))
     # A checkpoint under verification: its shard indexes are loading instructions to check, and its
@@ -156,7 +168,12 @@ def _read_index(root: Path, path: str) -> ShardIndex:
         data = full.read_bytes()
     except OSError:
         return ShardIndex(path, error="not valid JSON")
-    return parse_index(path, data, lambda joined: (root / joined).is_file())
+
+    @functools.cache
+    def exists(joined: str) -> bool:  # once per shard, not once per tensor
+        return (root / joined).is_file()
+
+    return parse_index(path, data, exists)
 
 
 def parse_index(path: str, data: bytes, exists: Callable[[str], bool]) -> ShardIndex:
@@ -164,6 +181,10 @@ def parse_index(path: str, data: bytes, exists: Callable[[str], bool]) -> ShardI
     it: the index's folder joined with the name written; `exists` says whether a file is at a resolved path."""
     if len(data) > INDEX_CAP:
         return ShardIndex(path, error=f"larger than {INDEX_CAP >> 20} MiB, not read")
+    if parse_cost(data) > PARSE_BUDGET:
+        return ShardIndex(
+            path, error=f"too many JSON values (parsing would take over {PARSE_BUDGET >> 20} MiB), not read"
+        )
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
@@ -171,6 +192,8 @@ def parse_index(path: str, data: bytes, exists: Callable[[str], bool]) -> ShardI
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict):
         return ShardIndex(path, error="no weight_map object")
+    if len(weight_map) > INDEX_ENTRIES:
+        return ShardIndex(path, error=f"{len(weight_map):,} entries, more than any checkpoint has tensors; not read")
     folder = posixpath.dirname(path)
     entries: list[IndexEntry] = []
     for tensor, target in weight_map.items():

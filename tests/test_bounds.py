@@ -40,11 +40,12 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
 
 
-def bounded(*args: str | Path) -> Run:
-    """`provenance ARGS` in a child process under the 1 GiB / 60 s bound; a timeout fails the test."""
+def bounded(*args: str | Path, entry: str = ENTRY_POINT) -> Run:
+    """`provenance ARGS` (or the Python code `entry` given ARGS) in a child process under the 1 GiB / 60 s
+    bound; a timeout fails the test."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     proc = subprocess.run(
-        [sys.executable, "-c", ENTRY_POINT, *map(str, args)],
+        [sys.executable, "-c", entry, *map(str, args)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         env=env,

@@ -73,7 +73,11 @@ def read_archive(stream: BinaryIO, file_size: int, path: str) -> TorchArchive:
         if "not a zip file" in reason.lower() or "truncated" in reason.lower():
             raise TruncatedContainer(path, f"the zip directory is missing or cut short ({reason})") from None
         raise MalformedContainer(path, f"damaged zip directory ({reason})") from None
-    except (ValueError, OverflowError, struct.error, OSError, EOFError) as exc:
+    except NotImplementedError as exc:  # "zip file version 12.8", a feature zipfile does not read
+        raise MalformedContainer(
+            path, f"a zip feature this reader does not take ({exc}); torch.save never writes it"
+        ) from None
+    except (ValueError, OverflowError, struct.error, OSError, EOFError, KeyError, IndexError) as exc:
         raise MalformedContainer(path, f"damaged zip directory ({type(exc).__name__})") from None
     if len(infos) > MAX_ENTRIES:
         raise MalformedContainer(path, f"{len(infos):,} zip entries; no checkpoint has that many")
@@ -126,6 +130,8 @@ def _check_end_record(stream: BinaryIO, file_size: int, path: str, start_dir: in
         if locator_at < 0 or len(locator) != ZIP64_LOCATOR.size or not locator.startswith(b"PK\x06\x07"):
             raise MalformedContainer(path, "the zip64 end record locator is missing")
         end_at = ZIP64_LOCATOR.unpack(locator)[2]
+        if end_at + ZIP64_END.size > file_size:
+            raise MalformedContainer(path, "the zip64 end record locator points past the end of the file")
         stream.seek(end_at)
         record = stream.read(ZIP64_END.size)
         if len(record) != ZIP64_END.size or not record.startswith(b"PK\x06\x06"):
@@ -148,6 +154,8 @@ def _entry(stream: BinaryIO, file_size: int, path: str, info: zipfile.ZipInfo) -
         raise MalformedContainer(path, f"zip entry {name!r} is encrypted")
     if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
         raise MalformedContainer(path, f"zip entry {name!r} is compressed; torch.save stores entries uncompressed")
+    if info.header_offset < 0:  # zipfile shifts offsets by what it takes for bytes before the archive
+        raise MalformedContainer(path, f"zip entry {name!r} starts before the archive (offset {info.header_offset:,})")
     if info.header_offset + LOCAL_HEADER.size > file_size:
         raise TruncatedContainer(path, f"zip entry {name!r} starts past the end of the file")
     stream.seek(info.header_offset)
