@@ -73,40 +73,61 @@ def _link_new(tmp: str, path: Path) -> None:
         os.replace(tmp, path)
 
 
+class NotASmallFile(Exception):
+    """Why a path cannot be read as a small input file; `too_large` tells a size over the cap apart."""
+
+    def __init__(self, reason: str, *, too_large: bool = False, failed: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+        self.failed = failed  # the system refused to open or read it (the reason is its strerror)
+
+
+def small_file_bytes(path: Path, cap: int) -> bytes:
+    """The bytes of a small input file, never more than `cap` of them, whatever the path names.
+
+    A size from stat() proves nothing for /dev/zero or a FIFO (0), and a FIFO blocks open() until a
+    writer comes: the file is opened without blocking, must be a regular file by fstat() of that very
+    descriptor, and is read to at most cap + 1 bytes (it may grow after the check).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NotASmallFile(exc.strerror or type(exc).__name__, failed=True) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotASmallFile("a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+        if info.st_size > cap:
+            raise NotASmallFile(f"{info.st_size:,} bytes, over the {cap:,}-byte cap", too_large=True)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            raw = stream.read(cap + 1)
+    except OSError as exc:
+        raise NotASmallFile(exc.strerror or type(exc).__name__, failed=True) from None
+    finally:
+        os.close(fd)
+    if len(raw) > cap:
+        raise NotASmallFile(f"over the {cap:,}-byte cap", too_large=True)
+    return raw
+
+
 def read_bounded(
     path: Path,
     cap: int,
     what: str,
     too_large: Callable[[str], Exception] = ManifestError,
 ) -> bytes:
-    """The bytes of a small input file, never more than `cap` of them, whatever the path names.
-
-    Raises UnreadableInput, or `too_large` for a file over the cap, with a line naming `what` and the
-    path and saying nothing of what to do: callers add that.
-
-    A size from stat() proves nothing for /dev/zero or a FIFO (0), and a FIFO blocks open() until a
-    writer comes: the file is opened without blocking, must be a regular file by fstat() of that very
-    descriptor, and is read to at most cap + 1 bytes (it may grow after the check).
-    """
+    """small_file_bytes, failing with UnreadableInput or `too_large` in a line naming `what` and the path
+    that says nothing of what to do: callers add that."""
     name = f"{what} {path}".lstrip()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read {name}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as stream:
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-                raise UnreadableInput(f"{name} is {kind}")
-            if info.st_size > cap:
-                raise too_large(f"{name} is {info.st_size:,} bytes, over the {cap:,}-byte cap")
-            raw = stream.read(cap + 1)
-        except OSError as exc:
-            raise UnreadableInput(f"cannot read {name}: {exc.strerror}") from None
-    if len(raw) > cap:
-        raise too_large(f"{name} is over the {cap:,}-byte cap")
-    return raw
+        return small_file_bytes(path, cap)
+    except NotASmallFile as exc:
+        if exc.too_large:
+            raise too_large(f"{name} is {exc.reason}") from None
+        if exc.failed:
+            raise UnreadableInput(f"cannot read {name}: {exc.reason}") from None
+        raise UnreadableInput(f"{name} is {exc.reason}") from None
 
 
 def read_json(path: Path, what: str = "manifest", cap: int = DOCUMENT_CAP) -> Any:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manifests.io import check_parse_cost, read_bounded, write_atomic
+from manifests.io import NotASmallFile, check_parse_cost, read_bounded, small_file_bytes, write_atomic
 from manifests.signing.interface import Verifier
 from provenance.errors import ProvenanceError
 
@@ -101,21 +101,18 @@ class SeenReleases:
     path: Path = field(default_factory=lambda: state_dir() / "seen-releases.json")
 
     def _damaged(self, why: str) -> ProvenanceError:
-        return self._stop(f"the record of verified releases {self.path} {why}")
-
-    def _stop(self, problem: str) -> ProvenanceError:
         return ProvenanceError(
-            f"{problem}; it guards against older manifests being passed off as current: restore it, or "
-            "delete it to start a new record"
+            f"the record of verified releases {self.path} {why}; it guards against older manifests being "
+            "passed off as current: restore it, or delete it to start a new record"
         )
 
     def _load(self) -> dict[str, dict[str, str]]:
         if not self.path.exists() and not self.path.is_symlink():
             return {}
         try:
-            raw = read_bounded(self.path, SEEN_CAP, "the record of verified releases")
-        except ProvenanceError as exc:
-            raise self._stop(str(exc)) from None
+            raw = small_file_bytes(self.path, SEEN_CAP)
+        except NotASmallFile as exc:
+            raise self._damaged(f"is {exc.reason}" if exc.too_large else f"cannot be read ({exc.reason})") from None
         try:
             check_parse_cost(raw, str(self.path), ValueError)
             data = json.loads(raw)

@@ -134,7 +134,7 @@ def test_unreadable_record_of_seen_releases_is_one_line(kind: str, checkpoint: P
         wrong = "is 4,294,967,296 bytes, over the 8,388,608-byte cap"
     elif kind == "fifo":
         _fifo(seen)
-        wrong = "is not a regular file"
+        wrong = "cannot be read (not a regular file)"
     else:
         seen.parent.mkdir(parents=True)
         seen.write_text("{" * 1_000_000)
@@ -192,6 +192,7 @@ def hostile_hub(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # tests of local loaders set it for the session
     try:
         yield str(request.param)
     finally:
@@ -207,6 +208,14 @@ def test_hostile_model_info_answer_is_one_line(hostile_hub: str, manifest: Path)
         else "sent an answer that is not the Hub's API (maximum recursion depth exceeded"
     )
     refused(run, "hf://a/b: the hub at http://127.0.0.1:", wrong)
+
+
+def test_hub_audit_in_offline_mode_is_one_line(manifest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    run = bounded("audit", "hf://a/b", "--manifest", manifest)
+    assert run.err == "error: hf://a/b: HF_HUB_OFFLINE is set; unset it to read the hub at http://127.0.0.1:9\n"
+    assert run.code == 2
 
 
 # ---------------------------------------------------------------------------------------------------------

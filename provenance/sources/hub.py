@@ -110,7 +110,7 @@ class Hub:
     def _retrying(self, repo_id: str, what: str, call: Callable[[], T]) -> T:
         """Run one request under the gate, retrying transient failures with exponential backoff."""
         import httpx2
-        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
         delay = self.backoff
         deadline = time.monotonic() + self.total
@@ -123,6 +123,8 @@ class Hub:
                 raise HubError(
                     f"{what}: the hub at {self.endpoint} did not finish answering within {self.total:g} s; retry later"
                 ) from None
+            except OfflineModeIsEnabled:
+                raise HubError(f"{what}: HF_HUB_OFFLINE is set; unset it to read the hub at {self.endpoint}") from None
             except (httpx2.TransportError, _Transient) as exc:
                 failure: Exception = exc
             except HfHubHTTPError as exc:
