@@ -192,7 +192,8 @@ def hostile_hub(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # tests of local loaders set it for the session
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # tests of local loaders set them for the session
+        monkeypatch.delenv(name, raising=False)
     try:
         yield str(request.param)
     finally:
@@ -214,7 +215,10 @@ def test_hub_audit_in_offline_mode_is_one_line(manifest: Path, monkeypatch: pyte
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     run = bounded("audit", "hf://a/b", "--manifest", manifest)
-    assert run.err == "error: hf://a/b: HF_HUB_OFFLINE is set; unset it to read the hub at http://127.0.0.1:9\n"
+    assert run.err == (
+        "error: hf://a/b: offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); unset it to read the hub "
+        "at http://127.0.0.1:9\n"
+    )
     assert run.code == 2
 
 

@@ -124,7 +124,10 @@ class Hub:
                     f"{what}: the hub at {self.endpoint} did not finish answering within {self.total:g} s; retry later"
                 ) from None
             except OfflineModeIsEnabled:
-                raise HubError(f"{what}: HF_HUB_OFFLINE is set; unset it to read the hub at {self.endpoint}") from None
+                raise HubError(
+                    f"{what}: offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); unset it to read the hub "
+                    f"at {self.endpoint}"
+                ) from None
             except (httpx2.TransportError, _Transient) as exc:
                 failure: Exception = exc
             except HfHubHTTPError as exc:
