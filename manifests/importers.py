@@ -12,8 +12,9 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from manifests.io import read_bounded
 from manifests.model import Manifest, Release, tool_version
-from provenance.errors import ManifestError, UnreadableInput
+from provenance.errors import ManifestError
 from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
 from provenance.formats.detect import is_weights_file
 from provenance.paths import check_relative
@@ -66,20 +67,22 @@ def parse_checksum_list(
     return entries
 
 
+def _read_list(path: Path) -> str:
+    def too_large(_: str) -> ManifestError:
+        return ManifestError(f"{path} is over {LIST_CAP:,} bytes: not a checksum list; refusing it")
+
+    try:
+        return read_bounded(path, LIST_CAP, "checksum list", too_large).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path} is not UTF-8 text: not a checksum list") from None
+
+
 def import_checksum_lists(lists: list[Path], name: str, *, algorithm: str | None = None, prefix: str = "") -> Manifest:
     """A file-level reference manifest from published checksum lists."""
     digests: dict[str, dict[str, str]] = {}
     sources: list[str] = []
     for path in lists:
-        try:
-            if path.stat().st_size > LIST_CAP:
-                raise ManifestError(f"{path} is over {LIST_CAP:,} bytes: not a checksum list; refusing it")
-            text = path.read_bytes().decode("utf-8")
-        except OSError as exc:
-            raise UnreadableInput(f"cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ManifestError(f"{path} is not UTF-8 text: not a checksum list") from None
-        for file, kind, digest in parse_checksum_list(text, path.name, algorithm=algorithm, prefix=prefix):
+        for file, kind, digest in parse_checksum_list(_read_list(path), path.name, algorithm=algorithm, prefix=prefix):
             known = digests.setdefault(file, {})
             if len(digests) > MAX_FILES:
                 raise ManifestError(f"the lists name over {MAX_FILES:,} files: not the checksums of one release")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,20 +73,69 @@ def _link_new(tmp: str, path: Path) -> None:
         os.replace(tmp, path)
 
 
-def read_json(path: Path, what: str = "manifest") -> Any:
+class NotASmallFile(Exception):
+    """Why a path cannot be read as a small input file; `too_large` tells a size over the cap apart."""
+
+    def __init__(self, reason: str, *, too_large: bool = False, failed: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+        self.failed = failed  # the system refused to open or read it (the reason is its strerror)
+
+
+def small_file_bytes(path: Path, cap: int) -> bytes:
+    """The bytes of a small input file, never more than `cap` of them, whatever the path names.
+
+    A size from stat() proves nothing for /dev/zero or a FIFO (0), and a FIFO blocks open() until a
+    writer comes: the file is opened without blocking, must be a regular file by fstat() of that very
+    descriptor, and is read to at most cap + 1 bytes (it may grow after the check).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NotASmallFile(exc.strerror or type(exc).__name__, failed=True) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotASmallFile("a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+        if info.st_size > cap:
+            raise NotASmallFile(f"{info.st_size:,} bytes, over the {cap:,}-byte cap", too_large=True)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            raw = stream.read(cap + 1)
+    except OSError as exc:
+        raise NotASmallFile(exc.strerror or type(exc).__name__, failed=True) from None
+    finally:
+        os.close(fd)
+    if len(raw) > cap:
+        raise NotASmallFile(f"over the {cap:,}-byte cap", too_large=True)
+    return raw
+
+
+def read_bounded(
+    path: Path,
+    cap: int,
+    what: str,
+    too_large: Callable[[str], Exception] = ManifestError,
+) -> bytes:
+    """small_file_bytes, failing with UnreadableInput or `too_large` in a line naming `what` and the path
+    that says nothing of what to do: callers add that."""
+    name = f"{what} {path}".lstrip()
+    try:
+        return small_file_bytes(path, cap)
+    except NotASmallFile as exc:
+        if exc.too_large:
+            raise too_large(f"{name} is {exc.reason}") from None
+        if exc.failed:
+            raise UnreadableInput(f"cannot read {name}: {exc.reason}") from None
+        raise UnreadableInput(f"{name} is {exc.reason}") from None
+
+
+def read_json(path: Path, what: str = "manifest", cap: int = DOCUMENT_CAP) -> Any:
     """Parse a JSON document of bounded size, with one clear line for every way it can fail."""
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read {what} {path}: {exc.strerror}") from None
-    if not path.is_file():
-        raise UnreadableInput(f"{what} {path} is not a file")
-    if size > DOCUMENT_CAP:
-        raise ManifestError(f"{what} {path} is {size:,} bytes, over the {DOCUMENT_CAP:,}-byte cap; refusing it")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read {what} {path}: {exc.strerror}") from None
+        raw = read_bounded(path, cap, what)
+    except ManifestError as exc:
+        raise ManifestError(f"{exc}; refusing it") from None
     check_parse_cost(raw, f"{what} {path}", ManifestError)
     try:
         return json.loads(raw)

@@ -10,9 +10,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from manifests.io import refuse_overwrite, write_atomic
+from manifests.io import read_bounded, refuse_overwrite, write_atomic
 from manifests.signing.ec_key import CURVES, EcSigner, EcVerifier, public_pem
-from provenance.errors import ProvenanceError, UnreadableInput
+from provenance.errors import ProvenanceError
 
 PASSWORD_ENV = "PROVENANCE_KEY_PASSWORD"
 KEY_CAP = 64 << 10
@@ -39,12 +39,7 @@ def generate_key_pair(
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > KEY_CAP:
-            raise ProvenanceError(f"{path} is too large to be a {what}")
-        return path.read_bytes()
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    return read_bounded(path, KEY_CAP, what, lambda _: ProvenanceError(f"{path} is too large to be a {what}"))
 
 
 def password_from_environment_or_prompt(path: Path) -> bytes:

@@ -13,11 +13,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manifests.io import write_atomic
+from manifests.io import NotASmallFile, check_parse_cost, read_bounded, small_file_bytes, write_atomic
 from manifests.signing.interface import Verifier
 from provenance.errors import ProvenanceError
 
 APP = "weights-provenance"
+POLICY_CAP = 64 << 10  # a policy is one flag
+# The record of seen releases holds ~100 bytes per release and key: 8 MiB is ~80,000 of them.
+SEEN_CAP = 8 << 20
 
 
 def config_dir() -> Path:
@@ -63,14 +66,28 @@ def load_trust(keys: list[Path] | None = None, *, key_dir: Path | None = None) -
         return TrustStore(tuple(load_verifier(p) for p in keys), required=True, given=True)
     folders = [bundled_keys_dir(), key_dir or config_dir() / "trusted_keys"]
     found = [k for folder in folders for k in _keys_in(folder)]
-    policy = config_dir() / "policy.json"
-    required = False
-    if policy.is_file():
-        try:
-            required = bool(json.loads(policy.read_text()).get("require_trusted_signature", False))
-        except (OSError, ValueError, AttributeError):
-            required = True  # a damaged policy must not silently relax verification
-    return TrustStore(tuple(found), required=required)
+    return TrustStore(tuple(found), required=_policy_requires_signature(config_dir() / "policy.json"))
+
+
+def _policy_requires_signature(policy: Path) -> bool:
+    """Whether policy.json requires a trusted signature; a policy that cannot be read stops the run
+    (exit 2) rather than silently relaxing verification."""
+    if not policy.exists():
+        return False
+    try:
+        raw = read_bounded(policy, POLICY_CAP, "trust policy")
+    except ProvenanceError as exc:
+        raise ProvenanceError(f"{exc}; fix it or delete it") from None
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        raise ProvenanceError(
+            f'trust policy {policy} is not a JSON object like {{"require_trusted_signature": true}}; '
+            "fix it or delete it"
+        )
+    return bool(document.get("require_trusted_signature", False))
 
 
 @dataclass
@@ -90,13 +107,14 @@ class SeenReleases:
         )
 
     def _load(self) -> dict[str, dict[str, str]]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        if not self.path.exists() and not self.path.is_symlink():
             return {}
-        except OSError as exc:
-            raise self._damaged(f"cannot be read ({exc.strerror})") from None
         try:
+            raw = small_file_bytes(self.path, SEEN_CAP)
+        except NotASmallFile as exc:
+            raise self._damaged(f"is {exc.reason}" if exc.too_large else f"cannot be read ({exc.reason})") from None
+        try:
+            check_parse_cost(raw, str(self.path), ValueError)
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise self._damaged("is damaged (not JSON)") from None

@@ -63,3 +63,20 @@ def test_dripping_stream_is_abandoned_after_the_total_time(hub: FakeHub) -> None
     message, seconds = _timed(lambda: b"".join(client.stream(snapshot, "model.safetensors", len(BODY))))
     assert "the server sent under 4 MiB in 1 s" in message
     assert seconds < TOTAL + SLACK
+
+
+def test_retries_stay_within_the_total_time_of_one_request(hub: FakeHub) -> None:
+    """The total bounds a request with all its attempts: retries and their backoff do not multiply it."""
+    hub.drop_next = 100  # every attempt sees the connection close: a transient failure, retried
+    client = Hub(hub.endpoint, retries=10, backoff=0.4, total=TOTAL)  # 0.4 + 0.8 + 1.6 + ... s unbounded
+    message, seconds = _timed(lambda: client.snapshot(RepoRef(REPO)))
+    assert message.startswith(f"hf://{REPO}: the hub at {hub.endpoint} failed 2 times (")
+    assert message.endswith("); retry later")
+    assert seconds < TOTAL + SLACK
+
+
+def test_default_total_time_fits_the_bound_on_any_input() -> None:
+    """DESIGN.md: any input, a hub's answer included, is abandoned within 60 s."""
+    from provenance.sources.hub import TOTAL_TIMEOUT
+
+    assert Hub().total == TOTAL_TIMEOUT == 45.0

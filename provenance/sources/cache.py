@@ -10,11 +10,13 @@ download, even at the right size.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from provenance.engine import HashPlan, hash_file
 from provenance.errors import UnreadableInput
@@ -24,6 +26,7 @@ from provenance.report import Report
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _GIT_OID = re.compile(r"[0-9a-f]{40}")
 GIT_READ = 1 << 20
+REF_CAP = 4096  # a ref holds one 40-character commit; the hub client reads it whole, unbounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +93,14 @@ def audit_cache(
     from huggingface_hub.errors import CacheNotFound
 
     try:
+        _check_refs(cache_dir)
         info = scan_cache_dir(cache_dir)
     except CacheNotFound as exc:
         raise UnreadableInput(f"no hub cache at {exc.cache_dir}; give --cache-dir or set HF_HUB_CACHE") from None
-    except (ValueError, OSError) as exc:
-        raise UnreadableInput(f"cannot read the hub cache at {cache_dir}: {exc}; give the cache's folder") from None
+    except (ValueError, OSError, RecursionError, MemoryError) as exc:
+        raise UnreadableInput(
+            f"cannot read the hub cache at {cache_dir}: {exc or type(exc).__name__}; give the cache's folder"
+        ) from None
     blobs = _BlobCheck()
     results: list[CachedSnapshot] = []
     for repo in sorted(info.repos, key=lambda r: (r.repo_type, r.repo_id)):
@@ -129,6 +135,37 @@ def audit_cache(
             )
         )
     return results
+
+
+def _check_refs(cache_dir: Path | None) -> None:
+    """Refuse a cache whose refs the hub client would read forever (a FIFO) or whole (a huge file).
+
+    scan_cache_dir opens every file under each repository's refs/ and reads it without a bound.
+    """
+    from huggingface_hub import constants
+
+    root = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
+    if not root.is_dir():
+        return  # scan_cache_dir says what is wrong with it
+    for repo in root.iterdir():
+        refs = repo / "refs"
+        if not refs.is_dir():
+            continue
+        for folder, _, names in os.walk(refs):
+            for name in names:
+                ref = Path(folder, name)
+                try:
+                    info = ref.stat()
+                except OSError:
+                    continue  # a broken link: the scanner reports it
+                if not stat.S_ISREG(info.st_mode):
+                    _bad_ref(ref, "not a regular file")
+                if info.st_size > REF_CAP:
+                    _bad_ref(ref, f"{info.st_size:,} bytes, where a ref holds one commit")
+
+
+def _bad_ref(ref: Path, why: str) -> NoReturn:
+    raise UnreadableInput(f"hub cache ref {ref} is {why}; delete it or give another --cache-dir")
 
 
 def _best_reference(

@@ -9,6 +9,7 @@ places (HF_TOKEN, the saved login) and never appear in a report or an error.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -24,9 +25,13 @@ from provenance.paths import check_relative
 PREFIX = "hf://"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 STREAM_CHUNK = 4 << 20
-# Seconds a whole request may take, however steadily the server drips bytes (the read timeout alone
-# lets one byte every 20 s hold a request forever); for a stream, each STREAM_CHUNK of its body.
-TOTAL_TIMEOUT = 300.0
+# Seconds a whole request may take with all its retries, however steadily the server drips bytes (the
+# read timeout alone lets one byte every 20 s hold a request forever); for a stream, each STREAM_CHUNK of
+# its body. Under the 60 s any one input may cost (DESIGN.md), with room for the work around it.
+TOTAL_TIMEOUT = 45.0
+# Bytes a metadata answer may take: a model info listing 100,000 files with LFS metadata is ~30 MB.
+METADATA_CAP = 64 << 20
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the body as sent
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 T = TypeVar("T")
 
@@ -105,17 +110,23 @@ class Hub:
     def _retrying(self, repo_id: str, what: str, call: Callable[[], T]) -> T:
         """Run one request under the gate, retrying transient failures with exponential backoff."""
         import httpx2
-        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
         delay = self.backoff
+        deadline = time.monotonic() + self.total
         for attempt in range(self.retries + 1):
             self._count(repo_id, requests=1)
             try:
                 with self._gate:
-                    return self._within(call)
+                    return self._within(call, deadline)
             except _TooSlow:
                 raise HubError(
                     f"{what}: the hub at {self.endpoint} did not finish answering within {self.total:g} s; retry later"
+                ) from None
+            except OfflineModeIsEnabled:
+                raise HubError(
+                    f"{what}: offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); unset it to read the hub "
+                    f"at {self.endpoint}"
                 ) from None
             except (httpx2.TransportError, _Transient) as exc:
                 failure: Exception = exc
@@ -128,18 +139,22 @@ class Hub:
                 failure = exc
             except httpx2.HTTPError as exc:  # redirect loops, invalid URLs: not worth retrying
                 raise HubError(f"{what}: the hub at {self.endpoint} did not answer usably ({_short(exc)})") from None
-            except (ValueError, KeyError, TypeError) as exc:  # an answer the client could not parse
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:  # an answer that cannot be parsed
                 raise HubError(
                     f"{what}: the hub at {self.endpoint} sent an answer that is not the Hub's API ({_short(exc)})"
                 ) from None
+            except MemoryError:
+                raise HubError(f"{what}: the hub at {self.endpoint} sent an answer too large to hold") from None
             if attempt < self.retries:
+                if time.monotonic() + delay >= deadline:
+                    break  # no time left for another attempt
                 time.sleep(delay)
                 delay *= 2
         raise HubError(
-            f"{what}: the hub at {self.endpoint} failed {self.retries + 1} times ({_short(failure)}); retry later"
+            f"{what}: the hub at {self.endpoint} failed {attempt + 1} times ({_short(failure)}); retry later"
         )
 
-    def _within(self, call: Callable[[], T]) -> T:
+    def _within(self, call: Callable[[], T], deadline: float) -> T:
         """Run `call` with a total time limit: in a daemon thread, abandoned if it has not finished in time.
 
         httpx's timeouts bound each read, not the request. The abandoned thread reads on until the server
@@ -157,7 +172,7 @@ class Hub:
                 done.set()
 
         threading.Thread(target=run, name="hub-request", daemon=True).start()
-        if not done.wait(self.total):
+        if not done.wait(max(0.0, deadline - time.monotonic())):
             raise _TooSlow
         ok, value = outcome[0]
         if not ok:
@@ -181,16 +196,10 @@ class Hub:
 
     def snapshot(self, ref: RepoRef) -> HubSnapshot:
         """The repository's files with sizes and claimed sha256, at the revision's current commit."""
-        from huggingface_hub import HfApi
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-        api = HfApi(endpoint=self.endpoint)
         try:
-            info = self._retrying(
-                ref.repo_id,
-                str(ref),
-                lambda: api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True, timeout=self.timeout),
-            )
+            info = self._retrying(ref.repo_id, str(ref), lambda: self._model_info(ref))
         except RevisionNotFoundError:
             raise HubError(
                 f"{ref}: no revision {ref.revision!r} in {ref.repo_id}; check the branch, tag or commit"
@@ -215,6 +224,50 @@ class Hub:
         if not info.sha:
             raise HubError(f"{ref}: the hub gave no commit for this revision")
         return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
+
+    def _model_info(self, ref: RepoRef) -> Any:
+        """What HfApi.model_info(files_metadata=True) returns, with the answer read to at most METADATA_CAP
+        bytes (the client reads a body whole, however long the server sends)."""
+        from urllib.parse import quote
+
+        from huggingface_hub import ModelInfo
+
+        url = f"{self.endpoint}/api/models/{ref.repo_id}"
+        if ref.revision is not None:
+            url += f"/revision/{quote(ref.revision, safe='')}"
+        from manifests.io import check_parse_cost
+
+        raw = self._get_small(str(ref), url, {"blobs": "true"})
+        check_parse_cost(raw, f"{ref}: the hub's answer at {self.endpoint}", HubError)
+        data = json.loads(raw)
+        return ModelInfo(**data)  # type: ignore[no-untyped-call]
+
+    def _get_small(self, what: str, url: str, params: dict[str, str]) -> bytes:
+        """The body of a GET answer of at most METADATA_CAP bytes; an error answer raises as the client's would."""
+        import httpx2
+        from huggingface_hub import get_session, hf_raise_for_status
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        session = get_session()
+        request = session.build_request("GET", url, params=params, headers=build_hf_headers(), timeout=self.timeout)
+        response = session.send(request, stream=True, follow_redirects=True)
+        try:
+            body = bytearray()
+            for chunk in self._read_body(response, METADATA_CAP):
+                body += chunk
+                if len(body) > METADATA_CAP:
+                    raise HubError(
+                        f"{what}: the hub at {self.endpoint} sent an answer over {METADATA_CAP >> 20} MiB, more than "
+                        "any repository's metadata takes"
+                    )
+        finally:
+            response.close()
+        # The client's error checks read the body: give them the bounded copy.
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _BODY_HEADERS}
+        hf_raise_for_status(
+            httpx2.Response(response.status_code, headers=headers, content=bytes(body), request=request)
+        )
+        return bytes(body)
 
     def _url(self, snapshot: HubSnapshot, path: str) -> str:
         from huggingface_hub import hf_hub_url

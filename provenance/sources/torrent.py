@@ -8,7 +8,6 @@ bytes its infohash is taken over. Every name, length and hash is then checked be
 from __future__ import annotations
 
 import hashlib
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ MAX_LENGTH = 1 << 62
 MAX_DEPTH = 64  # folders a path may nest (a v2 file tree, a v1 path list)
 MAX_VALUES = 2_000_000  # bencode values decoded at most (~200 MiB of Python objects); a release needs far fewer
 MAX_FILES = 50_000  # files a torrent may list; model releases have tens to thousands
+MAX_NAME = 255  # bytes in one file or folder name (NAME_MAX of Linux, macOS and Windows file systems)
+MAX_PATH = 4096  # bytes in a whole path inside the torrent (PATH_MAX of Linux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +61,13 @@ def _bad(source: str, why: str) -> TorrentError:
 
 def read_torrent(path: Path) -> Torrent:
     """Parse and validate a .torrent file; any damage or hostile content raises TorrentError (exit 2)."""
+    from manifests.io import read_bounded
+
+    too_large = f"it is larger than the {MAX_TORRENT >> 20} MiB a torrent may take"
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise UnreadableInput(f"{path} is not a regular file; give the .torrent file")
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_TORRENT + 1)
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read {path}: {exc.strerror}; check the path") from None
-    if len(raw) > MAX_TORRENT:
-        raise _bad(str(path), f"it is larger than the {MAX_TORRENT >> 20} MiB a torrent may take")
+        raw = read_bounded(path, MAX_TORRENT, "", lambda _: _bad(str(path), too_large))
+    except UnreadableInput as exc:
+        raise UnreadableInput(f"{exc}; give the .torrent file") from None
     return parse_torrent(raw, str(path))
 
 
@@ -164,6 +163,8 @@ def _utf8(value: Any, where: str, source: str) -> str:
 
 
 def _component(text: str, source: str) -> str:
+    if len(text) > MAX_NAME or len(text.encode("utf-8")) > MAX_NAME:  # printed whole, it would flood the terminal
+        raise _bad(source, f"a file or folder name is longer than {MAX_NAME} bytes ({text[:40]!r}...)")
     if text in ("", ".", "..") or "/" in text or "\\" in text or "\x00" in text:
         raise _bad(source, f"file or folder name {text!r} is empty, '.', '..' or holds a separator")
     return text
@@ -171,6 +172,8 @@ def _component(text: str, source: str) -> str:
 
 def _join(parts: list[str], source: str) -> str:
     path = "/".join(parts)
+    if len(path.encode("utf-8")) > MAX_PATH:
+        raise _bad(source, f"a path is longer than {MAX_PATH} bytes ({path[:40]!r}...)")
     try:
         return check_relative(path)
     except UnsafePath as exc:
