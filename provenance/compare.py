@@ -332,7 +332,12 @@ def is_inert(path: str) -> bool:
     base = posixpath.basename(path).lower()
     if is_weights_file(base) or base.endswith(LOADABLE_SUFFIXES):
         return False
-    return base.endswith(INERT_SUFFIXES) or any(fnmatch.fnmatchcase(base, pattern) for pattern in INERT_NAMES)
+    if base.endswith(INERT_SUFFIXES):
+        return True
+    # By name only as plain text: additional_chat_templates/readme.jinja is a template the tokenizer loads.
+    suffix = posixpath.splitext(base)[1]
+    plain = suffix in ("", ".txt", ".rst") or suffix[1:].isdigit()  # LICENSE, LICENSE.txt, LICENSE-2.0
+    return plain and any(fnmatch.fnmatchcase(base, pattern) for pattern in INERT_NAMES)
 
 
 def _loading_problems(

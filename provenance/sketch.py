@@ -159,7 +159,7 @@ class SketchBuilder:
             for target, hasher in self.casts.items():
                 cast = np.ascontiguousarray(cast_to(values, target))
                 hasher.update(cast.view(np.uint8).data)
-                if target in self.lossless and not np.array_equal(_widen(cast, target), wide, equal_nan=True):
+                if target in self.lossless and not _same_bits(_widen(cast, target), wide):
                     self.lossless.discard(target)  # one element changed by the cast: checked no further
             finite = np.isfinite(wide)
             bad = wide.size - int(np.count_nonzero(finite))
@@ -227,3 +227,13 @@ def not_numbers(reference: tuple[float, ...], candidate: np.ndarray | tuple[floa
     if r.shape != c.shape:
         return 0
     return int(np.count_nonzero(np.isfinite(r) & ~np.isfinite(c)))
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    """Bit for bit, so a NaN's payload and the sign of a zero count: what a loader loads is the bits."""
+    import numpy as np
+
+    if a.dtype != b.dtype:
+        return False
+    kind = np.dtype(f"u{a.itemsize}")
+    return bool(np.array_equal(np.ascontiguousarray(a).view(kind), np.ascontiguousarray(b).view(kind)))

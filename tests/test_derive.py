@@ -329,6 +329,12 @@ def test_lossless_is_recorded_and_absent_means_unknown(tmp_path: Path) -> None:
     builder = SketchBuilder("t", "F32", exact.shape)
     builder.update((exact + np.float32(1e-4)).tobytes())
     assert builder.finish().lossless == frozenset()
+    # Bit for bit: the canonical NaN widens back to itself, a NaN with a payload or a -0.0 made +0.0 does not.
+    for bits, kept in ((0x7FC00000, {"F16", "BF16"}), (0x7FC00001, set()), (0x7F800001, set())):
+        values = np.concatenate([exact, np.array([bits], dtype=np.uint32).view(np.float32)])
+        builder = SketchBuilder("t", "F32", values.shape)
+        builder.update(values.tobytes())
+        assert builder.finish().lossless == kept, hex(bits)
 
     folder = tmp_path / "release"
     write_sharded(folder, bf16_weights(), 2)

@@ -335,7 +335,18 @@ def test_added_file_makes_it_modified(
 
 
 @pytest.mark.parametrize(
-    "name", ["README.md", "LICENSE", "LICENSE.txt", "NOTICE", "USE_POLICY.md", "figure.png", "logo.svg", "a.jpg"]
+    "name",
+    [
+        "README.md",
+        "LICENSE",
+        "LICENSE.txt",
+        "LICENSE-2.0",
+        "NOTICE",
+        "USE_POLICY.md",
+        "figure.png",
+        "logo.svg",
+        "a.jpg",
+    ],
 )
 def test_inert_added_file_is_listed_only(
     run_cli: Run, copy_of_release: Path, release_manifest: Path, name: str
@@ -344,6 +355,21 @@ def test_inert_added_file_is_listed_only(
     code, report = verify(run_cli, copy_of_release, release_manifest)
     assert (code, report["verdict"]) == (0, "identical")
     assert statuses(report, "files")[name] == "extra"
+
+
+@pytest.mark.parametrize(
+    "name", ["additional_chat_templates/readme.jinja", "license.jinja", "README.json", "notice.yaml", "LICENSE.model"]
+)
+def test_an_inert_name_with_a_loaded_suffix_is_not_inert(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, name: str
+) -> None:
+    """transformers loads every template in additional_chat_templates/, whatever its name: only plain text
+    (no suffix, .txt, .rst) is inert by its name."""
+    (copy_of_release / name).parent.mkdir(parents=True, exist_ok=True)
+    (copy_of_release / name).write_text("{{ 'a template a tokenizer loads' }}\n")
+    code, report = verify(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert report["reasons"] == [f"1 file added: {name}"]
 
 
 def test_exact_bin_conversion_beside_the_shards_is_harmless(
