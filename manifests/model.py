@@ -356,10 +356,15 @@ def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
     sketch = _sketch_from_entry(raw["sketch"], f"{path}: {name}") if "sketch" in raw else None
     keys = None
     if "path" in raw:
-        keys = tuple(_str(k, f"{path}: {name}: path") for k in _list(raw["path"], f"{path}: {name}: path"))
-        if len(keys) < 2 or ".".join(keys) != name:
+        keys = tuple(_key(k, f"{path}: {name}: path") for k in _list(raw["path"], f"{path}: {name}: path"))
+        if len(keys) < 2 or ".".join(map(str, keys)) != name:
             raise _fail(f"{path}: {name}: path must hold the two or more keys whose dotted join is the name")
     return TensorFingerprint(name, dtype, shape, begin, end, digest, view, sketch=sketch, path=keys)
+
+
+def _key(value: Any, where: str) -> str | int:
+    """A key of an object tree: a dict's key (text) or a list's index (a count)."""
+    return _count(value, where) if type(value) is int else _str(value, where)
 
 
 def _number(value: Any, where: str) -> float:

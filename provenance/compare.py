@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from provenance.errors import ProvenanceError
 from provenance.fingerprint import Checkpoint, FileFingerprint, Role, ShardIndex, TensorFingerprint
 from provenance.formats.detect import is_weights_file
+from provenance.formats.interface import TreePath
 from provenance.quantization import off_grid
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 from provenance.scan import PICKLES
@@ -500,7 +501,7 @@ def _container_change(reference: Checkpoint, candidate: Checkpoint) -> str:
 
 def _match_tensors(reference: Checkpoint, candidate: Checkpoint, file_status: dict[str, FileStatus]) -> _TensorOutcome:
     pool = [_Located(f.path, t) for f in candidate.files for t in f.tensors]
-    by_name: dict[tuple[str, tuple[str, ...] | None], list[int]] = defaultdict(list)
+    by_name: dict[tuple[str, TreePath | None], list[int]] = defaultdict(list)
     by_content: dict[tuple[str | None, str, tuple[int, ...]], list[int]] = defaultdict(list)
     for i, c in enumerate(pool):
         by_name[c.tensor.key].append(i)  # a nested tensor is not the flat name its dotted path spells
@@ -729,7 +730,7 @@ def _renamed(ref: TensorFingerprint, cand: TensorFingerprint) -> str:
     if cand.name != ref.name or cand.path == ref.path:
         return f"the release's numbers under another name ({cand.name})"
 
-    def where(path: tuple[str, ...] | None) -> str:
+    def where(path: TreePath | None) -> str:
         return "as one key" if path is None else "nested under keys " + " / ".join(repr(k) for k in path)
 
     return (

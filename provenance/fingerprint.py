@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from provenance.formats.interface import MAX_TENSORS as MAX_TENSORS
+from provenance.formats.interface import TreePath
 from provenance.merkle import Pieces
 from provenance.sketch import Sketch
 
@@ -42,10 +43,10 @@ class TensorFingerprint(NamedTuple):
     view: bool = False  # start:end is the storage the tensor is gathered from, shared with others
     damage: str | None = None  # why `blake3` is None when the bytes are present (zero-filled, not downloaded)
     sketch: Sketch | None = None  # float tensors, when sketches were asked for
-    path: tuple[str, ...] | None = None  # nested in a PyTorch object tree: the keys to it (`name` joins them)
+    path: TreePath | None = None  # nested in a PyTorch object tree: the keys to it (`name` joins them)
 
     @property
-    def key(self) -> tuple[str, tuple[str, ...] | None]:
+    def key(self) -> tuple[str, TreePath | None]:
         """What a loader looks a tensor up by: its name, and for a nested one the keys that lead to it."""
         return (self.name, self.path)
 

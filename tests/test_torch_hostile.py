@@ -623,3 +623,26 @@ def test_a_nested_checkpoint_against_its_own_manifest_is_identical(run_cli: Run,
     torch.save({"model_state_dict.layer.weight": torch.ones(2, 2)}, tmp_path / "flat" / "checkpoint.pt")
     result = run_cli("verify", tmp_path / "flat", "--manifest", manifest, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified")
+
+
+def test_a_list_is_not_a_dict_of_its_indexes(run_cli: Run, tmp_path: Path) -> None:
+    """{"model": [t0, t1]} and {"model": {"0": t0, "1": t1}} spell the same dotted names, but torch.load's
+    result["model"][0] is a tensor in one and a KeyError in the other: the path keeps a list's index as an int."""
+    torch = pytest.importorskip("torch", reason="torch writes the checkpoints")
+    t0, t1 = torch.ones(2), torch.zeros(3)
+    (tmp_path / "release").mkdir()
+    torch.save({"model": [t0, t1]}, tmp_path / "release" / "ckpt.pt")
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", tmp_path / "release", "-o", manifest, "-q").code == 0
+    entry = json.loads(manifest.read_text())["predicate"]["weights_provenance/v1"]["files"][0]["tensors"][0]
+    assert (entry["name"], entry["path"]) == ("model.0", ["model", 0])
+    result = run_cli("verify", tmp_path / "release", "--manifest", manifest, "--json", "-q")
+    assert (result.code, json.loads(result.out)["verdict"]) == (0, "identical")
+    (tmp_path / "cand").mkdir()
+    torch.save({"model": {"0": t0, "1": t1}}, tmp_path / "cand" / "ckpt.pt")
+    with pytest.raises(KeyError):
+        torch.load(tmp_path / "cand" / "ckpt.pt", weights_only=True)["model"][0]
+    result = run_cli("verify", tmp_path / "cand", "--manifest", manifest, "--json", "-q")
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (1, "modified")
+    assert report["summary"]["tensors"] == {"modified": 2}

@@ -9,6 +9,10 @@ from typing import BinaryIO, NamedTuple, Protocol
 # tens of thousands; comparing this many stays within 60 s and 1 GiB, which DESIGN holds every input to.
 MAX_TENSORS = 200_000
 
+# The keys that lead to a tensor in a PyTorch object tree: a dict's key as text, a list's index as an int, so
+# {"model": [t]} and {"model": {"0": t}} (both "model.0") are told apart, as torch.load's result does.
+TreePath = tuple[str | int, ...]
+
 
 class TensorRecord(NamedTuple):
     """One tensor: its bytes are file[start:end], row-major, little-endian, in `dtype`.
@@ -22,7 +26,7 @@ class TensorRecord(NamedTuple):
     shape: tuple[int, ...]
     start: int
     end: int
-    path: tuple[str, ...] | None = None  # the keys to a tensor nested in a PyTorch object tree; None: a flat name
+    path: TreePath | None = None  # the keys to a tensor nested in a PyTorch object tree; None: a flat name
 
 
 class ViewRecord(NamedTuple):
@@ -42,7 +46,7 @@ class ViewRecord(NamedTuple):
     offset: int
     stride: tuple[int, ...]
     big_endian: bool
-    path: tuple[str, ...] | None = None  # as TensorRecord.path
+    path: TreePath | None = None  # as TensorRecord.path
 
 
 @dataclass(frozen=True, slots=True)

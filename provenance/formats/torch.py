@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Protocol
 
 from provenance.dtypes import DTYPE_BITS
 from provenance.errors import MalformedContainer, RefusedContainer
-from provenance.formats.interface import Layout, TensorRecord, ViewRecord
+from provenance.formats.interface import Layout, TensorRecord, TreePath, ViewRecord
 from provenance.formats.torch_legacy import is_legacy, read_legacy
 from provenance.formats.torch_zip import is_zip, read_archive
 from provenance.formats.unpickler import (
@@ -178,7 +178,7 @@ class TorchReader:
         return entry
 
     @staticmethod
-    def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool, nesting: tuple[str, ...] | None) -> ViewRecord:
+    def _view(name: str, leaf: TensorRef, entry: Span, big_endian: bool, nesting: TreePath | None) -> ViewRecord:
         return ViewRecord(
             name, leaf.dtype, leaf.shape, entry.start, entry.end, leaf.offset, leaf.stride, big_endian, nesting
         )

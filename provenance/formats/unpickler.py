@@ -544,7 +544,7 @@ def walk_tensors(tree: Any) -> Iterator[tuple[str, Any]]:
         yield name, leaf
 
 
-def walk_paths(tree: Any) -> Iterator[tuple[str, tuple[str, ...], Any]]:
+def walk_paths(tree: Any) -> Iterator[tuple[str, tuple[str | int, ...], Any]]:
     """Every leaf by dotted path and by the keys that lead to it: `{"model": {"a.b": t}}` and `{"model.a.b": t}`
     share a dotted name, but torch.load returns a nested dict for one and the name a loader looks up for the other.
 
@@ -556,8 +556,8 @@ def walk_paths(tree: Any) -> Iterator[tuple[str, tuple[str, ...], Any]]:
 
 
 def _walk(
-    tree: Any, prefix: str, parts: tuple[str, ...], depth: int, budget: list[int]
-) -> Iterator[tuple[str, tuple[str, ...], Any]]:
+    tree: Any, prefix: str, parts: tuple[str | int, ...], depth: int, budget: list[int]
+) -> Iterator[tuple[str, tuple[str | int, ...], Any]]:
     budget[0] -= 1
     budget[1] -= len(prefix)
     if budget[0] < 0 or budget[1] < 0:
@@ -574,7 +574,7 @@ def _walk(
     elif type(tree) in (list, tuple):
         for index, value in enumerate(tree):
             part = str(index)
-            yield from _walk(value, f"{prefix}.{part}" if prefix else part, (*parts, part), depth + 1, budget)
+            yield from _walk(value, f"{prefix}.{part}" if prefix else part, (*parts, index), depth + 1, budget)
     else:
         yield prefix, parts, tree
 
