@@ -55,6 +55,11 @@ def write_gguf(path: Path, tensors: dict[str, np.ndarray], quantize: str | None 
             writer.add_tensor(name, gguf.quants.quantize(array.astype(np.float32), kind), raw_dtype=kind)
         else:
             writer.add_tensor(name, array)
+    return _written(writer, path)
+
+
+def _written(writer: gguf.GGUFWriter, path: Path) -> Path:
+    """Header, key-values and tensors, in the order the gguf package writes a file."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -167,11 +172,7 @@ def write_llama_settings(path: Path, **change: float | int | str) -> Path:
     writer.add_chat_template(str(settings["template"]))
     for name, array in NUMBERS.items():
         writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _written(writer, path)
 
 
 @pytest.mark.parametrize(
