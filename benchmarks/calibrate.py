@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from provenance.sample import sample_tensors, write_sharded
+from provenance._sample import sample_tensors, write_sharded
 from tests.test_gguf_layout import write_llama_gguf
 
 Weights = dict[str, np.ndarray]

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 
-from provenance.sample import build_sample_release, sample_tensors, write_sharded  # noqa: E402
+from provenance._sample import build_sample_release, sample_tensors, write_sharded  # noqa: E402
 from tests.hubserver import FakeHub  # noqa: E402
 
 MIRRORS = 50

@@ -119,7 +119,7 @@ def fingerprint(
     ] = False,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
-    from provenance.sources.hub import is_hub_spec
+    from provenance._sources.hub import is_hub_spec
 
     path = Path(target)
     if list_globals:
@@ -134,7 +134,7 @@ def fingerprint(
     exclude = frozenset({output}) if output is not None else frozenset()
     pieces = _piece_length(piece_length) if torrent_v2 else 0
     if is_hub_spec(target):
-        from manifests.audits import fingerprint_hub
+        from provenance import fingerprint_hub
 
         manifest = fingerprint_hub(target, name, full=full, piece_length=pieces)
         checkpoint, release = manifest.checkpoint, manifest.release.name
@@ -168,7 +168,7 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 def _piece_length(text: str) -> int:
     """A byte count with an optional binary unit: 16KiB, 4MiB, 4M, 1048576."""
-    from provenance.merkle import check_piece_length
+    from manifests.pieces import check_piece_length
 
     match = _SIZE.fullmatch(text.strip())
     try:
@@ -181,7 +181,7 @@ def _piece_length(text: str) -> int:
 
 def _list_globals(path: Path, allow_symlinks: bool) -> None:
     from cli.render.text import printable
-    from provenance.formats.torch import checkpoint_globals
+    from provenance._formats.torch import checkpoint_globals
 
     for name, global_name, allowed in checkpoint_globals(path, allow_symlinks=allow_symlinks):
         status = "not listed:" if allowed is None else ("allowed " if allowed else "REFUSED ")
@@ -204,7 +204,7 @@ def verify(
     ignore: IgnoreOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
-    from manifests import verify_download
+    from provenance import verify_download
 
     report = verify_download(
         path,
@@ -228,7 +228,7 @@ def torrent(
     show_all: Annotated[bool, typer.Option("--all", help="List matching files too.")] = False,
 ) -> None:
     """Check a .torrent against a manifest before downloading: names, sizes and v2 pieces roots."""
-    from manifests import verify_torrent
+    from provenance import verify_torrent
 
     _finish(verify_torrent(torrent_file, manifest, keys=key, allow_older=allow_older), as_json, show_all)
 
@@ -264,7 +264,7 @@ def audit(
 
     targets = targets or []
     if targets == ["cache"]:
-        from manifests.audits import audit_local_cache
+        from provenance import audit_local_cache
 
         snapshots = audit_local_cache(cache_dir, manifest, keys=key, allow_older=allow_older)
         raise typer.Exit(render_cache(snapshots, as_json, stdout_console, say))
@@ -274,8 +274,8 @@ def audit(
         raise ProvenanceError("give exactly one --manifest to audit mirrors against")
     if spot_check < 0 or max_requests < 1 or limit < 1:
         raise ProvenanceError("--spot-check must be >= 0, --max-requests and --limit >= 1")
-    from manifests.audits import audit_mirrors
-    from provenance.audit import AuditOptions
+    from provenance import audit_mirrors
+    from provenance._checks.audit_mirror import AuditOptions
 
     results = audit_mirrors(
         targets,
@@ -304,7 +304,7 @@ def identify(
     ignore: IgnoreOption = None,
 ) -> None:
     """Which known release is this, or which does it derive from: ranked candidates and how they match."""
-    from manifests.audits import identify_path
+    from provenance import identify_path
 
     ranked = identify_path(
         path, registry, patterns=tuple(ignore or ()), allow_older=allow_older, progress=ByteProgress(quiet)
@@ -381,7 +381,7 @@ def sign(
     force: ForceFlag = False,
 ) -> None:
     """Sign a manifest: a Sigstore bundle that `model_signing verify key` accepts too."""
-    from manifests.signing_ops import sign_manifest_file
+    from manifests.signing.files import sign_manifest_file
 
     written = sign_manifest_file(manifest, key, output=output, force=force)
     say(f"wrote {written}")
@@ -404,8 +404,8 @@ def diff(
     ignore: IgnoreOption = None,
 ) -> None:
     """Compare two checkpoints or manifests, tensor by tensor (A is the reference), with drift per layer."""
-    from manifests.comparison import diff_paths
-    from provenance.drift import drift
+    from provenance import diff_paths
+    from provenance._judging.drift import drift
 
     if plot is not None:
         from manifests.io import refuse_overwrite

@@ -8,15 +8,16 @@ from pathlib import Path
 from rich.console import Console
 
 from cli.render.table import render_table
+from provenance._sample import build_sample_release, flip_bit
 from provenance.errors import UnreadableInput
-from provenance.sample import build_sample_release, flip_bit
 
 
 def run_demo(folder: Path, console: Console) -> None:
     """Each step printed as the command a user would type, then its real output."""
     import provenance
-    from manifests import build_manifest, verify_download, write_atomic
+    from manifests import build_manifest, write_atomic
     from manifests.io import dump_json
+    from provenance import verify_download
 
     def say(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)

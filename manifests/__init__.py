@@ -14,9 +14,8 @@ if TYPE_CHECKING:
     from manifests.model import EXTENSION_KEY, Manifest, Release, build_manifest, manifest_from_statement
     from manifests.reference import Reference, is_manifest_file, open_reference
     from manifests.signing import check_signature, sign_manifest
-    from manifests.signing_ops import sign_manifest_file
+    from manifests.signing.files import sign_manifest_file
     from manifests.trust import load_trust
-    from manifests.verification import verify_download, verify_torrent
 
 _EXPORTS = {
     "write_atomic": "manifests.io",
@@ -30,10 +29,8 @@ _EXPORTS = {
     "open_reference": "manifests.reference",
     "check_signature": "manifests.signing",
     "sign_manifest": "manifests.signing",
-    "sign_manifest_file": "manifests.signing_ops",
+    "sign_manifest_file": "manifests.signing.files",
     "load_trust": "manifests.trust",
-    "verify_download": "manifests.verification",
-    "verify_torrent": "manifests.verification",
 }
 
 __all__ = [
@@ -49,8 +46,6 @@ __all__ = [
     "open_reference",
     "sign_manifest",
     "sign_manifest_file",
-    "verify_download",
-    "verify_torrent",
     "write_atomic",
 ]
 

@@ -12,12 +12,11 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from manifests.errors import ManifestError
 from manifests.io import read_bounded
 from manifests.model import Manifest, Release, tool_version
-from provenance.errors import ManifestError
-from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
-from provenance.formats.detect import is_weights_file
-from provenance.paths import check_relative
+from manifests.names import check_relative
+from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role_of
 
 # Bounds on what a list may hold. Published lists name a few to a few thousand files (Meta's checklist.chk
 # names 3 to 17); a list of 100,000 sha256 lines is ~10 MB. Lines are counted before they are split, so a

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provenance.errors import ManifestError, OutputExists, UnreadableInput
+from manifests.errors import ManifestError, OutputExists, UnreadableInput
 
 DOCUMENT_CAP = 128 << 20  # a manifest of 100,000 tensors is ~21 MB; anything near this cap is hostile
 # What parsing a document may cost in Python objects, estimated from above before parsing (parse_cost).

@@ -10,9 +10,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from manifests.errors import ProvenanceError
 from manifests.io import read_bounded, refuse_overwrite, write_atomic
 from manifests.signing.ec_key import CURVES, EcSigner, EcVerifier, public_pem
-from provenance.errors import ProvenanceError
 
 PASSWORD_ENV = "PROVENANCE_KEY_PASSWORD"
 KEY_CAP = 64 << 10

@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from provenance.dtypes import is_known_dtype
-from provenance.errors import ManifestError, ProvenanceError
-from provenance.fingerprint import MAX_TENSORS, Checkpoint, FileFingerprint, Role, TensorFingerprint, role_of
-from provenance.formats.detect import is_weights_file
-from provenance.merkle import Pieces, check_piece_length, layer_root
-from provenance.paths import DEFAULT_IGNORE, check_relative, colliding_paths
-from provenance.sketch import Sketch
+from manifests.dtypes import is_known_dtype
+from manifests.errors import ManifestError, ProvenanceError
+from manifests.names import DEFAULT_IGNORE, check_relative, colliding_paths
+from manifests.pieces import Pieces, check_piece_length, layer_root
+from manifests.records import (
+    MAX_TENSORS,
+    Checkpoint,
+    FileFingerprint,
+    Role,
+    Sketch,
+    TensorFingerprint,
+    is_weights_file,
+    role_of,
+)
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manifests.errors import ManifestError, SignatureError, UnreadableInput
 from manifests.io import read_json
 from manifests.model import Manifest, manifest_from_statement
 from manifests.signing import check_signature, is_bundle
+from manifests.signing.interface import SignatureInfo
 from manifests.trust import SeenReleases, TrustStore
-from provenance.errors import ManifestError, SignatureError, UnreadableInput
-from provenance.report import SignatureInfo
 
 _BUNDLE_MARKS = (b"dsseEnvelope", b"sigstore.bundle")
 
@@ -30,6 +30,11 @@ class Reference:
     signature: SignatureInfo = field(default_factory=SignatureInfo)
     warnings: tuple[str, ...] = ()
     path: Path | None = None  # the user's file it was read from (left out of a scan); None for a registry entry
+
+    @property
+    def label(self) -> str:
+        """How reports name the reference: the release, and where its manifest came from."""
+        return f"{self.manifest.release.name} ({self.source})"
 
 
 REGISTRY_PREFIX = "registry:"

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manifests.errors import ProvenanceError
 from manifests.io import NotASmallFile, check_parse_cost, read_bounded, small_file_bytes, write_atomic
 from manifests.signing.interface import Verifier
-from provenance.errors import ProvenanceError
 
 APP = "weights-provenance"
 POLICY_CAP = 64 << 10  # a policy is one flag

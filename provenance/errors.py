@@ -1,19 +1,18 @@
-"""Errors a user can act on.
+"""Errors a user can act on: the document's (re-exported, so one import serves) and the weights' own.
 
 Each carries one line that says what is wrong and what to do, and the exit code the CLI ends with.
 """
 
 from __future__ import annotations
 
-
-class ProvenanceError(Exception):
-    """An input or request the tool cannot act on: exit code 2."""
-
-    exit_code = 2
-
-
-class UnreadableInput(ProvenanceError):
-    """A path that does not exist, cannot be opened, or is not what the command needs."""
+from manifests.errors import (
+    ManifestError,
+    OutputExists,
+    ProvenanceError,
+    SignatureError,
+    UnreadableInput,
+    UnsafePath,
+)
 
 
 class MalformedContainer(ProvenanceError):
@@ -39,14 +38,6 @@ class FileChanged(ProvenanceError):
     """A file that changed while it was being hashed: its digests cannot be trusted."""
 
 
-class UnsafePath(ProvenanceError):
-    """A path that is absolute, climbs out with '..', or leaves the checkpoint through a symlink."""
-
-
-class OutputExists(ProvenanceError):
-    """Refusal to overwrite an existing output without --force."""
-
-
 class TorrentError(ProvenanceError):
     """A .torrent file that is not valid bencode or does not follow BEP 3 / BEP 52."""
 
@@ -55,11 +46,17 @@ class HubError(ProvenanceError):
     """A hub repository, revision or file that cannot be read, or a server that does not behave."""
 
 
-class ManifestError(ProvenanceError):
-    """A manifest that cannot be read or does not follow the format."""
-
-
-class SignatureError(ProvenanceError):
-    """A signature that is broken, not over this manifest, or not trusted where trust was required."""
-
-    exit_code = 3
+__all__ = [
+    "FileChanged",
+    "HubError",
+    "MalformedContainer",
+    "ManifestError",
+    "OutputExists",
+    "ProvenanceError",
+    "RefusedContainer",
+    "SignatureError",
+    "TorrentError",
+    "TruncatedContainer",
+    "UnreadableInput",
+    "UnsafePath",
+]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from manifests.signing.interface import SignatureInfo
+
 
 class Verdict(StrEnum):
     IDENTICAL = "identical"
@@ -54,22 +56,6 @@ class FileStatus(StrEnum):
     EXTRA = "extra"
     CORRUPT = "corrupt"
     UNDECIDED = "undecided"  # only a torrent check: name and size agree, the content is not yet known
-
-
-class SignatureStatus(StrEnum):
-    VALID = "valid"
-    INVALID = "invalid"
-    UNSIGNED = "unsigned"
-    UNTRUSTED = "untrusted"
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureInfo:
-    """Whether the reference was signed, and by whom."""
-
-    status: SignatureStatus = SignatureStatus.UNSIGNED
-    signer: str | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cli.app import main
-from provenance.sample import build_sample_release
+from provenance._sample import build_sample_release
 
 # huggingface_hub reads these once, at import: no test may reach huggingface.co (its user-agent lookup included).
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

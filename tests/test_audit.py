@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from provenance.sample import sample_tensors, write_sharded
+from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.hubserver import FakeHub
 

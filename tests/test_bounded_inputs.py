@@ -250,7 +250,7 @@ def test_torrent_path_longer_than_path_max_is_one_short_line(manifest: Path, tmp
 
 
 def test_torrent_names_at_the_caps_are_read(tmp_path: Path) -> None:
-    from provenance.sources.torrent import parse_torrent
+    from provenance._sources.torrent_file import parse_torrent
 
     names = [("é" * 127 + "x").encode()] * 16  # 255 bytes each (127 two-byte letters): 4,095 with slashes
     files = [{b"length": 1, b"path": names}]

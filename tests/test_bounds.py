@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from provenance.formats.interface import MAX_TENSORS
+from manifests.records import MAX_TENSORS
 
 MEMORY = 1 << 30
 SECONDS = 60
@@ -363,7 +363,7 @@ def test_file_truncated_while_hashed_is_one_line_not_sigbus(command: str, tmp_pa
 
 def test_truncated_while_hashed_without_a_lease_is_one_line(tmp_path: Path) -> None:
     """A file open for writing cannot be leased: it is read by copy, and a cut ends the read cleanly."""
-    from provenance.engine import HashPlan, hash_file
+    from provenance._hashing.engine import HashPlan, hash_file
     from provenance.errors import FileChanged
 
     path = tmp_path / "model.safetensors"
@@ -386,9 +386,9 @@ def test_truncated_while_hashed_without_a_lease_is_one_line(tmp_path: Path) -> N
 
 def test_view_claiming_far_more_elements_than_the_file_is_refused(tmp_path: Path) -> None:
     """A stride-0 view of 2**40 elements over one byte would take hours to gather: refused up front."""
-    from provenance.engine import _check_views
+    from provenance._formats.interface import Layout, ViewRecord
+    from provenance._hashing.engine import _check_views
     from provenance.errors import MalformedContainer
-    from provenance.formats.interface import Layout, ViewRecord
 
     view = ViewRecord("w", "U8", (2**40,), 0, 1, 0, (0,), False)
     layout = Layout("pytorch", 1, (), {}, (view,))

@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from provenance.sample import sample_tensors, write_sharded
+from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
@@ -218,7 +218,7 @@ def test_canonical_casts_agree_with_torch_for_every_16_bit_value() -> None:
     both types' subnormal and overflow edges."""
     import torch
 
-    from provenance.sketch import cast_to
+    from provenance._hashing.sketch import cast_to
 
     patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
     kinds = {"F16": (np.float16, torch.float16), "BF16": (ml_dtypes.bfloat16, torch.bfloat16)}
@@ -320,7 +320,7 @@ def test_a_lossy_cast_against_a_manifest_without_sketches_is_undecided(
 
 def test_lossless_is_recorded_and_absent_means_unknown(tmp_path: Path) -> None:
     from manifests import open_reference
-    from provenance.sketch import SketchBuilder
+    from provenance._hashing.sketch import SketchBuilder
 
     exact = np.arange(-8, 8, dtype=np.float32) / 4  # every value a bfloat16 and a float16 value
     builder = SketchBuilder("t", "F32", exact.shape)

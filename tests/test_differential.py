@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch", reason="torch is not installed: the differential tests need the real loaders")
 pytest.importorskip("transformers", reason="transformers is not installed: from_pretrained is one of the loaders")
 
-from manifests import verify_download  # noqa: E402
+from provenance import verify_download  # noqa: E402
 from provenance.errors import ProvenanceError  # noqa: E402
 from provenance.report import Report, Verdict  # noqa: E402
 from tests import loaders  # noqa: E402

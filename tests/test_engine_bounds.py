@@ -95,7 +95,7 @@ SWAP = """
 import os, sys
 from pathlib import Path
 from provenance.errors import ProvenanceError
-from provenance.scan import fingerprint_plan, scan
+from provenance._hashing.scan import fingerprint_plan, scan
 root, name, how, target = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 base = fingerprint_plan()
 def plan(path):
@@ -224,7 +224,7 @@ def _gguf_claiming(tmp_path: Path, rows: int) -> Path:
 def test_sketch_of_a_tensor_claiming_2_to_the_64_elements_is_cut_short_not_overflow(tmp_path: Path) -> None:
     """2**62 x 32 F32 elements: the sketch sampler is never built for a tensor the file cannot hold."""
     import provenance
-    from provenance.engine import HashPlan, hash_file
+    from provenance._hashing.engine import HashPlan, hash_file
     from provenance.errors import TruncatedContainer
 
     folder = _gguf_claiming(tmp_path, 2**62)

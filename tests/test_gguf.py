@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
-from provenance.engine import HashPlan, hash_file
+from provenance._formats.gguf import GgufReader
+from provenance._hashing.engine import HashPlan, hash_file
 from provenance.errors import ProvenanceError
-from provenance.formats.gguf import GgufReader
 from tests.conftest import REAL, CliResult, needs_shared
 
 gguf = pytest.importorskip("gguf", reason="the gguf package is a dependency: pip install -e .")

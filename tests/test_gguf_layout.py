@@ -11,7 +11,7 @@ import gguf
 import numpy as np
 import pytest
 
-from provenance.sample import sample_tensors
+from provenance._sample import sample_tensors
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
@@ -243,7 +243,7 @@ def test_a_hostile_head_count_is_one_line_and_exit_2(
 
 
 def test_a_cut_short_gguf_is_incomplete(run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path) -> None:
-    from provenance.sample import cut_short
+    from provenance._sample import cut_short
 
     folder = gguf_download(release_dir, tmp_path / "cut", None)
     cut_short(folder / "model.gguf", 0.9)
@@ -258,7 +258,7 @@ def test_a_cut_short_gguf_is_incomplete(run_cli: Run, release_dir: Path, sketche
 def test_a_heavy_tailed_release_quantized_is_converted(run_cli: Run, tmp_path: Path, kind: str) -> None:
     """Laplace and Student-t weights: 64 samples of a 4-bit quantization's error can exceed any fixed
     tolerance, but every value is on its nearest level in blocks scaled to their extreme value."""
-    from provenance.sample import write_sharded
+    from provenance._sample import write_sharded
 
     rng = np.random.default_rng(9)
     heavy = {

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from huggingface_hub import constants
 
+from provenance._sources.hub import Hub, RepoRef
 from provenance.errors import HubError
-from provenance.sources.hub import Hub, RepoRef
 from tests.hubserver import FakeHub
 
 REPO = "org/slow"
@@ -77,6 +77,6 @@ def test_retries_stay_within_the_total_time_of_one_request(hub: FakeHub) -> None
 
 def test_default_total_time_fits_the_bound_on_any_input() -> None:
     """DESIGN.md: any input, a hub's answer included, is abandoned within 60 s."""
-    from provenance.sources.hub import TOTAL_TIMEOUT
+    from provenance._sources.hub import TOTAL_TIMEOUT
 
     assert Hub().total == TOTAL_TIMEOUT == 45.0

@@ -34,10 +34,10 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from provenance.dtypes import DTYPE_BITS
+from manifests.dtypes import DTYPE_BITS
+from provenance._formats.interface import Layout
+from provenance._formats.safetensors import SafetensorsReader
 from provenance.errors import MalformedContainer
-from provenance.formats.interface import Layout
-from provenance.formats.safetensors import SafetensorsReader
 
 CAP = 100_000_000  # the header cap of the safetensors package, which the reader shares
 TIME_LIMIT = 5.0  # seconds for one CLI run, interpreter start-up included

@@ -14,7 +14,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from provenance.sample import sample_tensors, write_sharded
+from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.test_gguf_layout import gguf_download
 from tests.test_layouts import GOLDEN

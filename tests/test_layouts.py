@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from provenance.sample import sample_tensors, write_sharded
+from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
@@ -125,7 +125,7 @@ def test_hugging_face_download_is_equivalent_to_a_meta_manifest(
 def test_a_changed_hugging_face_tensor_lands_on_one_meta_shard(
     run_cli: Run, release_dir: Path, meta_manifest: Path, tmp_path: Path
 ) -> None:
-    from provenance.sample import flip_bit
+    from provenance._sample import flip_bit
 
     folder = hugging_face_copy(release_dir, tmp_path / "hf")
     index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
@@ -230,7 +230,7 @@ def test_a_second_copy_of_a_tensor_is_not_dropped(
 
 def unfinished(shard: Path, damage: str) -> None:
     """A shard as an unfinished download leaves it: not there at all, or cut short."""
-    from provenance.sample import cut_short
+    from provenance._sample import cut_short
 
     if damage == "deleted":
         shard.unlink()

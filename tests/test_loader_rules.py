@@ -20,8 +20,8 @@ from safetensors.numpy import load_file, save_file
 
 import provenance
 from manifests import build_manifest, open_reference
+from provenance._sample import cut_short, sample_tensors, write_sharded
 from provenance.report import Verdict
-from provenance.sample import cut_short, sample_tensors, write_sharded
 from tests.conftest import CliResult
 
 Run = Callable[..., CliResult]
@@ -450,8 +450,8 @@ def test_short_config_is_modified_and_short_shard_incomplete(
 def test_cut_short_is_for_weights_files_only() -> None:
     """A reference recorded by size and digest (no tensor table): a shorter weights file is an unfinished
     download, a shorter config a rewritten one."""
-    from provenance.compare import file_status_of
-    from provenance.fingerprint import FileFingerprint, Role
+    from manifests.records import FileFingerprint, Role
+    from provenance._judging.compare import file_status_of
     from provenance.report import FileStatus
 
     weights = FileFingerprint("consolidated.00.pth", 1000, Role.WEIGHTS, digests={"md5": "a" * 32})

@@ -11,7 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from provenance.sample import cut_short
+from provenance._sample import cut_short
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 from tests.test_derive import bf16_weights, variant
@@ -40,7 +40,7 @@ def text_proof(run_cli: Run, folder: Path, manifest: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bf16_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from provenance.sample import write_sharded
+    from provenance._sample import write_sharded
 
     folder = tmp_path_factory.mktemp("bf16-proof") / "release"
     write_sharded(folder, bf16_weights(), 2)

@@ -8,7 +8,7 @@ import gguf
 import numpy as np
 import pytest
 
-from provenance.quantization import LEGACY, grid_at, off_grid
+from provenance._judging.quantization import LEGACY, grid_at, off_grid
 
 SHAPE = (64, 256)
 

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 import provenance
-from provenance.engine import HashPlan, hash_file
+from provenance._hashing.engine import HashPlan, hash_file
 from tests.conftest import REAL, needs_shared
 
 REAL_FILES = sorted(REAL.glob("*.safetensors")) if REAL.is_dir() else []

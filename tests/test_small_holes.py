@@ -279,7 +279,7 @@ def test_a_v2_torrent_without_collisions_stays_identical(
 
 
 def test_colliding_paths_covers_files_folders_case_and_unicode_forms() -> None:
-    from provenance.paths import colliding_paths
+    from manifests.names import colliding_paths
 
     assert colliding_paths(["config.json", "model.safetensors", "sub/config.json"]) == []
     assert colliding_paths(["config.json", "CONFIG.JSON"]) == [("CONFIG.JSON", "config.json")]
@@ -407,7 +407,7 @@ def _shared_layer_bomb() -> bytes:
     """2,000 files naming one 8 MiB piece layer: checked once per file, it costs minutes and gigabytes."""
     import bencode2
 
-    from provenance.merkle import layer_root
+    from manifests.pieces import layer_root
 
     count = 1 << 18
     nodes = [bytes(32)] * count

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from provenance.fingerprint import MAX_TENSORS
+from manifests.records import MAX_TENSORS
 from tests.conftest import CliResult
 
 Run = Callable[..., CliResult]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from provenance.engine import HashPlan, hash_file
+from provenance._hashing.engine import HashPlan, hash_file
 from tests.conftest import REAL, CliResult, needs_shared
 
 Run = Callable[..., CliResult]
@@ -311,8 +311,8 @@ def test_list_globals_reads_legacy_files_and_bare_pickles(run_cli: Run, tmp_path
 
 def test_big_endian_checkpoint_digests_as_little_endian_elements(tmp_path: Path) -> None:
     """The golden checkpoint as a big-endian machine writes it: every storage byte-swapped, byteorder "big"."""
-    from provenance.dtypes import DTYPE_BITS
-    from provenance.formats.unpickler import TensorRef, load_restricted, walk_tensors
+    from manifests.dtypes import DTYPE_BITS
+    from provenance._formats.unpickler import TensorRef, load_restricted, walk_tensors
 
     source = zipfile.ZipFile(GOLDEN / "checkpoint.pt")
     prefix = next(n for n in source.namelist() if n.endswith("/data.pkl")).removesuffix("/data.pkl")

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from provenance.engine import HashPlan, hash_file
+from provenance._formats.torch import TorchReader, pickle_globals
+from provenance._formats.unpickler import ALLOWED, StorageType
+from provenance._hashing.engine import HashPlan, hash_file
 from provenance.errors import MalformedContainer
-from provenance.formats.torch import TorchReader, pickle_globals
-from provenance.formats.unpickler import ALLOWED, StorageType
 from tests.conftest import CliResult
 
 Run = Callable[..., CliResult]

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from provenance._formats.torch_zip import TorchArchive, read_archive
 from provenance.errors import MalformedContainer, ProvenanceError, TruncatedContainer
-from provenance.formats.torch_zip import TorchArchive, read_archive
 from tests.conftest import REAL, needs_shared
 
 

@@ -16,7 +16,7 @@ import bencode2
 import libtorrent as lt
 import pytest
 
-from provenance.merkle import PiecesHasher
+from provenance._hashing.merkle import PiecesHasher
 from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared, write_release_manifest
 
 Run = Callable[..., CliResult]
@@ -407,7 +407,7 @@ def test_missing_torrent_file_is_one_clear_line(run_cli: Run, release_manifest: 
 
 
 def test_padding_files_of_a_hybrid_torrent_are_not_release_files(release_dir: Path) -> None:
-    from provenance.sources.torrent import parse_torrent
+    from provenance._sources.torrent_file import parse_torrent
 
     raw = make_torrent(release_dir, "hybrid")
     v1_entries = bencode2.bdecode(raw)[b"info"][b"files"]

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provenance.errors import ProvenanceError
-from provenance.formats.unpickler import (
+from provenance._formats.unpickler import (
     DisallowedGlobal,
     StorageRef,
     TensorRef,
@@ -26,6 +25,7 @@ from provenance.formats.unpickler import (
     load_restricted,
     walk_tensors,
 )
+from provenance.errors import ProvenanceError
 from tests.conftest import REAL, needs_shared
 
 

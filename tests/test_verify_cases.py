@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from provenance.sample import cut_short, flip_bit, sample_tensors, write_sharded
+from provenance._sample import cut_short, flip_bit, sample_tensors, write_sharded
 from tests.conftest import REAL_TOKENIZER, CliResult
 
 SHARD2 = "model-00002-of-00003.safetensors"

@@ -12,8 +12,8 @@ from cli.render.table import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from manifests.audits import MirrorResult
-    from provenance.sources.cache import CachedSnapshot
+    from provenance import MirrorResult
+    from provenance._sources.hub_cache import CachedSnapshot
 
 
 def render_rows(console: Console, headers: list[str], rows: list[list[str]]) -> None:

@@ -7,7 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from provenance.drift import Drift
+from provenance._judging.drift import Drift
 from provenance.errors import ProvenanceError
 
 # (upper bound of relative change, terminal cell, RGB): unchanged, then decades of change

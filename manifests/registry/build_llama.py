@@ -14,8 +14,7 @@ from pathlib import Path
 
 from manifests.io import dump_json, write_atomic
 from manifests.model import Manifest, Release
-from provenance.fingerprint import Checkpoint, FileFingerprint, role_of
-from provenance.formats.detect import is_weights_file
+from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role_of
 
 HERE = Path(__file__).resolve().parent
 SOURCES = (

@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from manifests.errors import ProvenanceError, SignatureError
 from manifests.io import dump_json
 from manifests.model import Manifest, manifest_from_statement
 from manifests.signing.bundle import PAYLOAD_TYPE, is_bundle, make_bundle, pae, parse_bundle
-from manifests.signing.interface import Signer, Verifier
+from manifests.signing.interface import SignatureInfo, SignatureStatus, Signer, Verifier
 from manifests.trust import SeenReleases, TrustStore
-from provenance.errors import ProvenanceError, SignatureError
-from provenance.report import SignatureInfo, SignatureStatus
 
 __all__ = ["SignedManifest", "Signer", "Verifier", "check_signature", "is_bundle", "sign_manifest"]
 

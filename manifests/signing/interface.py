@@ -1,7 +1,10 @@
-"""The signer/verifier seam: key-based signing today, keyless Sigstore signing can be added behind it."""
+"""The signer/verifier seam (key-based signing today, keyless Sigstore signing can be added behind it), and
+what a signature check concludes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -28,3 +31,19 @@ class Verifier(Protocol):
         ...
 
     def verify(self, signature: bytes, message: bytes) -> bool: ...
+
+
+class SignatureStatus(StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    UNSIGNED = "unsigned"
+    UNTRUSTED = "untrusted"
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureInfo:
+    """Whether the reference was signed, and by whom."""
+
+    status: SignatureStatus = SignatureStatus.UNSIGNED
+    signer: str | None = None
+    detail: str | None = None

@@ -2,7 +2,7 @@
 
     python tests/golden/llama/make_meta_golden.py [OUT_DIR]
 
-The sample model (provenance.sample.sample_tensors: 4 layers, 4 heads, 2 key-value heads) as Meta ships
+The sample model (provenance._sample.sample_tensors: 4 layers, 4 heads, 2 key-value heads) as Meta ships
 LLaMA: the q and k rows in Meta's rotary order (the inverse of the Hugging Face conversion's permutation),
 split over two tensor-parallel shards (wq, wk, wv, w1, w3 and output by rows; wo, w2 and the embedding by
 columns; norms and rope.freqs replicated), written by torch.save as consolidated.00.pth and
@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from provenance.sample import sample_tensors
+from provenance._sample import sample_tensors
 
 HEADS, KV_HEADS, LAYERS, SHARDS = 4, 2, 4, 2
 NAMES = {

@@ -1,0 +1,25 @@
+"""What every check does around its comparison: open the reference the user named the same way, and
+finish the report the same way (the reference's signature and warnings attached once)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from manifests.reference import Reference, open_reference
+from manifests.trust import SeenReleases, load_trust
+from provenance.report import Report
+
+
+def open_checked(spec: str | Path, *, keys: list[Path] | None = None, allow_older: bool = False) -> Reference:
+    """The reference a user named, its signature checked against `keys` (required then) or the trusted keys
+    and the trust policy, and refused when older than one verified before unless `allow_older`."""
+    return open_reference(spec, trust=load_trust(keys), seen=SeenReleases(), allow_older=allow_older)
+
+
+def finish(report: Report, *references: Reference) -> Report:
+    """The report as a user reads it: the first reference's signature, every reference's warnings first."""
+    if not references:
+        return report
+    warnings = tuple(w for ref in references for w in ref.warnings)
+    return dataclasses.replace(report, signature=references[0].signature, warnings=(*warnings, *report.warnings))

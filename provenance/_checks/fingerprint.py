@@ -1,0 +1,73 @@
+"""`provenance fingerprint`: a checkpoint on disk or a hub repository, read into a release's records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from manifests.model import Manifest, build_manifest
+from manifests.names import DEFAULT_IGNORE, is_ignored
+from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role_of
+from provenance._checks.audit_mirror import stream_fingerprint
+from provenance._hashing.engine import HashPlan
+from provenance._hashing.scan import ProgressReporter, fingerprint_plan, scan
+from provenance._sources.hub import Hub, RepoRef
+from provenance.errors import HubError
+
+
+def fingerprint(
+    target: Path,
+    *,
+    allow_symlinks: bool = False,
+    exclude: frozenset[Path] = frozenset(),
+    piece_length: int = 0,
+    sketches: bool = False,
+    progress: ProgressReporter | None = None,
+) -> Checkpoint:
+    """Fingerprint a checkpoint for a manifest: SHA-256 per file, BLAKE3 per tensor and per other file.
+
+    A `piece_length` (a power of two, at least 16 KiB) adds each file's BitTorrent v2 pieces root and
+    piece layer: what `provenance torrent` compares and what locates damage in a partial download.
+    `sketches` adds, per float tensor, the digests of its canonical F16 and BF16 casts, its moments and a
+    seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
+    Malformed weights files raise MalformedContainer: a manifest is never built from a broken release.
+    """
+    checkpoint = scan(
+        target,
+        fingerprint_plan(piece_length, sketches),
+        strict=True,
+        allow_symlinks=allow_symlinks,
+        exclude=exclude,
+        progress=progress,
+        label="fingerprinting",
+    )
+    return checkpoint
+
+
+def fingerprint_hub(
+    spec: str, name: str | None = None, *, full: bool = False, piece_length: int = 0, endpoint: str | None = None
+) -> Manifest:
+    """A manifest of a hub repository: from its metadata (file level: sizes and the LFS sha256 the hub
+    claims; files kept in git are read whole), or with `full`, from every byte streamed (tensor level)."""
+    ref = RepoRef.parse(spec)
+    hub = Hub(endpoint)
+    snapshot = hub.snapshot(ref)
+    plan = fingerprint_plan(piece_length)
+    files: list[FileFingerprint] = []
+    for f in snapshot.files:
+        if is_ignored(f.path, DEFAULT_IGNORE):  # .gitattributes and the like, as a local fingerprint leaves them out
+            continue
+        if full or not f.lfs:
+            fingerprint = stream_fingerprint(
+                hub, snapshot, f, plan(f.path) if full else HashPlan(frozenset({"sha256", "blake3"}))
+            )
+            if fingerprint.error is not None:
+                raise HubError(f"{ref}: {f.path}: {fingerprint.error}")
+            files.append(fingerprint)
+        else:
+            assert f.sha256 is not None
+            files.append(
+                FileFingerprint(f.path, f.size, role_of(f.path, is_weights_file(f.path)), digests={"sha256": f.sha256})
+            )
+    if not files:
+        raise HubError(f"{ref}: the repository holds no files")
+    return build_manifest(Checkpoint(tuple(files)), name or f"{ref.repo_id}@{snapshot.commit[:12]}")

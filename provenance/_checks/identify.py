@@ -1,0 +1,174 @@
+"""Which known release is a checkpoint, or which does it derive from: every reference compared, ranked.
+
+The candidate is read once with every digest any reference may need (BLAKE3 per tensor, and whole-file
+SHA-256, MD5 and BLAKE3 for references that only list files); each reference then costs a comparison,
+not a read. Exact matches (tensor digests, cast digests of sketched manifests) count first; then, for a
+sketched reference whose tensors the candidate holds by name and shape but not bit for bit, the sketches'
+samples tell a fine-tune (correlated values) from an unrelated model. A candidate in another layout (Meta's
+shards, llama.cpp GGUF) is read in each reference's layout first. A reference that only lists files is
+matched by file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from manifests.records import Checkpoint, is_weights_file
+from manifests.reference import REGISTRY_PREFIX, registry_names
+from provenance._checks.common import open_checked
+from provenance._hashing.engine import HashPlan
+from provenance._hashing.scan import ProgressReporter, scan
+from provenance._judging.compare import DERIVED, compare
+from provenance._judging.derive import sketch_mismatches
+from provenance._layouts import Adapted, comparable, in_reference_layout
+from provenance.errors import ProvenanceError
+from provenance.report import FileStatus, Report, TensorStatus, Verdict
+
+_RANK = {
+    Verdict.IDENTICAL: 0,
+    Verdict.EQUIVALENT: 1,
+    Verdict.CONVERTED: 2,
+    Verdict.INCOMPLETE: 3,
+    Verdict.MODIFIED: 4,
+    Verdict.UNDECIDED: 5,
+    Verdict.UNRELATED: 6,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One known release, as it relates to the checkpoint."""
+
+    release: str
+    source: str
+    verdict: Verdict
+    share: float  # of the release's tensors (or files, for a file-level reference) found: exact, cast, quantized
+    how: str
+    by_files: bool = False  # the reference lists files only: weaker evidence, ranked after tensor matches
+    derived: float = 0.0  # of the release's tensors changed but correlated with it: ranks fine-tunes
+    distance: float = 0.0  # mean sampled change of those: among fine-tunes, the nearest release ranks first
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "release": self.release,
+            "source": self.source,
+            "verdict": self.verdict.value,
+            "share": round(self.share, 4),
+            "how": self.how,
+        }
+
+
+def _everything(path: str) -> HashPlan:
+    whole = frozenset({"sha256", "md5", "blake3"})
+    return HashPlan(whole, parts=is_weights_file(path))
+
+
+def read_for_identify(
+    target: Path, *, patterns: tuple[str, ...] = (), progress: ProgressReporter | None = None
+) -> Checkpoint:
+    """The checkpoint with every digest a reference may use, in one read; `patterns` (--ignore) set files aside."""
+    return scan(target, _everything, strict=False, patterns=patterns, progress=progress, label="reading")
+
+
+def identify(
+    candidate: Checkpoint, references: Iterable[tuple[str, str, Checkpoint]], root: Path | None = None
+) -> list[Candidate]:
+    """Every reference (release name, source, checkpoint) ranked by how much of it the candidate holds.
+
+    With `root` (where the candidate's files are), the candidate is read in each reference's layout (rebuilt
+    once per layout, with every rebuilt tensor sketched when any reference may need it), and a reference
+    with sketches gets a second look at the tensors that differ from its own of the same name and shape
+    (each read once, whatever the number of references): what tells a fine-tune of that release from an
+    unrelated model when no tensor is bit-identical.
+    """
+    references = list(references)
+    sketched = any(_sketched(reference) for _, _, reference in references)
+    rebuilt: dict[tuple[object, ...], Adapted] = {}  # the candidate in each layout references have
+    ranked: list[Candidate] = []
+    for release, source, reference in references:
+        if root is None:
+            report = compare(reference, candidate, reference_label=release)
+            ranked.append(_candidate(release, source, reference, report))
+            continue
+        key = _layout_of(reference)
+        adapted = rebuilt.get(key)
+        if adapted is None:
+            adapted = in_reference_layout(root, candidate, reference, sketch_all=sketched)
+        mine, theirs = adapted.candidate, comparable(adapted, reference)
+        if _sketched(theirs):
+            mine = sketch_mismatches(root, theirs, mine)  # the located tensors that differ, read once
+        rebuilt[key] = dataclasses.replace(adapted, candidate=mine)
+        if not adapted.note:
+            candidate = mine  # the same layout: the sketches serve references of any other layout too
+        report = compare(theirs, mine, reference_label=release)
+        ranked.append(_candidate(release, source, reference, report))
+    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], -c.derived, c.distance, c.release))
+    return ranked
+
+
+def _layout_of(reference: Checkpoint) -> tuple[object, ...]:
+    """What a layout adapter's work depends on: the reference's files, its tensors' names and shapes, and
+    the digests of its other files (an adapter puts the reference's config in the candidate's place)."""
+    return tuple(
+        (f.path, tuple((t.name, t.shape) for t in f.tensors), () if f.tensors else tuple(sorted(f.digests.items())))
+        for f in reference.files
+    )
+
+
+def _sketched(reference: Checkpoint) -> bool:
+    return any(t.sketch is not None for f in reference.files for t in f.tensors)
+
+
+def _candidate(release: str, source: str, reference: Checkpoint, report: Report) -> Candidate:
+    tensors = [t for t in report.tensors if t.file is not None]
+    if tensors:
+        exact = sum(1 for t in tensors if t.status is TensorStatus.MATCH)
+        cast = sum(1 for t in tensors if t.status is TensorStatus.CAST)
+        quantized = sum(1 for t in tensors if t.status is TensorStatus.QUANTIZED)
+        changes = [
+            t.change if t.change is not None else 1.0
+            for t in tensors
+            if t.status is TensorStatus.MODIFIED and (t.correlation or 0) >= DERIVED
+        ]
+        how = f"{exact} of {len(tensors)} tensors bit-identical" + (f", {cast} cast" if cast else "")
+        how += f", {quantized} quantized" if quantized else ""
+        if changes:
+            how += f", {len(changes)} changed but derived (median change {statistics.median(changes):.1%})"
+        share = (exact + cast + quantized) / len(tensors)
+        distance = statistics.fmean(changes) if changes else 0.0
+        return Candidate(release, source, report.verdict, share, how, False, len(changes) / len(tensors), distance)
+    files = [f for f in report.files if f.status is not FileStatus.EXTRA]
+    matched = sum(1 for f in files if f.status is FileStatus.MATCH)
+    share = matched / len(files) if files else 0.0
+    return Candidate(release, source, report.verdict, share, f"{matched} of {len(files)} files identical", True)
+
+
+def identify_path(
+    target: Path,
+    registries: list[Path] | None = None,
+    *,
+    patterns: tuple[str, ...] = (),
+    allow_older: bool = False,
+    progress: ProgressReporter | None = None,
+) -> list[Candidate]:
+    """The `provenance identify` operation: the checkpoint against every registry manifest (bundled, the
+    user's, and each `registries` folder), best first. Signatures are checked as `verify` checks them,
+    without requiring one, rollback included: a signed manifest older than one verified before is refused
+    (exit 3) without `allow_older`."""
+    specs: list[str | Path] = [f"{REGISTRY_PREFIX}{name}" for name in registry_names()]
+    for folder in registries or []:
+        if not folder.is_dir():
+            raise ProvenanceError(f"{folder} is not a folder of manifests; give --registry DIR")
+        specs += sorted(p for p in folder.iterdir() if p.suffix in (".json", ".sig") and p.is_file())
+    references = []
+    for spec in specs:
+        reference = open_checked(spec, allow_older=allow_older)
+        references.append((reference.manifest.release.name, reference.source, reference.manifest.checkpoint))
+    if not references:
+        raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")
+    root = target if target.is_dir() else target.parent
+    return identify(read_for_identify(target, patterns=patterns, progress=progress), references, root)

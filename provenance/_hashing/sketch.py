@@ -1,0 +1,204 @@
+"""Sketches of float tensors, built in the same streaming read as the digests.
+
+A sketch is what lets a tensor that does not match bit for bit be classified: the digests of its
+canonical float16 and bfloat16 casts (the stored value rounded directly to the target type, to nearest,
+ties to even), so an exact cast is proven rather than guessed; moments (count, mean, std, min, max,
+max-abs, zeros, NaN and Inf counts); and a seeded sample of values at positions that depend only on
+the tensor's name and shape, so two copies of a tensor are sampled at the same elements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from blake3 import blake3
+
+from manifests.records import Sketch
+
+if TYPE_CHECKING:  # numpy is imported where sketches are made, not by every `verify` that only reads a manifest
+    import numpy as np
+
+
+SAMPLE = 64  # values kept per tensor
+BLOCK = 1 << 18  # elements converted at a time: 1 MiB float32 temporaries keep memory flat (1 << 20: +15% at 8 GiB)
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+CAST_TARGETS = ("F16", "BF16")
+
+
+def numpy_dtype(code: str) -> Any:
+    import ml_dtypes
+    import numpy as np
+
+    return {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16}[code]
+
+
+def sample_positions(name: str, shape: tuple[int, ...], count: int = SAMPLE) -> np.ndarray:
+    """Flat element indices to sample, from a seed that is the tensor's name and shape only."""
+    import numpy as np
+
+    total = math.prod(shape)
+    seed = int.from_bytes(hashlib.sha256(f"{name}|{list(shape)}".encode()).digest()[:8], "little")
+    if total <= count:
+        return np.arange(total, dtype=np.int64)
+    picks = np.random.default_rng(seed).choice(total, size=count, replace=False)
+    return np.sort(picks.astype(np.int64))
+
+
+@cache
+def _table(source: str, target: str) -> np.ndarray:
+    """Every 16-bit source pattern cast once: a 16-bit cast is then one lookup per element, with the very
+    results the per-element cast gives (numpy's half conversions are slow, ml_dtypes' not much faster)."""
+    import numpy as np
+
+    patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(numpy_dtype(source))
+    with np.errstate(all="ignore"):
+        return np.ascontiguousarray(patterns.astype(numpy_dtype(target)))
+
+
+def _widen(values: np.ndarray, code: str) -> np.ndarray:
+    """The values as float32 (exactly: every F16 and BF16 value is one)."""
+    import numpy as np
+
+    if code == "BF16":
+        return (values.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    if code == "F16":
+        return np.take(_table("F16", "F32"), values.view(np.uint16), mode="clip")  # clip: no bounds check
+    return values if values.dtype == np.float64 else values.astype(np.float32)
+
+
+def cast_to(values: np.ndarray, target: str) -> np.ndarray:
+    """The canonical cast: each stored value rounded once to `target`, to nearest, ties to even.
+
+    From F32, F16 and BF16 numpy and ml_dtypes round once (a half or bfloat16 value widens exactly to
+    float32 first). F64 would round twice through float32, so F64 tensors get no cast digests.
+    """
+    import numpy as np
+
+    source = {np.dtype(np.float16): "F16", np.dtype(numpy_dtype("BF16")): "BF16"}.get(values.dtype)
+    if source is not None:
+        return np.take(_table(source, target), values.view(np.uint16), mode="clip")  # clip: no bounds check
+    return values.astype(numpy_dtype(target))
+
+
+class SketchBuilder:
+    """Fed a float tensor's bytes in order, in pieces of any length; gives its Sketch."""
+
+    def __init__(self, name: str, dtype: str, shape: tuple[int, ...], *, casts: bool = True) -> None:
+        import numpy as np
+
+        self.dtype = numpy_dtype(dtype)
+        self.itemsize = np.dtype(self.dtype).itemsize
+        self.targets = [t for t in CAST_TARGETS if casts and t != dtype and dtype != "F64"]
+        self.casts = {t: blake3() for t in self.targets}
+        self.lossless = set(self.targets)  # targets every element so far round-trips through
+        self.code = dtype
+        self.positions = sample_positions(name, shape)
+        self.sample: list[float] = []
+        self.rest = b""
+        self.seen = 0  # elements so far
+        self.total = 0.0
+        self.squares = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self.zeros = self.nans = self.infs = 0
+
+    def update(self, piece: bytes | memoryview) -> None:
+        import numpy as np
+
+        piece = memoryview(piece).cast("B")  # lengths in bytes, whatever buffer it came from
+        data = self.rest + bytes(piece) if self.rest else piece
+        usable = len(data) - len(data) % self.itemsize
+        self.rest = bytes(data[usable:])
+        values = np.frombuffer(data, dtype=self.dtype, count=usable // self.itemsize)
+        for start in range(0, len(values), BLOCK):
+            self._block(values[start : start + BLOCK])
+
+    def _block(self, values: np.ndarray) -> None:
+        import numpy as np
+
+        with np.errstate(all="ignore"):  # NaN and Inf are counted, not warned about
+            wide = _widen(values, self.code)
+            for target, hasher in self.casts.items():
+                cast = np.ascontiguousarray(cast_to(values, target))
+                hasher.update(cast.view(np.uint8).data)
+                if target in self.lossless and not _same_bits(_widen(cast, target), wide):
+                    self.lossless.discard(target)  # one element changed by the cast: checked no further
+            finite = np.isfinite(wide)
+            bad = wide.size - int(np.count_nonzero(finite))
+            good = wide
+            if bad:
+                nans = int(np.count_nonzero(np.isnan(wide)))
+                self.nans += nans
+                self.infs += bad - nans
+                good = wide[finite]
+            self.zeros += int(np.count_nonzero(good == 0))  # twice as fast as counting the non-zeros of floats
+            if good.size:  # float32 pairwise sums per block, accumulated in float64 across blocks
+                self.total += float(good.sum())
+                self.squares += float(np.dot(good, good))
+                self.low = min(self.low, float(good.min()))
+                self.high = max(self.high, float(good.max()))
+        first = self.seen
+        self.seen += len(values)
+        lo, hi = np.searchsorted(self.positions, [first, self.seen])
+        self.sample.extend(float(v) for v in wide[self.positions[lo:hi] - first])
+
+    def finish(self) -> Sketch:
+        finite = self.seen - self.nans - self.infs
+        mean = self.total / finite if finite else 0.0
+        variance = max(0.0, self.squares / finite - mean * mean) if finite else 0.0
+        low, high = (self.low, self.high) if finite else (0.0, 0.0)
+        return Sketch(
+            count=self.seen,
+            mean=mean,
+            std=math.sqrt(variance),
+            min=low,
+            max=high,
+            max_abs=max(abs(low), abs(high)),
+            zeros=self.zeros,
+            nans=self.nans,
+            infs=self.infs,
+            sample=tuple(self.sample),
+            casts={t: h.hexdigest() for t, h in self.casts.items()},
+            lossless=frozenset(self.lossless),
+        )
+
+
+def compare_samples(reference: tuple[float, ...], candidate: np.ndarray | tuple[float, ...]) -> tuple[float, float]:
+    """Relative change (||c - r|| / ||r||) and correlation of two samples taken at the same positions."""
+    import numpy as np
+
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    ok = np.isfinite(r) & np.isfinite(c)
+    r, c = r[ok], c[ok]
+    if r.size == 0:
+        return math.nan, math.nan
+    norm = float(np.linalg.norm(r))
+    change = float(np.linalg.norm(c - r)) / norm if norm else (0.0 if not c.any() else math.inf)
+    if r.size < 2 or r.std() == 0 or c.std() == 0:
+        return change, 1.0 if np.array_equal(r, c) else math.nan
+    return change, float(np.corrcoef(r, c)[0, 1])
+
+
+def not_numbers(reference: tuple[float, ...], candidate: np.ndarray | tuple[float, ...]) -> int:
+    """How many sampled values are NaN or Inf in the candidate where the release's are numbers."""
+    import numpy as np
+
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    if r.shape != c.shape:
+        return 0
+    return int(np.count_nonzero(np.isfinite(r) & ~np.isfinite(c)))
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    """Bit for bit, so a NaN's payload and the sign of a zero count: what a loader loads is the bits."""
+    import numpy as np
+
+    if a.dtype != b.dtype:
+        return False
+    kind = np.dtype(f"u{a.itemsize}")
+    return bool(np.array_equal(np.ascontiguousarray(a).view(kind), np.ascontiguousarray(b).view(kind)))

@@ -1,0 +1,46 @@
+"""Names that one file system takes for one file: a release copied onto it is not what was checked.
+
+Windows and macOS match names case-insensitively, and macOS also across Unicode forms; a candidate
+(a folder on a case-sensitive disk, a torrent) holding `CONFIG.JSON` beside `config.json` loads one
+or the other once copied there. Such names make the verdict `modified`, whatever their digests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from manifests.names import colliding_paths
+from provenance.report import FileResult, FileStatus
+
+
+def collision_reason(clashes: list[tuple[str, str]]) -> str:
+    shown = ", ".join(f"{a} and {b}" for a, b in clashes[:3])
+    shown += f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+    return (
+        f"names that differ only in case or Unicode form ({shown}): on a case-insensitive file system "
+        "(Windows, macOS) one silently replaces the other, so what loads is not what was checked"
+    )
+
+
+def mark_collisions(files: Iterable[FileResult], clashes: list[tuple[str, str]]) -> list[FileResult]:
+    """A release file that shares its name with another under case folding is not proven by its digest."""
+    other = {a: b for a, b in clashes} | {b: a for a, b in clashes}
+    return [
+        dataclasses.replace(
+            f,
+            status=FileStatus.EXTRA if f.status is FileStatus.EXTRA else FileStatus.MODIFIED,
+            detail=f"its name and {other[f.name]}'s are one file on a case-insensitive file system",
+        )
+        if f.name in other and f.status is not FileStatus.MISSING
+        else f
+        for f in files
+    ]
+
+
+def present(files: Iterable[FileResult]) -> list[str]:
+    """The names a candidate holds: every file reported but the missing ones."""
+    return [f.name for f in files if f.status is not FileStatus.MISSING]
+
+
+__all__ = ["colliding_paths", "collision_reason", "mark_collisions", "present"]

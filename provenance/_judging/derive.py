@@ -1,0 +1,86 @@
+"""A second look at tensors that do not match bit for bit, when the reference has sketches.
+
+Only those tensors are read again (a matching checkpoint costs nothing more), and each gets the same
+sketch the reference recorded: its canonical casts prove a dtype conversion in either direction, and its
+sample, taken at the same positions as the reference's, measures how far the values moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+from pathlib import Path
+
+from manifests.records import Checkpoint, FileFingerprint, TensorFingerprint
+from provenance._hashing.sketch import CAST_TARGETS, FLOAT_DTYPES, SketchBuilder
+
+WINDOW = 64 << 20
+
+
+def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
+    """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
+    and differs from it, or is a narrower dtype the candidate's F32 copy may be an upcast of: its cast back
+    to that dtype (and whether every value survives it) proves the upcast without the reference's sketch."""
+    wider = {t.name for f in candidate.files for t in f.tensors if t.dtype == "F32"}
+    ref_tensors = {
+        t.name: t
+        for f in reference.files
+        for t in f.tensors
+        if t.sketch is not None or (t.dtype in CAST_TARGETS and t.name in wider)  # an upcast is cast back
+    }
+    return _sketch_where(root, candidate, ref_tensors)
+
+
+def sketch_differences(root_a: Path, a: Checkpoint, root_b: Path, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
+    """Two checkpoints on disk, each with a sketch on the float tensors that differ from the other's of
+    the same name and shape: what `diff` measures drift with, reading only those tensors again."""
+    by_name_b = {t.name: t for f in b.files for t in f.tensors}
+    wanted_a = {t.name: by_name_b[t.name] for f in a.files for t in f.tensors if t.name in by_name_b}
+    sketched_a = _sketch_where(root_a, a, wanted_a)
+    by_name_a = {t.name: t for f in sketched_a.files for t in f.tensors if t.sketch is not None}
+    return sketched_a, _sketch_where(root_b, b, by_name_a)
+
+
+def _sketch_where(root: Path, checkpoint: Checkpoint, others: dict[str, TensorFingerprint]) -> Checkpoint:
+    """Sketch the intact float tensors of `checkpoint` that differ from the same-named one in `others`."""
+    if not others:
+        return checkpoint
+    files: list[FileFingerprint] = []
+    for f in checkpoint.files:
+        wanted = [
+            i
+            for i, t in enumerate(f.tensors)
+            if t.intact
+            and t.end > t.start  # a tensor a layout adapter rebuilt has no bytes to re-read: it was sketched then
+            and t.sketch is None  # sketched once, however many references ask
+            and not t.view
+            and t.dtype in FLOAT_DTYPES
+            and (r := others.get(t.name)) is not None
+            and (r.blake3, r.dtype) != (t.blake3, t.dtype)
+            and r.shape == t.shape
+        ]
+        if not wanted:
+            files.append(f)
+            continue
+        tensors = list(f.tensors)
+        with open(root / f.path, "rb", buffering=0) as stream:
+            for i in wanted:
+                tensors[i] = _sketched(stream.fileno(), tensors[i])
+        files.append(dataclasses.replace(f, tensors=tuple(tensors)))
+    return dataclasses.replace(checkpoint, files=tuple(files))
+
+
+def _sketched(fd: int, tensor: TensorFingerprint) -> TensorFingerprint:
+    builder = SketchBuilder(tensor.name, tensor.dtype, tensor.shape)
+    offset = tensor.start
+    while offset < tensor.end:
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        length = min(WINDOW, tensor.end - aligned)
+        with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=aligned) as window:
+            view = memoryview(window)
+            try:
+                builder.update(view[offset - aligned : length])
+            finally:
+                view.release()
+        offset = aligned + length
+    return tensor._replace(sketch=builder.finish())

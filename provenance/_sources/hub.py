@@ -1,0 +1,397 @@
+"""Hugging Face Hub repositories as evidence: file metadata, byte ranges and streams, through huggingface_hub.
+
+The hub's per-file sha256 (from LFS metadata) is a claim made by whoever uploaded the file, not a proof;
+callers say which evidence each conclusion rests on. Every request goes through one gate that bounds
+how many are in flight, is retried with exponential backoff on network errors and server errors, and is
+counted per repository so an audit can say what it cost. Tokens come from huggingface_hub's usual
+places (HF_TOKEN, the saved login) and never appear in a report or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from manifests.names import check_relative
+from provenance.errors import HubError, UnsafePath
+
+PREFIX = "hf://"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+STREAM_CHUNK = 4 << 20
+# Seconds a whole request may take with all its retries, however steadily the server drips bytes (the
+# read timeout alone lets one byte every 20 s hold a request forever); for a stream, each STREAM_CHUNK of
+# its body. Under the 60 s any one input may cost (DESIGN.md), with room for the work around it.
+TOTAL_TIMEOUT = 45.0
+# Bytes a metadata answer may take: a model info listing 100,000 files with LFS metadata is ~30 MB.
+METADATA_CAP = 64 << 20
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the body as sent
+_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """`hf://ORG/REPO[@REVISION]`: a model repository and the branch, tag or commit to read."""
+
+    repo_id: str
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> RepoRef:
+        text = spec.removeprefix(PREFIX)
+        repo_id, _, revision = text.partition("@")
+        if not spec.startswith(PREFIX) or not _REPO.fullmatch(repo_id) or (_ and not revision):
+            raise HubError(f"{spec!r} is not a hub repository; write hf://ORG/REPO or hf://ORG/REPO@REVISION")
+        return cls(repo_id, revision or None)
+
+    def __str__(self) -> str:
+        return f"{PREFIX}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
+
+
+@dataclass(frozen=True, slots=True)
+class HubFile:
+    path: str
+    size: int
+    sha256: str | None  # what the hub's LFS metadata claims; None for files kept in git itself
+    lfs: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HubSnapshot:
+    """A repository at one commit, as its metadata describes it."""
+
+    ref: RepoRef
+    commit: str
+    files: tuple[HubFile, ...]
+
+    def file(self, path: str) -> HubFile | None:
+        return next((f for f in self.files if f.path == path), None)
+
+
+def is_hub_spec(text: str) -> bool:
+    return text.startswith(PREFIX)
+
+
+class Hub:
+    """One hub endpoint: requests gated, retried and counted per repository."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        in_flight: int = 8,
+        retries: int = 3,
+        backoff: float = 0.25,
+        timeout: float = 60.0,
+        total: float = TOTAL_TIMEOUT,
+    ) -> None:
+        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self._gate = threading.BoundedSemaphore(max(1, in_flight))
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout  # seconds a request may wait for the server; a silent server is an error
+        self.total = total  # seconds a whole request may take (a chunk of a stream): a dripping server too
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+
+    def _count(self, repo_id: str, requests: int = 0, received: int = 0) -> None:
+        with self._lock:
+            self.requests[repo_id] += requests
+            self.received[repo_id] += received
+
+    def _retrying(self, repo_id: str, what: str, call: Callable[[], T]) -> T:
+        """Run one request under the gate, retrying transient failures with exponential backoff."""
+        import httpx2
+        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+        delay = self.backoff
+        deadline = time.monotonic() + self.total
+        for attempt in range(self.retries + 1):
+            self._count(repo_id, requests=1)
+            try:
+                with self._gate:
+                    return self._within(call, deadline)
+            except _TooSlow:
+                raise HubError(
+                    f"{what}: the hub at {self.endpoint} did not finish answering within {self.total:g} s; retry later"
+                ) from None
+            except OfflineModeIsEnabled:
+                raise HubError(
+                    f"{what}: offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); unset it to read the hub "
+                    f"at {self.endpoint}"
+                ) from None
+            except (httpx2.TransportError, _Transient) as exc:
+                failure: Exception = exc
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status not in (408, 429, 500, 502, 503, 504):
+                    if _is_not_found(exc):
+                        raise  # the caller says which repository or revision is missing
+                    raise HubError(f"{what}: the hub at {self.endpoint} answered {status} ({_short(exc)})") from None
+                failure = exc
+            except httpx2.HTTPError as exc:  # redirect loops, invalid URLs: not worth retrying
+                raise HubError(f"{what}: the hub at {self.endpoint} did not answer usably ({_short(exc)})") from None
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:  # an answer that cannot be parsed
+                raise HubError(
+                    f"{what}: the hub at {self.endpoint} sent an answer that is not the Hub's API ({_short(exc)})"
+                ) from None
+            except MemoryError:
+                raise HubError(f"{what}: the hub at {self.endpoint} sent an answer too large to hold") from None
+            if attempt < self.retries:
+                if time.monotonic() + delay >= deadline:
+                    break  # no time left for another attempt
+                time.sleep(delay)
+                delay *= 2
+        raise HubError(
+            f"{what}: the hub at {self.endpoint} failed {attempt + 1} times ({_short(failure)}); retry later"
+        )
+
+    def _within(self, call: Callable[[], T], deadline: float) -> T:
+        """Run `call` with a total time limit: in a daemon thread, abandoned if it has not finished in time.
+
+        httpx's timeouts bound each read, not the request. The abandoned thread reads on until the server
+        stops or its next read times out; the bodies read here stop at their own deadline too (_read_body).
+        """
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, call()))
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="hub-request", daemon=True).start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise _TooSlow
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return cast(T, value)
+
+    def _read_body(self, response: Any, limit: int | None) -> Iterator[bytes]:
+        """A body in chunks of STREAM_CHUNK, each of which must arrive within the total time limit."""
+        deadline = time.monotonic() + self.total
+        pending = bytearray()
+        for piece in response.iter_bytes():
+            pending += piece
+            if len(pending) >= STREAM_CHUNK or (limit is not None and len(pending) > limit):
+                yield bytes(pending)
+                pending.clear()
+                deadline = time.monotonic() + self.total
+            elif time.monotonic() > deadline:
+                raise _TooSlow
+        if pending:
+            yield bytes(pending)
+
+    def snapshot(self, ref: RepoRef) -> HubSnapshot:
+        """The repository's files with sizes and claimed sha256, at the revision's current commit."""
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        try:
+            info = self._retrying(ref.repo_id, str(ref), lambda: self._model_info(ref))
+        except RevisionNotFoundError:
+            raise HubError(
+                f"{ref}: no revision {ref.revision!r} in {ref.repo_id}; check the branch, tag or commit"
+            ) from None
+        except RepositoryNotFoundError:
+            raise HubError(
+                f"{ref}: no such repository at {self.endpoint} (or it is private or gated: log in with `hf auth login`)"
+            ) from None
+        files: list[HubFile] = []
+        for sibling in info.siblings or []:
+            try:
+                path = check_relative(sibling.rfilename)
+            except UnsafePath as exc:
+                raise HubError(f"{ref}: the hub lists a file with an unsafe path: {exc}") from None
+            lfs = sibling.lfs
+            size, sha256 = _checked(
+                ref, path, lfs.size if lfs is not None else sibling.size, lfs.sha256 if lfs is not None else None
+            )
+            if lfs is not None and sha256 is None:
+                raise HubError(f"{ref}: the hub gives {path} LFS metadata without a sha256")
+            files.append(HubFile(path, size, sha256, lfs is not None))
+        if not info.sha:
+            raise HubError(f"{ref}: the hub gave no commit for this revision")
+        return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
+
+    def _model_info(self, ref: RepoRef) -> Any:
+        """What HfApi.model_info(files_metadata=True) returns, with the answer read to at most METADATA_CAP
+        bytes (the client reads a body whole, however long the server sends)."""
+        from urllib.parse import quote
+
+        from huggingface_hub import ModelInfo
+
+        url = f"{self.endpoint}/api/models/{ref.repo_id}"
+        if ref.revision is not None:
+            url += f"/revision/{quote(ref.revision, safe='')}"
+        from manifests.io import check_parse_cost
+
+        raw = self._get_small(str(ref), url, {"blobs": "true"})
+        check_parse_cost(raw, f"{ref}: the hub's answer at {self.endpoint}", HubError)
+        data = json.loads(raw)
+        return ModelInfo(**data)  # type: ignore[no-untyped-call]
+
+    def _get_small(self, what: str, url: str, params: dict[str, str]) -> bytes:
+        """The body of a GET answer of at most METADATA_CAP bytes; an error answer raises as the client's would."""
+        import httpx2
+        from huggingface_hub import get_session, hf_raise_for_status
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        session = get_session()
+        request = session.build_request("GET", url, params=params, headers=build_hf_headers(), timeout=self.timeout)
+        response = session.send(request, stream=True, follow_redirects=True)
+        try:
+            body = bytearray()
+            for chunk in self._read_body(response, METADATA_CAP):
+                body += chunk
+                if len(body) > METADATA_CAP:
+                    raise HubError(
+                        f"{what}: the hub at {self.endpoint} sent an answer over {METADATA_CAP >> 20} MiB, more than "
+                        "any repository's metadata takes"
+                    )
+        finally:
+            response.close()
+        # The client's error checks read the body: give them the bounded copy.
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _BODY_HEADERS}
+        hf_raise_for_status(
+            httpx2.Response(response.status_code, headers=headers, content=bytes(body), request=request)
+        )
+        return bytes(body)
+
+    def _url(self, snapshot: HubSnapshot, path: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(snapshot.ref.repo_id, path, revision=snapshot.commit, endpoint=self.endpoint)
+
+    def read_range(self, snapshot: HubSnapshot, path: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file at the snapshot's commit, by one HTTP range request."""
+        if end <= start:
+            return b""
+        url = self._url(snapshot, path)
+        what = f"{snapshot.ref}: {path} bytes {start}-{end - 1}"
+
+        def fetch() -> bytes:
+            from huggingface_hub import get_session, hf_raise_for_status
+            from huggingface_hub.utils._headers import build_hf_headers
+
+            headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}"}
+            session = get_session()
+            request = session.build_request("GET", url, headers=headers, timeout=self.timeout)
+            response = session.send(request, stream=True, follow_redirects=True)
+            try:
+                if response.status_code >= 400:
+                    response.read()
+                hf_raise_for_status(response)
+                if response.status_code != 206:
+                    raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
+                body = bytearray()
+                for chunk in self._read_body(response, end - start):
+                    body += chunk
+                    if len(body) > end - start:
+                        break  # more than was asked for: never held beyond one chunk
+            finally:
+                response.close()
+            if not response.headers.get("Content-Range", "").startswith(f"bytes {start}-") or len(body) != end - start:
+                raise _Transient(f"{len(body):,} bytes for a range of {end - start:,}")
+            return bytes(body)
+
+        body = self._retrying(snapshot.ref.repo_id, what, fetch)
+        self._count(snapshot.ref.repo_id, received=len(body))
+        return body
+
+    def stream(self, snapshot: HubSnapshot, path: str, size: int | None = None) -> Iterator[bytes]:
+        """A file's bytes as they arrive, never kept; a dropped connection fails the stream (not retried
+        mid-file: the hashes would have to start again)."""
+        from huggingface_hub import get_session, hf_raise_for_status
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        url = self._url(snapshot, path)
+        repo_id = snapshot.ref.repo_id
+
+        def opened() -> Any:
+            response = get_session().send(
+                get_session().build_request("GET", url, headers=build_hf_headers(), timeout=self.timeout),
+                stream=True,
+                follow_redirects=True,
+            )
+            if response.status_code >= 400:
+                response.read()
+                response.close()
+            hf_raise_for_status(response)
+            return response
+
+        response = self._retrying(repo_id, f"{snapshot.ref}: {path}", opened)
+        try:
+            with self._gate:  # the body counts as a request in flight until it is read
+                yield from self._body(response, repo_id, snapshot, path, size)
+        except HubError:
+            raise
+        except _TooSlow:
+            raise HubError(
+                f"{snapshot.ref}: {path}: the server sent under {STREAM_CHUNK >> 20} MiB in {self.total:g} s; "
+                "retry later"
+            ) from None
+        except Exception as exc:
+            raise HubError(f"{snapshot.ref}: {path}: the download broke off ({_short(exc)}); retry later") from None
+        finally:
+            response.close()
+
+    def _body(self, response: Any, repo_id: str, snapshot: HubSnapshot, path: str, size: int | None) -> Iterator[bytes]:
+        received = 0
+        for chunk in self._read_body(response, size):
+            self._count(repo_id, received=len(chunk))
+            received += len(chunk)
+            if size is not None and received > size:
+                raise HubError(f"{snapshot.ref}: {path}: the server sends more than the {size:,} bytes it lists")
+            yield chunk
+
+    def search(self, text: str, limit: int) -> list[RepoRef]:
+        """Model repositories whose name matches `text`, as the hub's search finds them."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=self.endpoint)
+        models = self._retrying("(search)", f"search {text!r}", lambda: list(api.list_models(search=text, limit=limit)))
+        return [RepoRef(m.id) for m in models if _REPO.fullmatch(m.id)]
+
+
+def _is_not_found(exc: Exception) -> bool:
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    return isinstance(exc, RepositoryNotFoundError | RevisionNotFoundError)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_SIZE = 1 << 50  # a petabyte: anything larger in the hub's metadata is not a real file
+
+
+def _checked(ref: RepoRef, path: str, size: object, sha256: object) -> tuple[int, str | None]:
+    """A file's size and claimed sha256 from the hub's metadata, refused unless they make sense."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise HubError(f"{ref}: the hub gives {path} the size {size!r}; it does not answer like the Hugging Face Hub")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise HubError(f"{ref}: the hub gives {path} the sha256 {str(sha256)[:80]!r}, which is not 64 lowercase hex")
+    return size, sha256
+
+
+class _TooSlow(Exception):
+    """A request, or a chunk of a stream, not finished within the total time limit: not retried."""
+
+
+class _Transient(Exception):
+    """A response that should not happen on a healthy connection (a short body): retried."""
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]
