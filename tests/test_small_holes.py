@@ -150,7 +150,7 @@ def test_identify_refuses_an_older_signed_manifest(run_cli: Run, dated: dict[str
 def test_torrent_and_verify_refuse_an_older_signed_manifest(
     run_cli: Run, dated: dict[str, Path], release_dir: Path, tmp_path: Path
 ) -> None:
-    from tests.test_torrent import write_torrent
+    from tests.checks.test_torrent import write_torrent
 
     torrent = write_torrent(tmp_path, release_dir, "v2")
     assert run_cli("verify", release_dir, "--manifest", dated["new"], "-q").code == 0
@@ -241,7 +241,7 @@ def v2_reference(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_a_v2_torrent_with_names_colliding_under_case_folding_is_modified(
     run_cli: Run, copy_of_release: Path, v2_reference: Path, tmp_path: Path, added: str, other: str
 ) -> None:
-    from tests.test_torrent import write_torrent
+    from tests.checks.test_torrent import write_torrent
 
     (copy_of_release / added).write_text('{"architectures": ["SomethingElse"]}\n')
     result = run_cli("torrent", write_torrent(tmp_path, copy_of_release, "v2"), "--manifest", v2_reference, "--json")
@@ -257,7 +257,7 @@ def test_a_v2_torrent_with_names_colliding_under_unicode_normalization_is_modifi
     run_cli: Run, copy_of_release: Path, v2_reference: Path, tmp_path: Path
 ) -> None:
     """macOS stores names decomposed (NFD): café.md (NFC) and café.md (NFD) land on one file there."""
-    from tests.test_torrent import write_torrent
+    from tests.checks.test_torrent import write_torrent
 
     nfc, nfd = unicodedata.normalize("NFC", "café.md"), unicodedata.normalize("NFD", "café.md")
     (copy_of_release / nfc).write_text("one\n")
@@ -272,7 +272,7 @@ def test_a_v2_torrent_with_names_colliding_under_unicode_normalization_is_modifi
 def test_a_v2_torrent_without_collisions_stays_identical(
     run_cli: Run, release_dir: Path, v2_reference: Path, tmp_path: Path
 ) -> None:
-    from tests.test_torrent import write_torrent
+    from tests.checks.test_torrent import write_torrent
 
     result = run_cli("torrent", write_torrent(tmp_path, release_dir, "v2"), "--manifest", v2_reference, "--json")
     assert (result.code, json.loads(result.out)["verdict"]) == (0, "identical")
@@ -500,7 +500,7 @@ def test_a_v2_torrent_adding_files_follows_the_extra_file_rule(
 ) -> None:
     """Code, templates and pickles a loader may pick up: modified; weights whose content only the download can
     show: undecided; an inert file is listed only."""
-    from tests.test_torrent import write_torrent
+    from tests.checks.test_torrent import write_torrent
 
     (copy_of_release / added).write_bytes(b"payload\n")
     result = run_cli("torrent", write_torrent(tmp_path, copy_of_release, "v2"), "--manifest", v2_reference, "--json")

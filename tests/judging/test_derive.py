@@ -17,7 +17,7 @@ from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
-SCHEMA = json.loads((Path(__file__).parents[1] / "manifests" / "schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[2] / "manifests" / "schema.json").read_text())
 
 
 def bf16_weights() -> dict[str, np.ndarray]:

@@ -30,7 +30,7 @@ from provenance.errors import MalformedContainer
 from tests.conftest import CliResult
 
 Run = Callable[..., CliResult]
-GOLDEN = Path(__file__).resolve().parent / "golden" / "torch"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "torch"
 
 # ---------------------------------------------------------------------------------------------------------
 # Pickles assembled by hand, in the opcodes torch's weights_only unpickler runs (protocol 2)

@@ -16,7 +16,7 @@ from provenance._hashing.engine import HashPlan, hash_file
 from tests.conftest import REAL, CliResult, needs_shared
 
 Run = Callable[..., CliResult]
-GOLDEN = Path(__file__).resolve().parent / "golden" / "torch"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "torch"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
 
 

@@ -127,7 +127,7 @@ def test_every_registry_manifest_loads_and_follows_the_schema() -> None:
     from manifests.model import manifest_from_statement
     from manifests.reference import registry_names, registry_path
 
-    schema = json.loads((Path(__file__).resolve().parents[1] / "manifests" / "schema.json").read_text())
+    schema = json.loads((Path(__file__).resolve().parents[2] / "manifests" / "schema.json").read_text())
     names = registry_names()
     assert {"llama-1", "llama-1-7b", "llama-1-13b", "llama-1-30b", "llama-1-65b"} <= set(names)
     for name in names:

@@ -347,7 +347,7 @@ def test_model_signing_signature_verifies_here_at_file_level(
     assert (result.code, report["verdict"]) == (1, "modified")
 
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 @pytest.mark.parametrize("name", ["model_signing-1.1.1", "provenance-v1"])

@@ -93,7 +93,7 @@ def test_fingerprint_torrent_v2_writes_roots_that_follow_the_schema(
     result = run_cli("fingerprint", release_dir, "--torrent-v2", "--piece-length", "32KiB", "-o", out, "-q")
     assert result.code == 0, result.err
     statement = json.loads(out.read_text())
-    schema = json.loads((Path(__file__).parents[1] / "manifests" / "schema.json").read_text())
+    schema = json.loads((Path(__file__).parents[2] / "manifests" / "schema.json").read_text())
     jsonschema.validate(statement, schema)
     files = statement["predicate"]["weights_provenance/v1"]["files"]
     torrent = bencode2.bdecode(make_torrent(release_dir, "v2"))

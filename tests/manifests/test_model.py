@@ -23,7 +23,7 @@ from provenance.errors import ManifestError, UnsafePath
 from tests.conftest import CliResult
 
 Run = Callable[..., CliResult]
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "manifests" / "schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "manifests" / "schema.json").read_text())
 
 
 def load(path: Path) -> dict[str, Any]:

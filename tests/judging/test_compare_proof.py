@@ -14,8 +14,8 @@ import pytest
 from provenance._sample import cut_short
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
-from tests.test_derive import bf16_weights, variant
-from tests.test_gguf_layout import gguf_download
+from tests.judging.test_derive import bf16_weights, variant
+from tests.layouts.test_gguf_names import gguf_download
 
 Run = Callable[..., CliResult]
 SAMPLED_LINE = (

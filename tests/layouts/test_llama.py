@@ -17,7 +17,7 @@ from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 
 Run = Callable[..., CliResult]
-GOLDEN = Path(__file__).parent / "golden" / "llama"
+GOLDEN = Path(__file__).parents[1] / "golden" / "llama"
 
 
 @pytest.fixture

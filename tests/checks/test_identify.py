@@ -16,8 +16,8 @@ import pytest
 
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
-from tests.test_gguf_layout import gguf_download
-from tests.test_layouts import GOLDEN
+from tests.layouts.test_gguf_names import gguf_download
+from tests.layouts.test_llama import GOLDEN
 
 Run = Callable[..., CliResult]
 RELEASES = 5  # release-0 holds the sample model's numbers (those of the Meta and GGUF goldens)
