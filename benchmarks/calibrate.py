@@ -3,7 +3,7 @@
 Builds a bfloat16 release of the sample model, fingerprints it with --sketches, applies each
 transformation, verifies it with the installed `provenance`, and prints a Markdown table of the measured
 figures (median over the tensors that are not bit-identical) and the resulting statuses and verdict. Then
-the same for llama.cpp GGUF quantizations (written by the gguf package, as tests/layouts/test_gguf_names.py
+the same for llama.cpp GGUF quantizations (written by the gguf package, as tests/support/llama.py
 writes them) of the float16 sample release.
 
     python3 benchmarks/calibrate.py
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provenance._sample import sample_tensors, write_sharded
-from tests.layouts.test_gguf_names import write_llama_gguf
+from tests.support.llama import write_llama_gguf
 
 Weights = dict[str, np.ndarray]
 

@@ -1,6 +1,6 @@
 """How long `provenance audit` takes to settle 50 mirrors from metadata, and what it fetches per mirror.
 
-A hub-compatible server (tests/hubserver.py) on 127.0.0.1 serves 50 mirrors of a generated release
+A hub-compatible server (tests/support/hubserver.py) on 127.0.0.1 serves 50 mirrors of a generated release
 (40 identical, 5 with one tensor changed, 5 re-sharded); the installed `provenance` audits all of them
 with `--search` in one run, as a user would. Prints the wall time (median of 3), and per mirror the
 verdict, the requests and bytes the tool counted, and the requests and bytes the server saw.
@@ -23,7 +23,7 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 
 from provenance._sample import build_sample_release, sample_tensors, write_sharded  # noqa: E402
-from tests.hubserver import FakeHub  # noqa: E402
+from tests.support.hubserver import FakeHub  # noqa: E402
 
 MIRRORS = 50
 RUNS = 3

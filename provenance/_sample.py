@@ -1,7 +1,7 @@
-"""A small, deterministic Llama-shaped release: the bundled sample data for the demo and the tests.
+"""A small, deterministic Llama-shaped release: the bundled sample data for the demo (and the tests).
 
-Also the damage a real download suffers (a flipped bit, a cut-short or missing shard), applied with the
-same reader the verifier uses, so each case can be shown and tested end to end.
+Also the damage the demo shows, a flipped bit, applied with the same reader the verifier uses. Writers only
+the tests need live in tests/support/.
 """
 
 from __future__ import annotations
@@ -110,10 +110,3 @@ def flip_bit(path: Path, tensor: str, *, byte: int = 0, bit: int = 0) -> None:
         value = stream.read(1)[0]
         stream.seek(start + byte)
         stream.write(bytes([value ^ (1 << bit)]))
-
-
-def cut_short(path: Path, keep_fraction: float = 0.5) -> None:
-    """Truncate a file, as an unfinished download leaves it."""
-    size = path.stat().st_size
-    with open(path, "r+b") as stream:
-        stream.truncate(int(size * keep_fraction))

@@ -25,6 +25,9 @@ REAL_TOKENIZER = REAL / "tokenizer.model"
 
 needs_shared = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/fixtures/real is absent (a user's clone)")
 
+# Fixtures that tests of several rooms use: the bound on hostile input, and references as users name them.
+pytest_plugins = ["tests.support.limits", "tests.support.references"]
+
 
 @dataclass
 class CliResult:

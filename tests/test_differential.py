@@ -31,8 +31,8 @@ pytest.importorskip("transformers", reason="transformers is not installed: from_
 from provenance import verify_download  # noqa: E402
 from provenance.errors import ProvenanceError  # noqa: E402
 from provenance.report import Report, Verdict  # noqa: E402
-from tests import loaders  # noqa: E402
 from tests.conftest import write_release_manifest  # noqa: E402
+from tests.support import loaders  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 EXAMPLES = 6

@@ -1,5 +1,5 @@
 """`provenance audit` and `fingerprint hf://`: the real huggingface_hub client against the hub-compatible
-server in tests/hubserver.py, and the local cache made by the real hf_hub_download / snapshot_download."""
+server in tests/support/hubserver.py, and the local cache made by the real hf_hub_download / snapshot_download."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
-from tests.hubserver import FakeHub
+from tests.support.hubserver import FakeHub
 
 Run = Callable[..., CliResult]
 SHARD = "model-00002-of-00003.safetensors"

@@ -16,8 +16,8 @@ import pytest
 
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
-from tests.layouts.test_gguf_names import gguf_download
-from tests.layouts.test_llama import GOLDEN
+from tests.support.llama import GOLDEN, gguf_download
+from tests.support.references import refused_as_older
 
 Run = Callable[..., CliResult]
 RELEASES = 5  # release-0 holds the sample model's numbers (those of the Meta and GGUF goldens)
@@ -209,3 +209,25 @@ def test_each_release_is_held_against_its_own_config(run_cli: Run, release_dir: 
     result = run_cli("identify", meta, "--registry", folder, "--json", "-q")
     verdicts = {m["release"]: m["verdict"] for m in json.loads(result.out)["matches"]}
     assert (verdicts["release-a-other-config"], verdicts["release-b"]) == ("modified", "equivalent")
+
+
+def test_identify_is_not_shadowed_by_a_file_named_like_a_registry_entry(
+    run_cli: Run, registered: str, copy_of_release: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / registered).write_text("not a manifest")
+    (work / "llama-1").write_text("not a manifest either")
+    monkeypatch.chdir(work)
+    result = run_cli("identify", copy_of_release, "--json", "-q")
+    assert result.code == 0, result.err
+    best = json.loads(result.out)["matches"][0]
+    assert (best["release"], best["verdict"]) == ("sample-release", "identical")
+
+
+def test_identify_refuses_an_older_signed_manifest(run_cli: Run, dated: dict[str, Path], release_dir: Path) -> None:
+    result = run_cli("identify", release_dir, "--registry", dated["new"].parent, "--json", "-q")
+    assert (result.code, json.loads(result.out)["matches"][0]["verdict"]) == (0, "identical")
+    refused_as_older(run_cli("identify", release_dir, "--registry", dated["old"].parent, "--json", "-q"))
+    result = run_cli("identify", release_dir, "--registry", dated["old"].parent, "--json", "-q", "--allow-older")
+    assert (result.code, json.loads(result.out)["matches"][0]["verdict"]) == (0, "identical")

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,10 @@ import pytest
 
 from provenance._hashing.merkle import PiecesHasher
 from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared, write_release_manifest
+from tests.support.references import refused_as_older
+from tests.support.torrents import PIECE, make_torrent, write_torrent
 
 Run = Callable[..., CliResult]
-PIECE = 32 << 10  # small pieces, so the sample's shards span several of them
-
-
-def make_torrent(folder: Path, kind: str, piece_length: int = PIECE) -> bytes:
-    """A torrent of `folder` written by libtorrent, the reference BitTorrent implementation."""
-    flags = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}[kind]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        storage = lt.file_storage()
-        lt.add_files(storage, str(folder))
-        creator = lt.create_torrent(storage, piece_length, flags=flags)
-        lt.set_piece_hashes(creator, str(folder.parent))
-        return bytes(lt.bencode(creator.generate()))
-
-
-def write_torrent(tmp_path: Path, folder: Path, kind: str, name: str | None = None) -> Path:
-    path = tmp_path / f"{name or kind}.torrent"
-    path.write_bytes(make_torrent(folder, kind))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -492,3 +474,36 @@ def test_signed_manifest_and_required_key(run_cli: Run, release_dir: Path, v2_ma
     wrong = run_cli("torrent", path, "--manifest", bundle, "--key", tmp_path / "mallory.pub", "--json")
     assert wrong.code == 3
     assert wrong.out == "" and wrong.err.startswith("error: ")
+
+
+def test_torrent_and_verify_refuse_an_older_signed_manifest(
+    run_cli: Run, dated: dict[str, Path], release_dir: Path, tmp_path: Path
+) -> None:
+    torrent = write_torrent(tmp_path, release_dir, "v2")
+    assert run_cli("verify", release_dir, "--manifest", dated["new"], "-q").code == 0
+    refused_as_older(run_cli("verify", release_dir, "--manifest", dated["old"], "-q"))
+    refused_as_older(run_cli("torrent", torrent, "--manifest", dated["old"]))
+
+
+@pytest.mark.parametrize(
+    ("added", "verdict", "code"),
+    [
+        ("modeling_llama.py", "modified", 1),
+        ("chat_template.jinja", "modified", 1),
+        ("optimizer.pkl", "modified", 1),
+        ("extra.safetensors", "undecided", 1),
+        ("NOTES.md", "identical", 0),
+    ],
+)
+def test_a_v2_torrent_adding_files_follows_the_extra_file_rule(
+    run_cli: Run, copy_of_release: Path, v2_reference: Path, tmp_path: Path, added: str, verdict: str, code: int
+) -> None:
+    """Code, templates and pickles a loader may pick up: modified; weights whose content only the download can
+    show: undecided; an inert file is listed only."""
+    (copy_of_release / added).write_bytes(b"payload\n")
+    result = run_cli("torrent", write_torrent(tmp_path, copy_of_release, "v2"), "--manifest", v2_reference, "--json")
+    document = json.loads(result.out)
+    assert (result.code, document["verdict"]) == (code, verdict)
+    assert {f["name"]: f["status"] for f in document["files"]}[added] == "extra"
+    if verdict == "modified":
+        assert document["reasons"] == [f"the torrent adds 1 file(s) a loader may pick up: {added}"]

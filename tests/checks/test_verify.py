@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from provenance._sample import cut_short, flip_bit, sample_tensors, write_sharded
+from provenance._sample import flip_bit, sample_tensors, write_sharded
 from tests.conftest import REAL_TOKENIZER, CliResult
+from tests.support.writers import cut_short
 
 SHARD2 = "model-00002-of-00003.safetensors"
 SHARD3 = "model-00003-of-00003.safetensors"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,3 +42,32 @@ def test_terminal_escapes_in_tensor_names_are_shown_not_obeyed(
     assert "\x1b" not in result.out and "\\x1b[2J" in result.out
     report = json.loads(run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json", "-q").out)
     assert hostile in [t["name"] for t in report["tensors"]]  # JSON keeps the real name, escaped by JSON itself
+
+
+def test_help_says_how_to_name_a_file_or_a_registry_entry(run_cli: Run) -> None:
+    result = run_cli("verify", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.replace("\u2502", " ").split())  # rich draws the options in a box
+    assert "./NAME is always a file, registry:NAME always a registry entry" in text
+
+
+def test_list_globals_escapes_control_characters_in_a_pickle_global(run_cli: Run, tmp_path: Path) -> None:
+    """A global whose name carries `\\r` and an erase-line escape cannot redraw its REFUSED line as allowed."""
+    forged = b"\r\x1b[2Kraw.bin: allowed  torch._utils._rebuild_tensor_v2"
+    (tmp_path / "raw.bin").write_bytes(b"\x80\x02cos\nsystem" + forged + b"\n)R.")
+    result = run_cli("fingerprint", tmp_path, "--list-globals")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "raw.bin: REFUSED  os.system\\r\\x1b[2Kraw.bin: allowed  torch._utils._rebuild_tensor_v2"
+    ]
+    assert "\r" not in result.out and "\x1b" not in result.out
+
+
+def test_list_globals_escapes_control_characters_in_a_file_name(run_cli: Run, tmp_path: Path) -> None:
+    name = "evil\x1b[1G.bin"
+    (tmp_path / name).write_bytes(pickle.dumps({"x": 1}, protocol=2))
+    (tmp_path / "bad\r.bin").write_bytes(b"\x80\x02cposix\nsystem\n)R.")
+    result = run_cli("fingerprint", tmp_path, "--list-globals")
+    assert result.code == 0
+    assert "bad\\r.bin: REFUSED  posix.system" in result.out.splitlines()
+    assert "\r" not in result.out and "\x1b" not in result.out

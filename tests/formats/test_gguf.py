@@ -15,10 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
+from manifests.records import MAX_TENSORS
 from provenance._formats.gguf import GgufReader
 from provenance._hashing.engine import HashPlan, hash_file
 from provenance.errors import ProvenanceError
 from tests.conftest import REAL, CliResult, needs_shared
+from tests.support.limits import bounded, refused
 
 gguf = pytest.importorskip("gguf", reason="the gguf package is a dependency: pip install -e .")
 Run = Callable[..., CliResult]
@@ -248,3 +250,78 @@ def test_key_values_gguf_readers_refuse_are_refused(
     assert run_cli("fingerprint", tmp_path / "release", "-o", tmp_path / "m.json", "-q").code == 0
     result = run_cli("verify", tmp_path / "cand", "--manifest", tmp_path / "m.json", "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (1, "incomplete"), case
+
+
+# ---------------------------------------------------------------- within 60 s and 1 GiB (tests/support/limits.py)
+
+
+def _gguf_string(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
+def _gguf_head(tensors: int, key_values: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, key_values)
+
+
+def _u8_key_values(count: int) -> bytes:
+    return b"".join(_gguf_string(b"k%d" % i) + struct.pack("<IB", 0, 1) for i in range(count))
+
+
+def _array_key(item_type: int, count: int) -> bytes:
+    return _gguf_string(b"arr") + struct.pack("<IIQ", 9, item_type, count)
+
+
+GGUF_REFUSED = {
+    "key-values-over-cap": (_gguf_head(0, 70_000) + _u8_key_values(70_000), "key-value count of 70,000 is over"),
+    "key-value-count-beyond-file": (_gguf_head(0, 2**60) + _u8_key_values(4), "cannot fit in the file"),
+    "tensor-count-beyond-file": (_gguf_head(2**40, 0) + b"\0" * 64, "tensor count of 1,099,511,627,776 cannot fit"),
+    "string-length-2**62": (_gguf_head(0, 1) + struct.pack("<Q", 2**62) + b"a" * 64, "cannot fit in the file"),
+    "array-of-2**40-strings": (_gguf_head(0, 1) + _array_key(8, 2**40) + b"\0" * 1000, "cannot fit in the file"),
+    "array-of-2**40-u64": (_gguf_head(0, 1) + _array_key(10, 2**40) + b"\0" * 1000, "cannot fit in the file"),
+    "strings-over-cap": (
+        _gguf_head(0, 1) + _array_key(8, (1 << 23) + 1) + struct.pack("<Q", 0) * ((1 << 23) + 1),
+        "over 8,388,608 strings or arrays",
+    ),
+    "arrays-nested-too-deep": (
+        _gguf_head(0, 1) + _array_key(9, 1) + struct.pack("<IQ", 9, 1) * 3 + struct.pack("<IQ", 0, 0),
+        "too deeply nested",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GGUF_REFUSED))
+def test_hostile_gguf_header_is_refused_within_bounds(case: str, tmp_path: Path) -> None:
+    data, wrong = GGUF_REFUSED[case]
+    path = tmp_path / "hostile.gguf"
+    path.write_bytes(data)
+    refused(bounded("fingerprint", path, "-o", tmp_path / "m.json"), "hostile.gguf", wrong)
+
+
+def _tensor_info_flood(count: int) -> bytes:
+    infos = b"".join(_gguf_string(b"t%d" % i) + struct.pack("<IQIQ", 1, 32, 0, i * 128) for i in range(count))
+    body = _gguf_head(count, 0) + infos
+    return body + b"\0" * ((-len(body)) % 32) + b"\0" * (128 * count)
+
+
+GGUF_FINISHED = {
+    "key-values-at-cap": (_gguf_head(0, 1 << 16) + _u8_key_values(1 << 16), 0),
+    "eight-million-strings": (
+        _gguf_head(0, 1) + _array_key(8, (1 << 23) - 1) + struct.pack("<Q", 0) * ((1 << 23) - 1),
+        0,
+    ),
+    "two-million-nested-arrays": (
+        _gguf_head(0, 1) + _array_key(9, 2_000_000) + struct.pack("<IQ", 0, 0) * 2_000_000,
+        0,
+    ),
+    "tensor-infos-at-cap": (_tensor_info_flood(MAX_TENSORS), MAX_TENSORS),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GGUF_FINISHED))
+def test_large_gguf_header_within_caps_finishes_within_bounds(case: str, tmp_path: Path) -> None:
+    data, tensors = GGUF_FINISHED[case]
+    path = tmp_path / "large.gguf"
+    path.write_bytes(data)
+    run = bounded("fingerprint", path, "-o", tmp_path / "m.json")
+    assert run.code == 0, run.err
+    assert f"1 files, {tensors} tensors" in run.err, run.err

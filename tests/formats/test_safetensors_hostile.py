@@ -1,6 +1,6 @@
 """Hostile safetensors headers: every one ends in one clear error, never a traceback, hang or huge allocation.
 
-Three parts:
+Four parts:
 - each hostile file, run through the real console entry point (`provenance fingerprint FILE`) in a child
   process whose wall time and peak RSS (from `os.wait4`) are measured: exit 2, one `error:` line on stderr
   naming the file and what is wrong, nothing on stdout;
@@ -9,6 +9,8 @@ Three parts:
 - property-based fuzzing of `SafetensorsReader.read_layout`: it returns a Layout or raises
   MalformedContainer, nothing else, and it accepts exactly what the real `safetensors` package opens
   (except duplicate JSON keys, which it refuses on purpose), with the same tensor names and bytes.
+- headers of ~99 MB built to cost time or memory, run under DESIGN.md's bound of 60 s and 1 GiB
+  (tests/support/limits.py): refused in one line, or read when within the caps.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from manifests.dtypes import DTYPE_BITS
 from provenance._formats.interface import Layout
 from provenance._formats.safetensors import SafetensorsReader
 from provenance.errors import MalformedContainer
+from tests.support.limits import bounded, refused
 
 CAP = 100_000_000  # the header cap of the safetensors package, which the reader shares
 TIME_LIMIT = 5.0  # seconds for one CLI run, interpreter start-up included
@@ -548,3 +551,46 @@ def test_reader_refuses_what_safetensors_refuses(content: bytes, tmp_path: Path)
     assert _open_theirs(path) is None, "the safetensors package was expected to refuse this file"
     with pytest.raises(MalformedContainer):
         _read_ours(path)
+
+
+# ---------------------------------------------------------------- within 60 s and 1 GiB (tests/support/limits.py)
+
+
+def _safetensors(header: bytes) -> bytes:
+    return struct.pack("<Q", len(header)) + header
+
+
+HEADER_BYTES = 99_000_000
+
+
+SAFETENSORS_REFUSED = {
+    "99MB-empty-list": (b"[]" + b" " * (HEADER_BYTES - 2), "header is not a JSON object"),
+    "99MB-list-of-objects": (b"[" + b"{}," * (HEADER_BYTES // 3 - 1) + b"{}]", "header is not a JSON object"),
+    "99MB-object-of-tiny-entries": (
+        b"{" + b",".join(b'"%08d":{}' % i for i in range(HEADER_BYTES // 14)) + b"}",
+        "too many JSON values",
+    ),
+    "99MB-metadata-of-tiny-strings": (
+        b'{"__metadata__":{' + b",".join(b'"%07d":""' % i for i in range(HEADER_BYTES // 13)) + b"}}",
+        "too many JSON values",
+    ),
+    "99MB-deep-list-in-object": (b'{"a":' + b"[" * (HEADER_BYTES - 5), "too many JSON values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAFETENSORS_REFUSED))
+def test_huge_safetensors_header_is_refused_within_bounds(case: str, tmp_path: Path) -> None:
+    header, wrong = SAFETENSORS_REFUSED[case]
+    path = tmp_path / "hostile.safetensors"
+    path.write_bytes(_safetensors(header))
+    refused(bounded("fingerprint", path, "-o", tmp_path / "m.json"), "hostile.safetensors", wrong)
+
+
+def test_large_safetensors_metadata_within_budget_is_read(tmp_path: Path) -> None:
+    """A header of a million metadata entries (~30 MB) is parsed, as the safetensors package parses it."""
+    metadata = {f"k{i:07d}": f"v{i}" for i in range(1_000_000)}
+    path = tmp_path / "large.safetensors"
+    save_file({"w": np.arange(4, dtype=np.uint8)}, str(path), metadata=metadata)
+    run = bounded("fingerprint", path, "-o", tmp_path / "m.json")
+    assert run.code == 0, run.err
+    assert "1 files, 1 tensors" in run.err, run.err

@@ -1,7 +1,7 @@
 """The engine's share of DESIGN.md's bound on hostile input: many files, huge or crowded shard indexes,
 files swapped between listing and hashing, hostile zip directories, sparse files, deep folders.
 
-Each case runs in a child process under 1 GiB of address space and 60 s (tests.test_bounds.bounded) and
+Each case runs in a child process under 1 GiB of address space and 60 s (tests.support.limits.bounded) and
 must end with exit 2 and one line, or with a result: never a traceback, a signal or a hang.
 """
 
@@ -11,13 +11,14 @@ import json
 import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tests.test_bounds import bounded, refused
+from tests.support.limits import SECONDS, Run, bounded, manifest_of, refused
 
 
 @pytest.fixture
@@ -255,3 +256,87 @@ def test_folders_nested_too_deep_are_one_line(tmp_path: Path) -> None:
     finally:  # pytest's own clean-up of old temporary folders recurses too, and would fail on this one
         subprocess.run(["rm", "-rf", str(folder / "a")], check=True)
     refused(run, "ck", "holds folders nested too deep (about a thousand levels) to be walked")
+
+
+# ---------------------------------------------------------------- a file cut short while it is being hashed
+
+
+def _sparse_safetensors(path: Path, size: int) -> None:
+    """One U8 tensor filling a sparse file of `size` bytes: costs no disk, reads as zeros."""
+    body = size - 8 - 128
+    header = json.dumps({"w": {"dtype": "U8", "shape": [body], "data_offsets": [0, body]}}).encode().ljust(128)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(size)
+
+
+def _leased(path: Path) -> bool:
+    """Whether some process holds a lease on the file (Linux lists leases in /proc/locks)."""
+    st = path.stat()
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any("LEASE" in line and inode in line for line in Path("/proc/locks").read_text().splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="leases and /proc/locks are Linux's")
+@pytest.mark.parametrize("command", ["fingerprint", "verify"])
+def test_file_truncated_while_hashed_is_one_line_not_sigbus(command: str, tmp_path: Path) -> None:
+    """Another process truncates the file while the CLI maps it: exit 2 and one line, never SIGBUS (135)."""
+    import threading
+    import time
+
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    path = folder / "model.safetensors"
+    size = 2 << 30
+    _sparse_safetensors(path, size)
+    args: list[str | Path] = ["-o", tmp_path / "m.json"]
+    if command == "verify":
+        args = ["--manifest", manifest_of(folder, tmp_path)]
+    result: list[Run] = []
+    runner = threading.Thread(target=lambda: result.append(bounded(command, folder, *args)))
+    runner.start()
+    deadline = time.monotonic() + SECONDS
+    while not _leased(path) and runner.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert runner.is_alive(), "the run ended before it was leased the file"
+    os.truncate(path, size // 2)  # waits until the reader gives its lease up
+    runner.join(SECONDS)
+    assert path.stat().st_size == size // 2
+    run = result[0]
+    assert run.code == 2, f"exit {run.code}: {run.err!r}"
+    assert run.err.count("\n") == 1 and "being written or truncated by another process" in run.err, run.err
+
+
+def test_truncated_while_hashed_without_a_lease_is_one_line(tmp_path: Path) -> None:
+    """A file open for writing cannot be leased: it is read by copy, and a cut ends the read cleanly."""
+    from provenance._hashing.engine import HashPlan, hash_file
+    from provenance.errors import FileChanged
+
+    path = tmp_path / "model.safetensors"
+    _sparse_safetensors(path, 256 << 20)
+    writer = os.open(path, os.O_WRONLY)  # a download still writing: no lease can be had
+    try:
+        cut: list[int] = []
+
+        def progress(done: int) -> None:
+            if not cut:
+                cut.append(done)
+                os.ftruncate(writer, 100 << 20)
+
+        with pytest.raises(FileChanged, match=r"changed size|cut short"):
+            hash_file(tmp_path, path.name, HashPlan(frozenset({"sha256"}), parts=True), progress=progress)
+        assert cut, "the file was never truncated"
+    finally:
+        os.close(writer)
+
+
+def test_view_claiming_far_more_elements_than_the_file_is_refused(tmp_path: Path) -> None:
+    """A stride-0 view of 2**40 elements over one byte would take hours to gather: refused up front."""
+    from provenance._formats.interface import Layout, ViewRecord
+    from provenance._hashing.engine import _check_views
+    from provenance.errors import MalformedContainer
+
+    view = ViewRecord("w", "U8", (2**40,), 0, 1, 0, (0,), False)
+    layout = Layout("pytorch", 1, (), {}, (view,))
+    with pytest.raises(MalformedContainer, match="refusing to gather them"):
+        _check_views(layout, 1, "model.bin")

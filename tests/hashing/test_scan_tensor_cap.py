@@ -51,7 +51,7 @@ def test_a_manifest_of_too_many_tensors_is_refused(run_cli: Run, tmp_path: Path)
 
 def test_many_copies_of_one_digest_under_other_names_are_matched_in_bounds(tmp_path: Path) -> None:
     """40,000 identical tensors renamed: every one is matched by digest in linear time (it was quadratic)."""
-    from tests.test_bounds import bounded
+    from tests.support.limits import bounded
 
     count = 40_000
     for side, prefix in (("release", "t"), ("cand", "u")):

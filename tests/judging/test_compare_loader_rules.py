@@ -20,9 +20,10 @@ from safetensors.numpy import load_file, save_file
 
 import provenance
 from manifests import build_manifest, open_reference
-from provenance._sample import cut_short, sample_tensors, write_sharded
+from provenance._sample import sample_tensors, write_sharded
 from provenance.report import Verdict
 from tests.conftest import CliResult
+from tests.support.writers import cut_short
 
 Run = Callable[..., CliResult]
 INDEX = "model.safetensors.index.json"

@@ -11,11 +11,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from provenance._sample import cut_short
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
-from tests.judging.test_derive import bf16_weights, variant
-from tests.layouts.test_gguf_names import gguf_download
+from tests.support.llama import gguf_download
+from tests.support.writers import bf16_weights, cut_short, variant
 
 Run = Callable[..., CliResult]
 SAMPLED_LINE = (

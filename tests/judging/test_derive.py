@@ -15,16 +15,10 @@ import pytest
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
+from tests.support.writers import bf16_weights, variant
 
 Run = Callable[..., CliResult]
 SCHEMA = json.loads((Path(__file__).parents[2] / "manifests" / "schema.json").read_text())
-
-
-def bf16_weights() -> dict[str, np.ndarray]:
-    """The sample model with its matrices in bfloat16 (norms stay float32)."""
-    return {
-        k: v.astype(np.float32).astype(ml_dtypes.bfloat16) if v.ndim == 2 else v for k, v in sample_tensors().items()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +27,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bf16") / "release"
     write_sharded(folder, bf16_weights(), 2)
     return write_release_manifest(folder, folder.parent / "release.json", sketches=True, name="bf16")
-
-
-def variant(tmp_path: Path, name: str, change: Callable[[str, np.ndarray], np.ndarray]) -> Path:
-    folder = tmp_path / name
-    write_sharded(folder, {k: change(k, v) for k, v in bf16_weights().items()}, 2)
-    return folder
 
 
 def test_sketches_follow_the_schema_and_stay_small(reference: Path) -> None:

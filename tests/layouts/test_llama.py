@@ -15,9 +15,9 @@ import pytest
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
+from tests.support.llama import GOLDEN
 
 Run = Callable[..., CliResult]
-GOLDEN = Path(__file__).parents[1] / "golden" / "llama"
 
 
 @pytest.fixture
@@ -230,7 +230,7 @@ def test_a_second_copy_of_a_tensor_is_not_dropped(
 
 def unfinished(shard: Path, damage: str) -> None:
     """A shard as an unfinished download leaves it: not there at all, or cut short."""
-    from provenance._sample import cut_short
+    from tests.support.writers import cut_short
 
     if damage == "deleted":
         shard.unlink()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared
+from tests.support.limits import bounded, fifo, refused
 
 Run = Callable[..., CliResult]
 
@@ -142,3 +143,40 @@ def test_prefix_places_a_per_model_checklist(run_cli: Run, tmp_path: Path) -> No
     assert run_cli("import", tmp_path / "checklist.chk", "--prefix", "7B", "-o", tmp_path / "m.json").code == 0
     files = json.loads((tmp_path / "m.json").read_text())["predicate"]["weights_provenance/v1"]["files"]
     assert [f["name"] for f in files] == ["7B/consolidated.00.pth"]
+
+
+# ---------------------------------------------------------------- within 60 s and 1 GiB (tests/support/limits.py)
+
+
+MD5_LINE = b"d41d8cd98f00b204e9800998ecf8427e  f%d\n"
+
+
+CHECKSUM_LISTS = {
+    "lines-over-cap": (b"\n" * (16 << 20), "over 1,000,000 lines"),
+    "files-over-cap": (b"".join(MD5_LINE % i for i in range(400_000)), "over 100,000"),
+    "over-16-MiB": (b"d41d8cd98f00b204e9800998ecf8427e  " + b"a" * (64 << 20) + b"\n", "over 16,777,216 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKSUM_LISTS))
+def test_hostile_checksum_list_is_refused_within_bounds(case: str, tmp_path: Path) -> None:
+    data, wrong = CHECKSUM_LISTS[case]
+    path = tmp_path / "checklist.chk"
+    path.write_bytes(data)
+    refused(bounded("import", path, "-o", tmp_path / "m.json"), "checklist.chk", wrong)
+
+
+def test_checksum_list_within_caps_is_imported_within_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "checklist.chk"
+    path.write_bytes(b"".join(MD5_LINE % i for i in range(99_000)))
+    run = bounded("import", path, "-o", tmp_path / "m.json")
+    assert run.code == 0, run.err
+    assert "99000 files" in run.err, run.err
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_import_of_a_device_or_pipe_is_one_line(kind: str, tmp_path: Path) -> None:
+    path = Path("/dev/zero") if kind == "dev-zero" else fifo(tmp_path / "checklist.chk")
+    run = bounded("import", path, "-o", tmp_path / "m.json")
+    refused(run, str(path), "is not a regular file")
+    assert run.err == f"error: checksum list {path} is not a regular file\n"

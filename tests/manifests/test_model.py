@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,8 @@ import provenance
 from manifests import EXTENSION_KEY, build_manifest, manifest_from_statement
 from manifests.io import dump_json
 from provenance.errors import ManifestError, UnsafePath
-from tests.conftest import CliResult
+from tests.conftest import CliResult, write_release_manifest
+from tests.support.references import one_error_line
 
 Run = Callable[..., CliResult]
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "manifests" / "schema.json").read_text())
@@ -282,3 +284,88 @@ def test_symlinked_directory_is_refused_not_skipped(run_cli: Run, copy_of_releas
     for flags in ((), ("--allow-symlinks",)):
         result = run_cli("fingerprint", copy_of_release, "-q", *flags)
         assert (result.code, result.err.count("\n")) == (2, 1) and "symlinked directory" in result.err
+
+
+def _manifest_with_both(release_manifest: Path, out: Path, upper: str) -> Path:
+    """The release's manifest listing config.json a second time under another case, signed resources and all."""
+    from manifests.model import subject_digest
+
+    statement = json.loads(release_manifest.read_text())
+    predicate = statement["predicate"]
+    entry = next(f for f in predicate["weights_provenance/v1"]["files"] if f["name"] == "config.json")
+    predicate["weights_provenance/v1"]["files"].append({**entry, "name": upper})
+    resource = next(r for r in predicate["resources"] if r["name"] == "config.json")
+    predicate["resources"] = sorted([*predicate["resources"], {**resource, "name": upper}], key=lambda r: r["name"])
+    statement["subject"][0]["digest"]["sha256"] = subject_digest(predicate["resources"])
+    out.write_text(json.dumps(statement))
+    return out
+
+
+def test_a_manifest_listing_names_that_collide_under_case_folding_is_refused(
+    run_cli: Run, release_manifest: Path, copy_of_release: Path, tmp_path: Path
+) -> None:
+    bad = _manifest_with_both(release_manifest, tmp_path / "both.json", "CONFIG.JSON")
+    line = one_error_line(run_cli("verify", copy_of_release, "--manifest", bad, "--json"), 2)
+    assert line == (
+        "error: manifest is not valid: CONFIG.JSON and config.json differ only in case or Unicode form, "
+        "so on Windows or macOS one replaces the other"
+    )
+    statement = json.loads(bad.read_text())
+    statement["predicate"].pop("weights_provenance/v1")  # model_signing's own form: resources only
+    (tmp_path / "oms.json").write_text(json.dumps(statement))
+    assert "differ only in case" in one_error_line(
+        run_cli("verify", copy_of_release, "--manifest", tmp_path / "oms.json"), 2
+    )
+
+
+def test_fingerprint_refuses_a_checkpoint_whose_names_collide_under_case_folding(
+    run_cli: Run, copy_of_release: Path, tmp_path: Path
+) -> None:
+    shutil.copyfile(copy_of_release / "config.json", copy_of_release / "Config.json")
+    line = one_error_line(run_cli("fingerprint", copy_of_release, "-o", tmp_path / "m.json", "-q"), 2)
+    assert "Config.json and config.json differ only in case" in line and "rename one" in line
+    assert not (tmp_path / "m.json").exists()
+
+
+def _first_tensor(statement: dict[str, Any]) -> dict[str, Any]:
+    files = statement["predicate"]["weights_provenance/v1"]["files"]
+    tensor: dict[str, Any] = next(f for f in files if f.get("tensors"))["tensors"][0]
+    return tensor
+
+
+def _set_sketch(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(statement: dict[str, Any]) -> None:
+        _first_tensor(statement)["sketch"][key] = value
+
+    return mutate
+
+
+def _extension_not_an_object(statement: dict[str, Any]) -> None:
+    from manifests.model import subject_digest
+
+    statement["predicate"]["resources"] = []
+    statement["predicate"]["weights_provenance/v1"] = [1]
+    statement["subject"][0]["digest"]["sha256"] = subject_digest([])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_set_sketch("mean", 10**400), "mean is out of the range of a float"),
+        (_set_sketch("max_abs", -(10**400)), "max_abs is out of the range of a float"),
+        (_set_sketch("sample", [10**400]), "sample is out of the range of a float"),
+        (_extension_not_an_object, "weights_provenance/v1 must be an object"),
+    ],
+    ids=["huge-mean", "huge-max-abs", "huge-sample", "extension-a-list"],
+)
+def test_hostile_manifest_fields_are_one_line(
+    run_cli: Run, release_dir: Path, copy_of_release: Path, tmp_path: Path, mutate: Any, message: str
+) -> None:
+    source = write_release_manifest(release_dir, tmp_path / "sketched.json", sketches=True)
+    statement = json.loads(source.read_text())
+    mutate(statement)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(statement))
+    for command in (["verify", copy_of_release, "--manifest", bad], ["diff", bad, source]):
+        line = one_error_line(run_cli(*command, "--json", "-q"), 2)
+        assert line.startswith("error: manifest is not valid: ") and message in line, line

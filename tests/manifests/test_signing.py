@@ -17,6 +17,7 @@ import pytest
 from manifests.keys import load_signer
 from manifests.signing.bundle import make_bundle
 from tests.conftest import CliResult
+from tests.support.limits import bounded
 
 Run = Callable[..., CliResult]
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")
@@ -409,3 +410,25 @@ def test_diff_checks_signatures_as_verify_does(
     rewrite_payload(signed, _rename_subject)
     result = run_cli("diff", signed, release_dir, "--json", "-q")
     assert (result.code, result.out) == (3, "")
+
+
+# ---------------------------------------------------------------- within 60 s and 1 GiB (tests/support/limits.py)
+
+
+def test_bundle_whose_payload_holds_many_tiny_values_is_refused_within_bounds(checkpoint: Path, tmp_path: Path) -> None:
+    payload = b'{"x":[' + b"[]," * ((90 << 20) // 3) + b"[]]}"
+    bundle = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "0" * 64}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64.b64encode(b"x" * 64).decode("ascii"), "keyid": ""}],
+        },
+    }
+    path = tmp_path / "hostile.sig"
+    path.write_text(json.dumps(bundle))
+    run = bounded("verify", checkpoint, "--manifest", path)
+    assert run.code in (2, 3), run.err
+    assert run.err.strip().splitlines()[-1].startswith("error:"), run.err
+    assert "too many JSON values" in run.err, run.err

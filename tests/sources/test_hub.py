@@ -1,4 +1,4 @@
-"""The fake Hub in tests/hubserver.py, driven by the real huggingface_hub client (no mocks): metadata, downloads
+"""The fake Hub in tests/support/hubserver.py, driven by the real huggingface_hub client (no mocks): metadata, downloads
 and the cache layout, ranged reads through the CDN redirect, 404s, dropped connections and ignored ranges."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from huggingface_hub.utils import hf_raise_for_status, http_backoff
 
-from tests.hubserver import FakeHub, Repo, git_blob_oid, lfs_pointer
+from tests.support.hubserver import FakeHub, Repo, git_blob_oid, lfs_pointer
 
 REPO_ID = "acme/tiny"
 CONFIG = b'{"architectures": ["Tiny"], "hidden_size": 8}\n'
