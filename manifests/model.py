@@ -142,7 +142,9 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
 
 
 def build_manifest(checkpoint: Checkpoint, name: str, *, created: datetime | None = None) -> Manifest:
-    """A manifest for a fingerprinted checkpoint; every file must carry a SHA-256."""
+    """An unsigned manifest for a fingerprinted checkpoint, released as `name`; every file must carry a
+    SHA-256. Raises ProvenanceError (exit 2) for a file without one (a checkpoint not fingerprinted in
+    full) or two names one file system takes for one file."""
     for f in checkpoint.files:
         if "sha256" not in f.digests:
             raise ProvenanceError(f"{f.path} has no SHA-256; fingerprint the checkpoint in full")

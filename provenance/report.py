@@ -161,15 +161,15 @@ class Report:
                 "detail": self.signature.detail,
             },
             "summary": self.summary(),
-            "files": [_file_entry(f) for f in self.files],
-            "tensors": [_tensor_entry(t) for t in self.tensors],
-            "refetch": [_refetch_entry(r) for r in self.refetch],
+            "files": [_file_json(f) for f in self.files],
+            "tensors": [_tensor_json(t) for t in self.tensors],
+            "refetch": [_refetch_json(r) for r in self.refetch],
             **self.facts,
             "warnings": list(self.warnings),
         }
 
 
-def _file_entry(f: FileResult) -> dict[str, Any]:
+def _file_json(f: FileResult) -> dict[str, Any]:
     return _drop_none(
         {
             "name": f.name,
@@ -182,7 +182,7 @@ def _file_entry(f: FileResult) -> dict[str, Any]:
     )
 
 
-def _tensor_entry(t: TensorResult) -> dict[str, Any]:
+def _tensor_json(t: TensorResult) -> dict[str, Any]:
     entry = {
         "name": t.name,
         "status": t.status.value,
@@ -200,7 +200,7 @@ def _tensor_entry(t: TensorResult) -> dict[str, Any]:
     return _drop_none(entry) | {"proof": _value(t.proof)}  # always present: null says the tensor was not found
 
 
-def _refetch_entry(r: Refetch) -> dict[str, Any]:
+def _refetch_json(r: Refetch) -> dict[str, Any]:
     return _drop_none(
         {
             "file": r.file,
