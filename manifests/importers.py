@@ -77,7 +77,9 @@ def _read_list(path: Path) -> str:
 
 
 def import_checksum_lists(lists: list[Path], name: str, *, algorithm: str | None = None, prefix: str = "") -> Manifest:
-    """A file-level reference manifest from published checksum lists."""
+    """A file-level reference manifest from published checksum lists (checklist.chk, md5sum, sha256sum or
+    b3sum output), the names under `prefix`. Raises ManifestError (exit 2) for a list that is not one, or
+    lists that disagree; UnreadableInput (exit 2) for a list that cannot be read."""
     digests: dict[str, dict[str, str]] = {}
     sources: list[str] = []
     for path in lists:

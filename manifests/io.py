@@ -22,7 +22,8 @@ PARSE_BUDGET = 384 << 20
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
-    """Fail before any work when an output already exists and --force was not given."""
+    """Fail before any work when an output already exists and --force was not given: OutputExists (exit 2),
+    or UnreadableInput (exit 2) when `path` is a directory."""
     if path.is_dir():
         raise UnreadableInput(f"{path} is a directory; give a file name to write")
     if path.exists() and not force:
@@ -32,7 +33,8 @@ def refuse_overwrite(path: Path, force: bool) -> None:
 def write_atomic(path: Path, data: bytes, *, force: bool = False, mode: int = 0o644) -> None:
     """Write `data` to `path` in one step: readers see the old file or the new one, never a torn one.
 
-    Without `force` an existing file is never replaced, even one created while we were writing.
+    Without `force` an existing file is never replaced, even one created while we were writing: raises
+    OutputExists (exit 2); UnreadableInput (exit 2) when the folder is missing or cannot be written.
     """
     refuse_overwrite(path, force)
     folder = path.parent if str(path.parent) else Path(".")

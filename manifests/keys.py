@@ -21,7 +21,9 @@ KEY_CAP = 64 << 10
 def generate_key_pair(
     name: str | Path, *, curve: str = "p256", password: bytes | None = None, force: bool = False
 ) -> tuple[Path, Path]:
-    """Write NAME.key (PKCS#8 PEM, mode 0600, encrypted when a password is given) and NAME.pub."""
+    """Write NAME.key (PKCS#8 PEM, mode 0600, encrypted when a password is given) and NAME.pub; return both
+    paths. Raises ProvenanceError (exit 2) for an unknown curve, OutputExists (exit 2) without `force`
+    when either file exists."""
     if curve not in CURVES:
         raise ProvenanceError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
     base = Path(name)
@@ -53,7 +55,8 @@ def password_from_environment_or_prompt(path: Path) -> bytes:
 
 
 def new_password() -> bytes:
-    """A password for a new key: from PROVENANCE_KEY_PASSWORD, else asked twice on the terminal."""
+    """A password for a new key: from PROVENANCE_KEY_PASSWORD, else asked twice on the terminal. Raises
+    ProvenanceError (exit 2) when it is empty, there is no terminal to ask on, or the two differ."""
     value = os.environ.get(PASSWORD_ENV)
     if value is not None:
         if not value:

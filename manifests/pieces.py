@@ -41,6 +41,7 @@ def pow2(count: int) -> int:
 
 
 def check_piece_length(length: int) -> int:
+    """`length` when BEP 52 allows it as a piece length (a power of two, 16 KiB to 1 GiB); else ValueError."""
     if length < BLOCK or length > MAX_PIECE_LENGTH or length & (length - 1):
         raise ValueError(f"piece length {length:,} is not a power of two between 16 KiB and 1 GiB")
     return length

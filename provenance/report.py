@@ -161,54 +161,55 @@ class Report:
                 "detail": self.signature.detail,
             },
             "summary": self.summary(),
-            "files": [
-                _drop_none(
-                    {
-                        "name": f.name,
-                        "status": f.status.value,
-                        "role": f.role,
-                        "size": f.size,
-                        "expected_size": f.expected_size,
-                        "detail": f.detail,
-                    }
-                )
-                for f in self.files
-            ],
-            "tensors": [
-                _drop_none(
-                    {
-                        "name": t.name,
-                        "status": t.status.value,
-                        "file": t.file,
-                        "dtype": t.dtype,
-                        "shape": list(t.shape),
-                        "candidate_name": t.candidate_name,
-                        "candidate_file": t.candidate_file,
-                        "candidate_dtype": t.candidate_dtype,
-                        "change": t.change,
-                        "correlation": t.correlation,
-                        "proven": t.proven,
-                        "detail": t.detail,
-                    }
-                )
-                | {"proof": _value(t.proof)}  # always present: null says the tensor was not found
-                for t in self.tensors
-            ],
-            "refetch": [
-                _drop_none(
-                    {
-                        "file": r.file,
-                        "ranges": [list(x) for x in r.ranges],
-                        "bytes": r.size,
-                        "truncate": r.truncate,
-                        "detail": r.detail,
-                    }
-                )
-                for r in self.refetch
-            ],
+            "files": [_file_json(f) for f in self.files],
+            "tensors": [_tensor_json(t) for t in self.tensors],
+            "refetch": [_refetch_json(r) for r in self.refetch],
             **self.facts,
             "warnings": list(self.warnings),
         }
+
+
+def _file_json(f: FileResult) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "name": f.name,
+            "status": f.status.value,
+            "role": f.role,
+            "size": f.size,
+            "expected_size": f.expected_size,
+            "detail": f.detail,
+        }
+    )
+
+
+def _tensor_json(t: TensorResult) -> dict[str, Any]:
+    entry = {
+        "name": t.name,
+        "status": t.status.value,
+        "file": t.file,
+        "dtype": t.dtype,
+        "shape": list(t.shape),
+        "candidate_name": t.candidate_name,
+        "candidate_file": t.candidate_file,
+        "candidate_dtype": t.candidate_dtype,
+        "change": t.change,
+        "correlation": t.correlation,
+        "proven": t.proven,
+        "detail": t.detail,
+    }
+    return _drop_none(entry) | {"proof": _value(t.proof)}  # always present: null says the tensor was not found
+
+
+def _refetch_json(r: Refetch) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "file": r.file,
+            "ranges": [list(x) for x in r.ranges],
+            "bytes": r.size,
+            "truncate": r.truncate,
+            "detail": r.detail,
+        }
+    )
 
 
 def _value(proof: Proof | None) -> str | None:

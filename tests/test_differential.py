@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch", reason="torch is not installed: the differential tests need the real loaders")
 pytest.importorskip("transformers", reason="transformers is not installed: from_pretrained is one of the loaders")
 
-from provenance import verify_download  # noqa: E402
+from provenance import verify  # noqa: E402
 from provenance.errors import ProvenanceError  # noqa: E402
 from provenance.report import Report, Verdict  # noqa: E402
 from tests.conftest import write_release_manifest  # noqa: E402
@@ -98,7 +98,7 @@ def judge(folder: Path, release: Release) -> Report | None:
     """Verify the candidate; when the verdict is green, the real loaders must load the release from it.
     None: the tool refused the candidate (exit 2), which is never a false pass."""
     try:
-        report = verify_download(folder, release.manifest)
+        report = verify(folder, release.manifest)
     except ProvenanceError:
         return None
     if report.verdict in loaders.GREEN:

@@ -12,8 +12,7 @@ from cli.render.table import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from provenance import MirrorResult
-    from provenance._sources.hub_cache import CachedSnapshot
+    from provenance import CachedSnapshot, MirrorResult
 
 
 def render_rows(console: Console, headers: list[str], rows: list[list[str]]) -> None:

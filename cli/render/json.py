@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from provenance.report import Report
+from provenance import Report
 
 
 def render_json(report: Report) -> None:

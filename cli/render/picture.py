@@ -7,8 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from provenance._judging.drift import Drift
-from provenance.errors import ProvenanceError
+from provenance import Drift, ProvenanceError
 
 # (upper bound of relative change, terminal cell, RGB): unchanged, then decades of change
 _SCALE: list[tuple[float, str, tuple[int, int, int]]] = [
@@ -47,7 +46,7 @@ def terminal_lines(grid: Drift) -> list[str]:
 
 def write_plot(grid: Drift, path: Path, *, force: bool = False) -> None:
     """An SVG (by its name) or PNG heatmap of the grid, written atomically."""
-    from manifests.io import write_atomic
+    from provenance import write_atomic
 
     if not grid.layers:
         raise ProvenanceError("no tensor names carry a layer number, so there is no layer-by-kind picture to draw")

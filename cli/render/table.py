@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape as escape_markup
 
 from cli.render.text import printable
-from provenance.report import FileStatus, Proof, Report, TensorResult, TensorStatus, Verdict
+from provenance import FileStatus, Proof, Report, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
     Verdict.IDENTICAL: "bold green",

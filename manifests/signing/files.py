@@ -18,7 +18,10 @@ def default_signature_path(manifest: Path) -> Path:
 
 
 def sign_manifest_file(manifest: Path, key: Path, *, output: Path | None = None, force: bool = False) -> Path:
-    """Sign the manifest at `manifest` with the private key at `key`; return the bundle's path."""
+    """Sign the manifest at `manifest` with the private key at `key` into a Sigstore bundle (default: the
+    manifest's name with .sig) that `model_signing verify key` accepts; return the bundle's path. Raises
+    OutputExists (exit 2) without `force` when the bundle exists, ManifestError (exit 2) for a manifest
+    that is not valid or is already a bundle, ProvenanceError (exit 2) for a key that cannot be loaded."""
     output = output or default_signature_path(manifest)
     refuse_overwrite(output, force)
     document = read_json(manifest)

@@ -530,8 +530,16 @@ def audit_mirrors(
     in_flight: int = 8,
     endpoint: str | None = None,
 ) -> list[MirrorResult]:
-    """The `provenance audit hf://...` operation: every mirror audited concurrently, at most `in_flight`
-    requests open at once. A mirror that cannot be read gets its error, not a verdict."""
+    """Audit hub mirrors (`hf://ORG/REPO[@REV]` targets, plus the models a `search` finds) against the
+    reference `manifest` names, from the least evidence that settles each: metadata, headers, `options`'
+    spot checks or every byte. The `provenance audit hf://...` operation.
+
+    Every mirror is audited concurrently, at most `in_flight` requests open at once. A mirror that cannot
+    be read gets its error in its MirrorResult, not a verdict (the command exits 2 then, else 1 when a
+    verdict fails, else 0), unless it is the only one: then its error (a HubError, exit 2, when the hub
+    cannot be read) is raised. Raises ProvenanceError (exit 2) when there is no mirror to audit;
+    SignatureError (exit 3) for the reference, as `verify` does.
+    """
     reference = open_checked(manifest, keys=keys, allow_older=allow_older)
     hub = Hub(endpoint, in_flight=in_flight)
     refs = [RepoRef.parse(t) for t in targets]

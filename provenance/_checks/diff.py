@@ -15,7 +15,7 @@ from provenance._layouts import in_reference_layout
 from provenance.report import Report
 
 
-def diff_paths(
+def diff(
     a: Path,
     b: Path,
     *,
@@ -24,17 +24,22 @@ def diff_paths(
     allow_older: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Report:
-    """How B differs from A, reading from disk only the digests the other side can be compared with;
-    `patterns` (--ignore globs) set files of a side on disk aside.
+    """How B differs from A (the reference), tensor by tensor; each side a checkpoint on disk (a folder or
+    one file) or a manifest. The `provenance diff` operation.
 
-    A signed side is checked against the trusted keys, the trust policy and the record of releases seen
-    (an older manifest than one verified before is refused without `allow_older`), as `verify` does; the
-    report carries the reference side's signature status and both sides' warnings.
+    Only the digests the other side can be compared with are read from disk; `patterns` (--ignore globs)
+    set files of a side on disk aside. A signed side is checked against the trusted keys, the trust policy
+    and the record of releases seen (an older manifest than one verified before is refused without
+    `allow_older`), as `verify` does; the report carries the reference side's signature status and both
+    sides' warnings. Its `exit_code`: 0 when B holds A's weights (identical or equivalent), else 1.
+
+    Raises SignatureError (exit 3) for a bad or rolled-back signature; MalformedContainer (exit 2) when A,
+    read from disk, holds a broken weights file; ProvenanceError (exit 2) for a side that cannot be read.
     """
     ref_a = open_checked(a, allow_older=allow_older) if is_manifest_file(a) else None
     ref_b = open_checked(b, allow_older=allow_older) if is_manifest_file(b) else None
     if ref_a is not None and ref_b is not None:
-        report = diff(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
+        report = diff_checkpoints(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     elif ref_a is not None:
         return verify_against(b, ref_a, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
     elif ref_b is not None:
@@ -47,7 +52,7 @@ def diff_paths(
             progress=progress,
             label=f"reading {a.name}",
         )
-        report = diff(side_a, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
+        report = diff_checkpoints(side_a, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     else:
         side_a = read_checkpoint(a, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
         side_b = read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
@@ -61,12 +66,12 @@ def _diff_on_disk(a: Path, side_a: Checkpoint, b: Path, side_b: Checkpoint) -> R
     adapted = in_reference_layout(_root(b), side_b, side_a)
     if not adapted.note:
         side_a, side_b = sketch_differences(_root(a), side_a, _root(b), side_b)
-        return diff(side_a, side_b, a_label=str(a), b_label=str(b))
+        return diff_checkpoints(side_a, side_b, a_label=str(a), b_label=str(b))
     # A's differing tensors are sketched first; B's are rebuilt again to be sketched alike (they have no
     # place in a file to be read again from).
     side_a, _ = sketch_differences(_root(a), side_a, _root(b), adapted.candidate)
     adapted = in_reference_layout(_root(b), side_b, side_a)
-    report = diff(adapted.reference, adapted.candidate, a_label=str(a), b_label=str(b))
+    report = diff_checkpoints(adapted.reference, adapted.candidate, a_label=str(a), b_label=str(b))
     return across_layouts(report, adapted.note)
 
 
@@ -99,6 +104,8 @@ def read_checkpoint(
     return checkpoint
 
 
-def diff(a: Checkpoint, b: Checkpoint, *, a_label: str = "A", b_label: str = "B", evidence: str = "") -> Report:
+def diff_checkpoints(
+    a: Checkpoint, b: Checkpoint, *, a_label: str = "A", b_label: str = "B", evidence: str = ""
+) -> Report:
     """How checkpoint B differs from checkpoint A, with A as the reference."""
     return compare(a, b, reference_label=a_label, candidate_label=b_label, evidence=evidence or EVIDENCE_BYTES)

@@ -74,7 +74,7 @@ def read_for_identify(
     return scan(target, _everything, strict=False, patterns=patterns, progress=progress, label="reading")
 
 
-def identify(
+def identify_checkpoint(
     candidate: Checkpoint, references: Iterable[tuple[str, str, Checkpoint]], root: Path | None = None
 ) -> list[Candidate]:
     """Every reference (release name, source, checkpoint) ranked by how much of it the candidate holds.
@@ -147,7 +147,7 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
     return Candidate(release, source, report.verdict, share, f"{matched} of {len(files)} files identical", True)
 
 
-def identify_path(
+def identify(
     target: Path,
     registries: list[Path] | None = None,
     *,
@@ -155,10 +155,15 @@ def identify_path(
     allow_older: bool = False,
     progress: ProgressReporter | None = None,
 ) -> list[Candidate]:
-    """The `provenance identify` operation: the checkpoint against every registry manifest (bundled, the
-    user's, and each `registries` folder), best first. Signatures are checked as `verify` checks them,
-    without requiring one, rollback included: a signed manifest older than one verified before is refused
-    (exit 3) without `allow_older`."""
+    """Which known release a checkpoint is, or derives from: the checkpoint (a folder or one file) compared
+    with every registry manifest (bundled, the user's, and each `registries` folder), best first. The
+    `provenance identify` operation; it exits 0 when the best candidate's verdict passes, else 1.
+
+    Signatures are checked as `verify` checks them, without requiring one, rollback included. Raises
+    SignatureError (exit 3) for a bad signature or a signed manifest older than one verified before
+    (without `allow_older`); ProvenanceError (exit 2) when a registry folder is not one, no release is
+    registered, or the checkpoint cannot be read.
+    """
     specs: list[str | Path] = [f"{REGISTRY_PREFIX}{name}" for name in registry_names()]
     for folder in registries or []:
         if not folder.is_dir():
@@ -171,4 +176,4 @@ def identify_path(
     if not references:
         raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")
     root = target if target.is_dir() else target.parent
-    return identify(read_for_identify(target, patterns=patterns, progress=progress), references, root)
+    return identify_checkpoint(read_for_identify(target, patterns=patterns, progress=progress), references, root)

@@ -58,7 +58,7 @@ def _file_result(ref: FileFingerprint, got: TorrentFile, torrent: Torrent) -> Fi
     return result(FileStatus.UNDECIDED, "same size; content unknown until downloaded")
 
 
-def check_torrent(
+def compare_torrent(
     reference: Checkpoint,
     torrent: Torrent,
     *,
@@ -175,16 +175,23 @@ def _facts(torrent: Torrent) -> dict[str, object]:
     }
 
 
-def verify_torrent(
+def check_torrent(
     torrent: Path,
     manifest: str | Path,
     *,
     keys: list[Path] | None = None,
     allow_older: bool = False,
 ) -> Report:
-    """The `provenance torrent` operation: what a .torrent would download, judged before downloading."""
+    """What a .torrent file would download, judged against the reference `manifest` names before anything is
+    downloaded: names, sizes and BEP 52 pieces roots. The `provenance torrent` operation.
+
+    The report's `exit_code` is 0 when the torrent can only download the release's bytes (identical), else
+    1 (`undecided` when only the download can tell). `keys` and `allow_older` act as in `verify`. Raises
+    TorrentError (exit 2) for a file that is not a valid torrent; SignatureError (exit 3) and
+    ProvenanceError (exit 2) for the reference, as `verify` does.
+    """
     reference = open_checked(manifest, keys=keys, allow_older=allow_older)
-    report = check_torrent(
+    report = compare_torrent(
         reference.manifest.checkpoint,
         read_torrent(torrent),
         reference_label=reference.label,

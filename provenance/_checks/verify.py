@@ -21,7 +21,7 @@ EVIDENCE_BYTES = "every byte read: BLAKE3 per tensor and of the container bytes"
 EVIDENCE_FILES = "every byte read: whole-file digests (no tensor-level reference)"
 
 
-def verify_download(
+def verify(
     target: Path,
     manifest: str | Path,
     *,
@@ -31,10 +31,17 @@ def verify_download(
     patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
 ) -> Report:
-    """The `provenance verify` operation: the report carries the verdict and the signature status.
+    """Check a download (a folder or one file) against the reference `manifest` names: a manifest file, a
+    signature bundle or `registry:NAME`. The `provenance verify` operation.
 
-    With `keys`, the manifest must be signed by one of them (else SignatureError, exit 3); without, the
-    trusted-keys folders and the trust policy decide.
+    The report carries the verdict (its `exit_code`: 0 identical or equivalent, 1 any other verdict), the
+    signature status and the reference's warnings. With `keys`, the manifest must be signed by one of them;
+    without, the trusted-keys folders and the trust policy decide. A signed manifest older than one verified
+    before for the release is refused unless `allow_older`. `patterns` (--ignore globs) set files aside.
+    Damaged weights files do not raise: they are reported `corrupt`.
+
+    Raises SignatureError (exit 3) for a bad, untrusted or rolled-back signature; ProvenanceError (exit 2;
+    ManifestError, UnreadableInput, UnsafePath among them) for a reference or download that cannot be read.
     """
     reference = open_checked(manifest, keys=keys, allow_older=allow_older)
     return verify_against(target, reference, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
@@ -53,7 +60,7 @@ def verify_against(
     Shared by `verify` and `diff`, so both honour the manifest's ignore_paths and warn alike about
     matches that rest on md5 alone.
     """
-    report = verify(
+    report = verify_checkpoint(
         target,
         reference.manifest.checkpoint,
         reference_label=reference.label,
@@ -67,7 +74,7 @@ def verify_against(
     return finish(dataclasses.replace(report, warnings=(*report.warnings, *_weak(report, reference))), reference)
 
 
-def verify(
+def verify_checkpoint(
     target: Path,
     reference: Checkpoint,
     *,

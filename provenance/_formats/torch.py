@@ -218,6 +218,8 @@ def checkpoint_globals(target: Path, *, allow_symlinks: bool = False) -> list[tu
     """(file, global, allowed) for every PyTorch file of a checkpoint, read without executing anything.
 
     A file whose container cannot be read gives one row with the reason in place of a global and None.
+    What `provenance fingerprint --list-globals` prints; raises UnreadableInput or UnsafePath (exit 2) for a
+    path that cannot be read or leaves the checkpoint.
     """
     from provenance._hashing.paths import list_files
 

@@ -102,7 +102,11 @@ def compare(
     candidate_label: str = "candidate",
     evidence: str = "",
 ) -> Report:
-    """Compare a candidate checkpoint with a reference and return the full report."""
+    """Compare a candidate checkpoint with a reference, both in hand (from `fingerprint`, a manifest's
+    `checkpoint`, ...), and return the full report; nothing is read from disk, so a mismatch found by bytes
+    alone cannot be sketched or located as `verify` and `diff` do. The report's `exit_code`: 0 when the
+    verdict passes (identical or equivalent), else 1. Raises ProvenanceError (exit 2) when the reference
+    lists no files."""
     if not reference.files:
         raise ProvenanceError("the reference lists no files: nothing can be verified against it")
     cand_by_path = {f.path: f for f in candidate.files}

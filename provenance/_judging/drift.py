@@ -38,7 +38,8 @@ def layer_and_kind(name: str) -> tuple[int, str] | None:
 
 
 def drift(report: Report) -> Drift:
-    """The grid of a report's tensors; a changed tensor's value is its sampled relative change (sketches)."""
+    """The layer-by-kind grid of a report's tensors, what `provenance diff` draws; a changed tensor's value is
+    its sampled relative change (from sketches), NaN without one. Raises nothing."""
     cells: dict[tuple[int, str], float] = {}
     outside: dict[str, float] = {}
     for t in report.tensors:

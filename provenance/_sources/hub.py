@@ -76,6 +76,7 @@ class HubSnapshot:
 
 
 def is_hub_spec(text: str) -> bool:
+    """Whether a command-line target names a hub repository (hf://ORG/REPO[@REV]) rather than a path."""
     return text.startswith(PREFIX)
 
 

@@ -81,7 +81,7 @@ def _check_blob(blob: Path) -> str | None:
     return None
 
 
-def audit_cache(
+def check_cache(
     cache_dir: Path | None,
     references: list[tuple[str, Checkpoint, tuple[str, ...]]],
     *,

@@ -71,3 +71,20 @@ def test_list_globals_escapes_control_characters_in_a_file_name(run_cli: Run, tm
     assert result.code == 0
     assert "bad\\r.bin: REFUSED  posix.system" in result.out.splitlines()
     assert "\r" not in result.out and "\x1b" not in result.out
+
+
+def test_demo_is_a_library_operation_the_command_only_prints(run_cli: Run, tmp_path: Path) -> None:
+    import provenance
+
+    run = provenance.demo(tmp_path / "library")
+    assert run.report.verdict is provenance.Verdict.MODIFIED and run.report.exit_code == 1
+    assert run.manifest.is_file() and not (run.download / "model-00003-of-00003.safetensors").exists()
+    assert len(run.checkpoint.files) == 6 and run.checkpoint.tensor_count == 39
+
+    result = run_cli("demo", "--dir", tmp_path / "command")
+    assert result.code == 0
+    assert f"$ provenance verify {tmp_path / 'command' / 'download'} --manifest" in result.out
+    assert "verdict: modified" in result.out and "(exit code 1)" in result.out
+
+    again = run_cli("demo", "--dir", tmp_path / "command")
+    assert again.code == 2 and "is not empty" in again.err

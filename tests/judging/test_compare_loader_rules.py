@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 import provenance
 from manifests import build_manifest, open_reference
+from provenance._checks.verify import verify_checkpoint
 from provenance._sample import sample_tensors, write_sharded
 from provenance.report import Verdict
 from tests.conftest import CliResult
@@ -198,7 +199,7 @@ def test_transformers_loads_what_equivalent_promises_and_follows_a_redirect(tiny
     for path in resharded.glob("model*"):
         path.unlink()
     write_sharded(resharded, original, 3)
-    report = provenance.verify(resharded, reference)
+    report = verify_checkpoint(resharded, reference)
     assert report.verdict is Verdict.EQUIVALENT
     state = loaded(resharded)
     assert all(np.array_equal(state[name], value) for name, value in original.items())
@@ -213,7 +214,7 @@ def test_transformers_loads_what_equivalent_promises_and_follows_a_redirect(tiny
     kept = {k: v for k, v in load_file(str(redirected / home)).items() if k != victim}
     save_file(kept, str(redirected / home), metadata={"format": "pt"})
     assert np.array_equal(loaded(redirected)[victim], original[victim] + 1)  # transformers follows the index
-    report = provenance.verify(redirected, reference)
+    report = verify_checkpoint(redirected, reference)
     assert report.verdict is Verdict.MODIFIED
     assert any(f"{victim} -> .git/evil.safetensors (a file this check does not read)" in r for r in report.reasons)
 
@@ -227,7 +228,7 @@ def test_transformers_prefers_an_added_single_file_which_is_modified(tiny_llama:
     save_file(part, str(candidate / "model.safetensors"))
     state = loaded(candidate)  # model.safetensors shadows the shards: layer 0 is initialised afresh
     assert not np.array_equal(state["model.layers.0.mlp.up_proj.weight"], original["model.layers.0.mlp.up_proj.weight"])
-    report = provenance.verify(candidate, reference)
+    report = verify_checkpoint(candidate, reference)
     assert report.verdict is Verdict.MODIFIED
     assert any(r.startswith("model.safetensors is what from_pretrained loads") for r in report.reasons)
 
@@ -423,9 +424,8 @@ def test_ignore_through_the_library_and_diff(
 ) -> None:
     (copy_of_release / "extras").mkdir()
     (copy_of_release / "extras" / "modeling_x.py").write_text("import os\n")
-    reference = open_reference(release_manifest).manifest.checkpoint
-    assert provenance.verify(copy_of_release, reference).verdict is Verdict.MODIFIED
-    report = provenance.verify(copy_of_release, reference, patterns=("extras",))
+    assert provenance.verify(copy_of_release, release_manifest).verdict is Verdict.MODIFIED
+    report = provenance.verify(copy_of_release, release_manifest, patterns=("extras",))
     assert (report.verdict, report.facts["ignored"]) == (Verdict.IDENTICAL, {"files": ["extras/modeling_x.py"]})
     result = run_cli("diff", release_dir, copy_of_release, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified")
@@ -537,7 +537,7 @@ def test_transformers_loads_an_added_partial_bin_with_use_safetensors_false(tiny
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     differ = [k for k, v in original.items() if not np.array_equal(state[k], v)]
     assert differ and kept not in differ  # the rest is initialised afresh
-    report = provenance.verify(candidate, reference)
+    report = verify_checkpoint(candidate, reference)
     assert report.verdict is Verdict.MODIFIED
     assert any(r.startswith("pytorch_model.bin is what from_pretrained may load") for r in report.reasons)
 
