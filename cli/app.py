@@ -143,7 +143,7 @@ def fingerprint(
             raise ProvenanceError("--full applies to hf:// repositories; a local checkpoint is always read in full")
         checkpoint = provenance.fingerprint(
             path,
-            allow_symlinks=allow_symlinks,
+            options=provenance.ReadOptions(allow_symlinks=allow_symlinks),
             exclude=exclude,
             piece_length=pieces,
             sketches=sketches,
@@ -204,15 +204,14 @@ def verify(
     ignore: IgnoreOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
-    from provenance import verify_download
+    from provenance import ReadOptions, verify_download
 
     report = verify_download(
         path,
         manifest,
         keys=key,
         allow_older=allow_older,
-        allow_symlinks=allow_symlinks,
-        patterns=tuple(ignore or ()),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         progress=ByteProgress(quiet),
     )
     _finish(report, as_json, show_all)
@@ -304,10 +303,14 @@ def identify(
     ignore: IgnoreOption = None,
 ) -> None:
     """Which known release is this, or which does it derive from: ranked candidates and how they match."""
-    from provenance import identify_path
+    from provenance import ReadOptions, identify_path
 
     ranked = identify_path(
-        path, registry, patterns=tuple(ignore or ()), allow_older=allow_older, progress=ByteProgress(quiet)
+        path,
+        registry,
+        options=ReadOptions(patterns=tuple(ignore or ())),
+        allow_older=allow_older,
+        progress=ByteProgress(quiet),
     )
     if as_json:
         import json
@@ -404,7 +407,7 @@ def diff(
     ignore: IgnoreOption = None,
 ) -> None:
     """Compare two checkpoints or manifests, tensor by tensor (A is the reference), with drift per layer."""
-    from provenance import diff_paths
+    from provenance import ReadOptions, diff_paths
     from provenance._judging.drift import drift
 
     if plot is not None:
@@ -416,8 +419,7 @@ def diff(
     report = diff_paths(
         a,
         b,
-        allow_symlinks=allow_symlinks,
-        patterns=tuple(ignore or ()),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         allow_older=allow_older,
         progress=ByteProgress(quiet),
     )

@@ -4,6 +4,7 @@ from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerpri
 from manifests.signing.interface import SignatureInfo, SignatureStatus
 from provenance._checks.audit_cache import audit_local_cache
 from provenance._checks.audit_mirror import AuditOptions, MirrorResult, audit_mirrors
+from provenance._checks.common import ReadOptions
 from provenance._checks.diff import diff, diff_paths, read_checkpoint
 from provenance._checks.fingerprint import fingerprint, fingerprint_hub
 from provenance._checks.identify import identify_path
@@ -30,6 +31,7 @@ __all__ = [
     "MirrorResult",
     "Proof",
     "ProvenanceError",
+    "ReadOptions",
     "Report",
     "Role",
     "SignatureInfo",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from provenance import MirrorResult
-    from provenance._sources.hub_cache import CachedSnapshot
+    from provenance._checks.audit_cache import CachedSnapshot
 
 
 def render_rows(console: Console, headers: list[str], rows: list[list[str]]) -> None:

@@ -8,6 +8,7 @@ from manifests.model import Manifest, build_manifest
 from manifests.names import DEFAULT_IGNORE, is_ignored
 from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role_of
 from provenance._checks.audit_mirror import stream_fingerprint
+from provenance._checks.common import ReadOptions
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.scan import ProgressReporter, fingerprint_plan, scan
 from provenance._sources.hub import Hub, RepoRef
@@ -17,7 +18,7 @@ from provenance.errors import HubError
 def fingerprint(
     target: Path,
     *,
-    allow_symlinks: bool = False,
+    options: ReadOptions = ReadOptions(),
     exclude: frozenset[Path] = frozenset(),
     piece_length: int = 0,
     sketches: bool = False,
@@ -28,15 +29,17 @@ def fingerprint(
     A `piece_length` (a power of two, at least 16 KiB) adds each file's BitTorrent v2 pieces root and
     piece layer: what `provenance torrent` compares and what locates damage in a partial download.
     `sketches` adds, per float tensor, the digests of its canonical F16 and BF16 casts, its moments and a
-    seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
+    seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor. The `options`'
+    patterns (--ignore globs) leave the files they match out of the release.
     Malformed weights files raise MalformedContainer: a manifest is never built from a broken release.
     """
     checkpoint = scan(
         target,
         fingerprint_plan(piece_length, sketches),
         strict=True,
-        allow_symlinks=allow_symlinks,
+        allow_symlinks=options.allow_symlinks,
         exclude=exclude,
+        patterns=options.patterns,
         progress=progress,
         label="fingerprinting",
     )

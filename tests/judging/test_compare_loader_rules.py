@@ -424,7 +424,7 @@ def test_ignore_through_the_library_and_diff(
     (copy_of_release / "extras" / "modeling_x.py").write_text("import os\n")
     reference = open_reference(release_manifest).manifest.checkpoint
     assert provenance.verify(copy_of_release, reference).verdict is Verdict.MODIFIED
-    report = provenance.verify(copy_of_release, reference, patterns=("extras",))
+    report = provenance.verify(copy_of_release, reference, options=provenance.ReadOptions(patterns=("extras",)))
     assert (report.verdict, report.facts["ignored"]) == (Verdict.IDENTICAL, {"files": ["extras/modeling_x.py"]})
     result = run_cli("diff", release_dir, copy_of_release, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified")
