@@ -185,3 +185,14 @@ class Checkpoint:
     @property
     def tensor_count(self) -> int:
         return sum(len(f.tensors) for f in self.files)
+
+    def require_root(self, needed_by: str) -> Path:
+        """Where its files are, for `needed_by`, which reads them again. A checkpoint without a root (a
+        manifest's release, or one built by hand) reaching such a reader is a caller's mistake: refused,
+        never guessed from a path given elsewhere."""
+        if self.root is None:
+            raise ValueError(
+                f"{needed_by} reads the checkpoint's files again, but this checkpoint has no root (a manifest's "
+                "release, or one built without scan): pass the checkpoint a scan of the folder returned"
+            )
+        return self.root

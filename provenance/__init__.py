@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerprint
     from manifests.signing.files import sign_manifest_file
     from manifests.signing.interface import SignatureInfo, SignatureStatus
-    from provenance._checks.audit_cache import audit_cache
+    from provenance._checks.audit_cache import CachedSnapshot, audit_cache
     from provenance._checks.audit_mirror import AuditOptions, MirrorResult, audit_mirrors
+    from provenance._checks.common import ReadOptions
     from provenance._checks.demo import DemoRun, demo
     from provenance._checks.diff import diff
     from provenance._checks.fingerprint import fingerprint, fingerprint_hub
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from provenance._judging.compare import compare
     from provenance._judging.drift import Drift, drift
     from provenance._sources.hub import is_hub_spec
-    from provenance._sources.hub_cache import CachedSnapshot
     from provenance.errors import (
         FileChanged,
         HubError,
@@ -80,7 +80,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "provenance._checks.identify": ("identify", "Candidate"),
     "provenance._checks.torrent": ("check_torrent",),
     "provenance._checks.audit_mirror": ("audit_mirrors", "AuditOptions", "MirrorResult"),
-    "provenance._checks.audit_cache": ("audit_cache",),
+    "provenance._checks.audit_cache": ("audit_cache", "CachedSnapshot"),
+    "provenance._checks.common": ("ReadOptions",),
     "provenance._checks.demo": ("demo", "DemoRun"),
     "provenance._judging.compare": ("compare",),
     # what the operations return, and how they fail
@@ -108,7 +109,6 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "TorrentError",
         "HubError",
     ),
-    "provenance._sources.hub_cache": ("CachedSnapshot",),
     "provenance._hashing.scan": ("ProgressReporter",),
     # helpers around the operations: the drift picture, PyTorch globals, hub targets
     "provenance._judging.drift": ("drift", "Drift"),
@@ -147,6 +147,7 @@ __all__ = [
     "ProgressReporter",
     "Proof",
     "ProvenanceError",
+    "ReadOptions",
     "Refetch",
     "RefusedContainer",
     "Release",

@@ -170,7 +170,6 @@ def test_the_allow_lists_name_only_todays_offenders() -> None:
     assert sorted(ALLOWED_LONG_FUNCTIONS - long_functions) == [], "short now: remove from ALLOWED_LONG_FUNCTIONS"
 
 
-
 def _imported_names(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
     """Every module a file imports (line, dotted name), wherever the import is: top level, inside a
     function, under TYPE_CHECKING. `from X import Y` yields X.Y too, so a submodule imported by name counts."""

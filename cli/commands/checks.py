@@ -41,6 +41,7 @@ def verify(
     ignore: IgnoreOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
+    from provenance import ReadOptions
     from provenance import verify as verify_download
 
     report = verify_download(
@@ -48,8 +49,7 @@ def verify(
         manifest,
         keys=key,
         allow_older=allow_older,
-        allow_symlinks=allow_symlinks,
-        patterns=tuple(ignore or ()),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         progress=ByteProgress(quiet),
     )
     finish(report, as_json, show_all)
@@ -80,10 +80,15 @@ def identify(
     ignore: IgnoreOption = None,
 ) -> None:
     """Which known release is this, or which does it derive from: ranked candidates and how they match."""
+    from provenance import ReadOptions
     from provenance import identify as identify_path
 
     ranked = identify_path(
-        path, registry, patterns=tuple(ignore or ()), allow_older=allow_older, progress=ByteProgress(quiet)
+        path,
+        registry,
+        options=ReadOptions(patterns=tuple(ignore or ())),
+        allow_older=allow_older,
+        progress=ByteProgress(quiet),
     )
     _print_candidates(ranked, as_json)
     best = ranked[0] if ranked else None
@@ -121,6 +126,7 @@ def diff(
     ignore: IgnoreOption = None,
 ) -> None:
     """Compare two checkpoints or manifests, tensor by tensor (A is the reference), with drift per layer."""
+    from provenance import ReadOptions
     from provenance import diff as diff_paths
 
     if plot is not None:
@@ -132,8 +138,7 @@ def diff(
     report = diff_paths(
         a,
         b,
-        allow_symlinks=allow_symlinks,
-        patterns=tuple(ignore or ()),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         allow_older=allow_older,
         progress=ByteProgress(quiet),
     )

@@ -73,11 +73,12 @@ def fingerprint(
     else:
         if full:
             raise ProvenanceError("--full applies to hf:// repositories; a local checkpoint is always read in full")
+        from provenance import ReadOptions
         from provenance import fingerprint as fingerprint_path
 
         checkpoint = fingerprint_path(
             path,
-            allow_symlinks=allow_symlinks,
+            options=ReadOptions(allow_symlinks=allow_symlinks),
             exclude=frozenset({output}) if output is not None else frozenset(),
             piece_length=pieces,
             sketches=sketches,

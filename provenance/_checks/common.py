@@ -1,14 +1,25 @@
-"""What every check does around its comparison: open the reference the user named the same way, and
-finish the report the same way (the reference's signature and warnings attached once)."""
+"""What every check does around its comparison: read a checkpoint on disk with the options the user gave,
+open the reference the user named the same way, and finish the report the same way (the reference's
+signature and warnings attached once)."""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from manifests.reference import Reference, open_reference
 from manifests.trust import SeenReleases, load_trust
 from provenance.report import Report
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How the user asked a checkpoint on disk to be read: the same for every check that reads one, so
+    they travel together (from the command line to the scan) instead of one argument each."""
+
+    allow_symlinks: bool = False  # follow file symlinks that leave the checkpoint's folder
+    patterns: tuple[str, ...] = ()  # the user's --ignore globs: the files they match are set aside, and listed
 
 
 def open_checked(spec: str | Path, *, keys: list[Path] | None = None, allow_older: bool = False) -> Reference:

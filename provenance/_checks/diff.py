@@ -6,7 +6,7 @@ from pathlib import Path
 
 from manifests.records import Checkpoint
 from manifests.reference import is_manifest_file
-from provenance._checks.common import finish, open_checked
+from provenance._checks.common import ReadOptions, finish, open_checked
 from provenance._checks.verify import EVIDENCE_BYTES, across_layouts, verify_against
 from provenance._hashing.scan import ProgressReporter, content_plan, plan_against, scan
 from provenance._judging.compare import compare
@@ -19,16 +19,15 @@ def diff(
     a: Path,
     b: Path,
     *,
-    allow_symlinks: bool = False,
-    patterns: tuple[str, ...] = (),
+    options: ReadOptions = ReadOptions(),
     allow_older: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Report:
     """How B differs from A (the reference), tensor by tensor; each side a checkpoint on disk (a folder or
     one file) or a manifest. The `provenance diff` operation.
 
-    Only the digests the other side can be compared with are read from disk; `patterns` (--ignore globs)
-    set files of a side on disk aside. A signed side is checked against the trusted keys, the trust policy
+    Only the digests the other side can be compared with are read from disk; the `options`' patterns (--ignore
+    globs) set files of a side on disk aside. A signed side is checked against the trusted keys, the trust policy
     and the record of releases seen (an older manifest than one verified before is refused without
     `allow_older`), as `verify` does; the report carries the reference side's signature status and both
     sides' warnings. Its `exit_code`: 0 when B holds A's weights (identical or equivalent), else 1.
@@ -41,63 +40,59 @@ def diff(
     if ref_a is not None and ref_b is not None:
         report = diff_checkpoints(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     elif ref_a is not None:
-        return verify_against(b, ref_a, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
+        return verify_against(b, ref_a, options=options, progress=progress)
     elif ref_b is not None:
         side_a = scan(
             a,
             plan_against(ref_b.manifest.checkpoint),
             strict=True,
-            allow_symlinks=allow_symlinks,
-            patterns=patterns,
+            allow_symlinks=options.allow_symlinks,
+            patterns=options.patterns,
             progress=progress,
             label=f"reading {a.name}",
         )
         report = diff_checkpoints(side_a, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
     else:
-        side_a = read_checkpoint(a, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
-        side_b = read_checkpoint(b, strict=False, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
-        report = _diff_on_disk(a, side_a, b, side_b)
+        side_a = read_checkpoint(a, options=options, progress=progress)
+        side_b = read_checkpoint(b, strict=False, options=options, progress=progress)
+        report = _diff_on_disk(side_a, side_b, a_label=str(a), b_label=str(b))
     return finish(report, *(ref for ref in (ref_a, ref_b) if ref is not None))
 
 
-def _diff_on_disk(a: Path, side_a: Checkpoint, b: Path, side_b: Checkpoint) -> Report:
+def _diff_on_disk(side_a: Checkpoint, side_b: Checkpoint, *, a_label: str, b_label: str) -> Report:
     """Two checkpoints on disk, B read in A's layout when it is in another; the tensors that differ are
-    sketched on both sides, so each carries its figures."""
-    adapted = in_reference_layout(_root(b), side_b, side_a)
+    sketched on both sides (each read again from its own root), so each carries its figures."""
+    adapted = in_reference_layout(side_b, side_a)
     if not adapted.note:
-        side_a, side_b = sketch_differences(_root(a), side_a, _root(b), side_b)
-        return diff_checkpoints(side_a, side_b, a_label=str(a), b_label=str(b))
+        side_a, side_b = sketch_differences(side_a, side_b)
+        return diff_checkpoints(side_a, side_b, a_label=a_label, b_label=b_label)
     # A's differing tensors are sketched first; B's are rebuilt again to be sketched alike (they have no
     # place in a file to be read again from).
-    side_a, _ = sketch_differences(_root(a), side_a, _root(b), adapted.candidate)
-    adapted = in_reference_layout(_root(b), side_b, side_a)
-    report = diff_checkpoints(adapted.reference, adapted.candidate, a_label=str(a), b_label=str(b))
+    side_a, _ = sketch_differences(side_a, adapted.candidate)
+    adapted = in_reference_layout(side_b, side_a)
+    report = diff_checkpoints(adapted.reference, adapted.candidate, a_label=a_label, b_label=b_label)
     return across_layouts(report, adapted.note)
-
-
-def _root(path: Path) -> Path:
-    return path if path.is_dir() else path.parent
 
 
 def read_checkpoint(
     target: Path,
     *,
     strict: bool = True,
-    allow_symlinks: bool = False,
-    patterns: tuple[str, ...] = (),
+    options: ReadOptions = ReadOptions(),
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
-    """Fingerprint a checkpoint with BLAKE3 alone, to compare it with another on disk.
+    """Fingerprint a checkpoint with BLAKE3 alone, to compare it with another on disk; the checkpoint
+    knows its root, so its tensors can be read again (sketched) where they differ.
 
     A reference side is read `strict` (a broken reference is an error); a compared side is not.
-    `patterns` (--ignore globs) set files aside.
+    The `options`' patterns (--ignore globs) set files aside.
     """
     checkpoint = scan(
         target,
         content_plan,
         strict=strict,
-        allow_symlinks=allow_symlinks,
-        patterns=patterns,
+        allow_symlinks=options.allow_symlinks,
+        patterns=options.patterns,
         progress=progress,
         label=f"reading {target.name}",
     )

@@ -8,6 +8,7 @@ from manifests.model import Manifest, build_manifest
 from manifests.names import DEFAULT_IGNORE, is_ignored
 from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role_of
 from provenance._checks.audit_mirror import stream_fingerprint
+from provenance._checks.common import ReadOptions
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.scan import ProgressReporter, fingerprint_plan, scan
 from provenance._sources.hub import Hub, RepoRef
@@ -17,7 +18,7 @@ from provenance.errors import HubError
 def fingerprint(
     target: Path,
     *,
-    allow_symlinks: bool = False,
+    options: ReadOptions = ReadOptions(),
     exclude: frozenset[Path] = frozenset(),
     piece_length: int = 0,
     sketches: bool = False,
@@ -37,8 +38,9 @@ def fingerprint(
         target,
         fingerprint_plan(piece_length, sketches),
         strict=True,
-        allow_symlinks=allow_symlinks,
+        allow_symlinks=options.allow_symlinks,
         exclude=exclude,
+        patterns=options.patterns,
         progress=progress,
         label="fingerprinting",
     )

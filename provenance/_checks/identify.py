@@ -19,7 +19,7 @@ from pathlib import Path
 
 from manifests.records import Checkpoint, is_weights_file
 from manifests.reference import REGISTRY_PREFIX, registry_names
-from provenance._checks.common import open_checked
+from provenance._checks.common import ReadOptions, open_checked
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.scan import ProgressReporter, scan
 from provenance._judging.compare import DERIVED, compare
@@ -68,39 +68,47 @@ def _everything(path: str) -> HashPlan:
 
 
 def read_for_identify(
-    target: Path, *, patterns: tuple[str, ...] = (), progress: ProgressReporter | None = None
+    target: Path, *, options: ReadOptions = ReadOptions(), progress: ProgressReporter | None = None
 ) -> Checkpoint:
-    """The checkpoint with every digest a reference may use, in one read; `patterns` (--ignore) set files aside."""
-    return scan(target, _everything, strict=False, patterns=patterns, progress=progress, label="reading")
+    """The checkpoint with every digest a reference may use, in one read; the `options`' patterns (--ignore)
+    set files aside."""
+    return scan(
+        target,
+        _everything,
+        strict=False,
+        allow_symlinks=options.allow_symlinks,
+        patterns=options.patterns,
+        progress=progress,
+        label="reading",
+    )
 
 
-def identify_checkpoint(
-    candidate: Checkpoint, references: Iterable[tuple[str, str, Checkpoint]], root: Path | None = None
-) -> list[Candidate]:
+def identify_checkpoint(candidate: Checkpoint, references: Iterable[tuple[str, str, Checkpoint]]) -> list[Candidate]:
     """Every reference (release name, source, checkpoint) ranked by how much of it the candidate holds.
 
-    With `root` (where the candidate's files are), the candidate is read in each reference's layout (rebuilt
-    once per layout, with every rebuilt tensor sketched when any reference may need it), and a reference
-    with sketches gets a second look at the tensors that differ from its own of the same name and shape
-    (each read once, whatever the number of references): what tells a fine-tune of that release from an
-    unrelated model when no tensor is bit-identical.
+    A candidate on disk (one with a root) is read in each reference's layout (rebuilt once per layout, with
+    every rebuilt tensor sketched when any reference may need it), and a reference with sketches gets a
+    second look at the tensors that differ from its own of the same name and shape (each read once, whatever
+    the number of references): what tells a fine-tune of that release from an unrelated model when no tensor
+    is bit-identical. A candidate without a root (a manifest's release) has
+    no files to rebuild or read again: it is compared with each reference as it is.
     """
     references = list(references)
     sketched = any(_sketched(reference) for _, _, reference in references)
     rebuilt: dict[tuple[object, ...], Adapted] = {}  # the candidate in each layout references have
     ranked: list[Candidate] = []
     for release, source, reference in references:
-        if root is None:
+        if candidate.root is None:
             report = compare(reference, candidate, reference_label=release)
             ranked.append(_candidate(release, source, reference, report))
             continue
         key = _layout_of(reference)
         adapted = rebuilt.get(key)
         if adapted is None:
-            adapted = in_reference_layout(root, candidate, reference, sketch_all=sketched)
+            adapted = in_reference_layout(candidate, reference, sketch_all=sketched)
         mine, theirs = adapted.candidate, comparable(adapted, reference)
         if _sketched(theirs):
-            mine = sketch_mismatches(root, theirs, mine)  # the located tensors that differ, read once
+            mine = sketch_mismatches(theirs, mine)  # the located tensors that differ, read once
         rebuilt[key] = dataclasses.replace(adapted, candidate=mine)
         if not adapted.note:
             candidate = mine  # the same layout: the sketches serve references of any other layout too
@@ -151,7 +159,7 @@ def identify(
     target: Path,
     registries: list[Path] | None = None,
     *,
-    patterns: tuple[str, ...] = (),
+    options: ReadOptions = ReadOptions(),
     allow_older: bool = False,
     progress: ProgressReporter | None = None,
 ) -> list[Candidate]:
@@ -175,5 +183,4 @@ def identify(
         references.append((reference.manifest.release.name, reference.source, reference.manifest.checkpoint))
     if not references:
         raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")
-    root = target if target.is_dir() else target.parent
-    return identify_checkpoint(read_for_identify(target, patterns=patterns, progress=progress), references, root)
+    return identify_checkpoint(read_for_identify(target, options=options, progress=progress), references)

@@ -8,7 +8,7 @@ from pathlib import Path
 from manifests.names import DEFAULT_IGNORE
 from manifests.records import Checkpoint
 from manifests.reference import Reference
-from provenance._checks.common import finish, open_checked
+from provenance._checks.common import ReadOptions, finish, open_checked
 from provenance._hashing.scan import ProgressReporter, plan_against, scan
 from provenance._judging.collisions import colliding_paths, collision_reason, mark_collisions, present
 from provenance._judging.compare import compare
@@ -27,8 +27,7 @@ def verify(
     *,
     keys: list[Path] | None = None,
     allow_older: bool = False,
-    allow_symlinks: bool = False,
-    patterns: tuple[str, ...] = (),
+    options: ReadOptions = ReadOptions(),
     progress: ProgressReporter | None = None,
 ) -> Report:
     """Check a download (a folder or one file) against the reference `manifest` names: a manifest file, a
@@ -44,15 +43,14 @@ def verify(
     ManifestError, UnreadableInput, UnsafePath among them) for a reference or download that cannot be read.
     """
     reference = open_checked(manifest, keys=keys, allow_older=allow_older)
-    return verify_against(target, reference, allow_symlinks=allow_symlinks, patterns=patterns, progress=progress)
+    return verify_against(target, reference, options=options, progress=progress)
 
 
 def verify_against(
     target: Path,
     reference: Reference,
     *,
-    allow_symlinks: bool = False,
-    patterns: tuple[str, ...] = (),
+    options: ReadOptions = ReadOptions(),
     progress: ProgressReporter | None = None,
 ) -> Report:
     """Check a checkpoint against an opened reference; the report carries its signature and warnings.
@@ -64,10 +62,9 @@ def verify_against(
         target,
         reference.manifest.checkpoint,
         reference_label=reference.label,
-        allow_symlinks=allow_symlinks,
+        options=options,
         exclude=frozenset({reference.path}) if reference.path is not None else frozenset(),
         ignore=reference.manifest.ignore_paths,
-        patterns=patterns,
         progress=progress,
     )
     report = _with_collisions(report)
@@ -79,44 +76,43 @@ def verify_checkpoint(
     reference: Checkpoint,
     *,
     reference_label: str = "reference",
-    allow_symlinks: bool = False,
+    options: ReadOptions = ReadOptions(),
     exclude: frozenset[Path] = frozenset(),
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
-    patterns: tuple[str, ...] = (),
     progress: ProgressReporter | None = None,
 ) -> Report:
     """Check a checkpoint on disk against a reference, reading each byte once with what it needs.
 
     Damaged files do not stop the check: they are reported `corrupt` and the verdict says what they cost.
-    `ignore` is the reference's ignore_paths: files it left out are not candidates either. `patterns` are
-    the user's --ignore globs: the files they match are set aside (listed in the report, not compared).
+    `ignore` is the reference's ignore_paths: files it left out are not candidates either. The `options`'
+    patterns are the user's --ignore globs: the files they match are set aside (listed in the report, not
+    compared).
     """
     candidate = scan(
         target,
         plan_against(reference),
         strict=False,
-        allow_symlinks=allow_symlinks,
+        allow_symlinks=options.allow_symlinks,
         exclude=exclude,
         ignore=ignore,
-        patterns=patterns,
+        patterns=options.patterns,
         progress=progress,
         label="verifying",
     )
-    root = target if target.is_dir() else target.parent
-    adapted = in_reference_layout(root, candidate, reference)
+    adapted = in_reference_layout(candidate, reference)
     if adapted.note:  # another layout: compared tensor by tensor; byte ranges of the release's files mean nothing
         report = compare(
             adapted.reference,
-            sketch_mismatches(root, adapted.reference, adapted.candidate),
+            sketch_mismatches(adapted.reference, adapted.candidate),
             reference_label=reference_label,
             candidate_label=str(target),
             evidence=EVIDENCE_BYTES,
         )
         return across_layouts(report, adapted.note)
-    damage = inspect_damage(root, reference, adapted.candidate)  # unchanged, but for what an adapter found
+    damage = inspect_damage(reference, adapted.candidate)  # unchanged, but for what an adapter found
     report = compare(
         reference,
-        sketch_mismatches(root, reference, damage.candidate),
+        sketch_mismatches(reference, damage.candidate),
         reference_label=reference_label,
         candidate_label=str(target),
         evidence=EVIDENCE_BYTES if reference.tensor_level else EVIDENCE_FILES,

@@ -17,10 +17,11 @@ from provenance._hashing.sketch import CAST_TARGETS, FLOAT_DTYPES, SketchBuilder
 WINDOW = 64 << 20
 
 
-def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
+def sketch_mismatches(reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
     """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
     and differs from it, or is a narrower dtype the candidate's F32 copy may be an upcast of: its cast back
-    to that dtype (and whether every value survives it) proves the upcast without the reference's sketch."""
+    to that dtype (and whether every value survives it) proves the upcast without the reference's sketch.
+    Those tensors are read again from the candidate's root."""
     wider = {t.name for f in candidate.files for t in f.tensors if t.dtype == "F32"}
     ref_tensors = {
         t.name: t
@@ -28,12 +29,14 @@ def sketch_mismatches(root: Path, reference: Checkpoint, candidate: Checkpoint) 
         for t in f.tensors
         if t.sketch is not None or (t.dtype in CAST_TARGETS and t.name in wider)  # an upcast is cast back
     }
-    return _sketch_where(root, candidate, ref_tensors)
+    return _sketch_where(candidate.require_root("sketching mismatches"), candidate, ref_tensors)
 
 
-def sketch_differences(root_a: Path, a: Checkpoint, root_b: Path, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
+def sketch_differences(a: Checkpoint, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
     """Two checkpoints on disk, each with a sketch on the float tensors that differ from the other's of
-    the same name and shape: what `diff` measures drift with, reading only those tensors again."""
+    the same name and shape: what `diff` measures drift with, reading only those tensors again (each from
+    its checkpoint's root)."""
+    root_a, root_b = a.require_root("sketching differences"), b.require_root("sketching differences")
     by_name_b = {t.name: t for f in b.files for t in f.tensors}
     wanted_a = {t.name: by_name_b[t.name] for f in a.files for t in f.tensors if t.name in by_name_b}
     sketched_a = _sketch_where(root_a, a, wanted_a)

@@ -143,8 +143,10 @@ def _scan_chunks(path: Path, ref: FileFingerprint, size: int, suspect: Ranges) -
     return bad
 
 
-def inspect_damage(root: Path, reference: Checkpoint, candidate: Checkpoint) -> Damage:
-    """Mark what in a candidate is a download's damage rather than a change, before it is compared."""
+def inspect_damage(reference: Checkpoint, candidate: Checkpoint) -> Damage:
+    """Mark what in a candidate is a download's damage rather than a change, before it is compared; the
+    suspect parts are read again from the candidate's root."""
+    root = candidate.require_root("inspecting damage")
     ref_by_path = {f.path: f for f in reference.files}
     files: list[FileFingerprint] = []
     chunks: dict[str, Ranges] = {}

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from manifests.records import Checkpoint
 from provenance._layouts.gguf_names import GgufKeyValues, GgufToHuggingFace
 from provenance._layouts.interface import Adapted, Layout
-from provenance._layouts.llama import HuggingFaceToMeta, MetaToHuggingFace
+from provenance._layouts.meta_merge import MetaToHuggingFace
+from provenance._layouts.meta_split import HuggingFaceToMeta
 
 LAYOUTS: tuple[Layout, ...] = (MetaToHuggingFace(), HuggingFaceToMeta(), GgufToHuggingFace(), GgufKeyValues())
 
 
-def in_reference_layout(
-    root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
-) -> Adapted:
-    """The candidate (files under `root`) and reference as they can be compared tensor by tensor, with a
-    note per mapping applied; both unchanged, and no note, when they already share a layout."""
+def in_reference_layout(candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False) -> Adapted:
+    """The candidate (a checkpoint on disk: an adapter reads its tensors again from its root) and the
+    reference as they can be compared tensor by tensor, with a note per mapping applied; both unchanged, and
+    no note, when they already share a layout. The adapted candidate keeps the candidate's root."""
+    candidate.require_root("reading a candidate in its reference's layout")
     notes: list[str] = []
     applied: list[str] = []
     for layout in LAYOUTS:
-        adapted = layout.adapt(root, candidate, reference, sketch_all=sketch_all)
+        adapted = layout.adapt(candidate, reference, sketch_all=sketch_all)
         if adapted is not None:
             candidate, reference = adapted.candidate, adapted.reference
             notes.extend([adapted.note] if adapted.note else [])

@@ -64,17 +64,16 @@ class GgufToHuggingFace:
     def comparable(self, reference: Checkpoint) -> Checkpoint:
         return reference
 
-    def adapt(
-        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
-    ) -> Adapted | None:
+    def adapt(self, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False) -> Adapted | None:
         if not wants_hugging_face(reference):
             return None
+        root = candidate.require_root(f"the {self.name} layout adapter")
         wanted = {t.name: t for f in reference.files for t in f.tensors}
         files: list[FileFingerprint] = []
         changed = False
         problems: list[str] = []
         changes: list[str] = []
-        config = release_document(root, candidate, reference, CONFIG)
+        config = release_document(candidate, reference, CONFIG)
         for f in candidate.files:
             keys = None
             if f.format == "gguf" and any(hugging_face_name(t.name) for t in f.tensors):
@@ -113,9 +112,7 @@ class GgufKeyValues:
     def comparable(self, reference: Checkpoint) -> Checkpoint:
         return reference
 
-    def adapt(
-        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
-    ) -> Adapted | None:
+    def adapt(self, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False) -> Adapted | None:
         released = {f.container_blake3 for f in reference.files if f.format == "gguf" and f.has_layout}
         if not released:
             return None

@@ -9,7 +9,6 @@ give the same digests and the comparison stays exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from manifests.records import Checkpoint
@@ -31,11 +30,10 @@ class Layout(Protocol):
 
     name: str
 
-    def adapt(
-        self, root: Path, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False
-    ) -> Adapted | None:
-        """The candidate (whose files are under `root`) in the reference's layout, or None. `sketch_all`
-        sketches every rebuilt float tensor, so one rebuilt candidate serves references of one layout."""
+    def adapt(self, candidate: Checkpoint, reference: Checkpoint, *, sketch_all: bool = False) -> Adapted | None:
+        """The candidate (its files read from its root) in the reference's layout, keeping that root, or None.
+        `sketch_all` sketches every rebuilt float tensor, so one rebuilt candidate serves references of one
+        layout."""
         ...
 
     def comparable(self, reference: Checkpoint) -> Checkpoint:

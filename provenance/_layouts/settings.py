@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import struct
-from pathlib import Path
 from typing import Any
 
 from manifests.records import Checkpoint, Role
@@ -28,11 +27,12 @@ def recorded(reference: Checkpoint, name: str) -> bool:
     return any(f.path == name and f.role is Role.OTHER for f in reference.files)
 
 
-def release_document(root: Path, candidate: Checkpoint, reference: Checkpoint, name: str) -> dict[str, Any] | None:
-    """The release's settings file `name`, read from the candidate's copy when its digest is the release's;
-    None when the candidate has no such copy (the manifest holds the digest, not the content)."""
+def release_document(candidate: Checkpoint, reference: Checkpoint, name: str) -> dict[str, Any] | None:
+    """The release's settings file `name`, read from the candidate's copy (under its root) when its digest
+    is the release's; None when the candidate has no such copy (the manifest holds the digest, not the content)."""
     from provenance._layouts.llama import _read_json
 
+    root = candidate.require_root(f"reading the release's {name}")
     released = [f for f in reference.files if f.path == name and f.role is Role.OTHER]
     carried = [f for f in candidate.files if f.path == name and f.error is None]
     if not released or not carried or not (root / name).is_file():  # not there: a stand-in of another adapter

@@ -1,5 +1,5 @@
-"""The local Hugging Face Hub cache as evidence, offline: every blob against the ETag it is stored under,
-and each snapshot against the references that describe it.
+"""The local Hugging Face Hub cache, read offline: what revisions of which repositories it holds, which
+blob each of their files is, and whether a blob's bytes hash to the ETag it is stored under.
 
 The cache names each blob by the ETag the hub sent: the sha256 of the content for LFS files, the git
 blob id (SHA-1 of "blob N\\0" and the content) for files kept in git. The client checks only sizes when
@@ -13,15 +13,12 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from manifests.records import Checkpoint
 from provenance._hashing.engine import HashPlan, hash_file
 from provenance.errors import UnreadableInput
-from provenance.report import Report
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _GIT_OID = re.compile(r"[0-9a-f]{40}")
@@ -30,27 +27,64 @@ REF_CAP = 4096  # a ref holds one 40-character commit; the hub client reads it w
 
 
 @dataclass(frozen=True, slots=True)
-class CachedSnapshot:
-    """One revision of one repository in the cache, and what checking it found."""
+class Revision:
+    """One revision of one repository in the cache: its snapshot folder and each file's blob."""
 
     repo_id: str
     repo_type: str
     commit: str
     refs: tuple[str, ...]
-    path: Path
-    files: tuple[str, ...]
-    corrupt: tuple[tuple[str, str], ...] = ()  # (file, why) for blobs that do not hash to their own name
-    report: Report | None = None  # against the reference that describes this snapshot, when one does
-    reference: str | None = None
+    path: Path  # the snapshot folder: the revision's files as a checkpoint on disk
+    files: tuple[str, ...]  # relative to `path`, sorted
+    blobs: tuple[Path, ...]  # the blob each of `files` is, in the same order
 
-    @property
-    def passes(self) -> bool:
-        return not self.corrupt and (self.report is None or self.report.verdict.passes)
+
+@dataclass(frozen=True, slots=True)
+class CacheContents:
+    """Every revision the cache holds, sorted, and the repositories the hub client found damaged."""
+
+    revisions: tuple[Revision, ...]
+    damaged: tuple[tuple[Path, str], ...]  # (repository folder, what the client said: a missing blob, a bad ref)
+
+
+def read_cache(cache_dir: Path | None) -> CacheContents:
+    """What the cache at `cache_dir` (the client's default without one) holds, by the client's own scan;
+    a cache that cannot be read is refused with what to give instead."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        _check_refs(cache_dir)
+        info = scan_cache_dir(cache_dir)
+    except CacheNotFound as exc:
+        raise UnreadableInput(f"no hub cache at {exc.cache_dir}; give --cache-dir or set HF_HUB_CACHE") from None
+    except (ValueError, OSError, RecursionError, MemoryError) as exc:
+        raise UnreadableInput(
+            f"cannot read the hub cache at {cache_dir}: {exc or type(exc).__name__}; give the cache's folder"
+        ) from None
+    revisions: list[Revision] = []
+    for repo in sorted(info.repos, key=lambda r: (r.repo_type, r.repo_id)):
+        for revision in sorted(repo.revisions, key=lambda r: r.commit_hash):
+            root = revision.snapshot_path
+            entries = sorted(revision.files, key=lambda f: str(f.file_path))
+            revisions.append(
+                Revision(
+                    repo.repo_id,
+                    repo.repo_type,
+                    revision.commit_hash,
+                    tuple(sorted(revision.refs)),
+                    root,
+                    tuple(f.file_path.relative_to(root).as_posix() for f in entries),
+                    tuple(f.blob_path for f in entries),
+                )
+            )
+    damaged = tuple((Path(str(getattr(w, "repo_path", ""))), str(w)) for w in info.warnings)
+    return CacheContents(tuple(revisions), damaged)
 
 
 @dataclass
-class _BlobCheck:
-    """Each blob is hashed once, however many snapshots point at it."""
+class BlobCheck:
+    """Blobs against the ETags they are stored under, each hashed once however many revisions point at it."""
 
     seen: dict[Path, str | None] = field(default_factory=dict)
 
@@ -58,6 +92,14 @@ class _BlobCheck:
         if blob not in self.seen:
             self.seen[blob] = _check_blob(blob)
         return self.seen[blob]
+
+    def corrupt(self, revision: Revision) -> tuple[tuple[str, str], ...]:
+        """(file, why) for each of a revision's files whose blob does not hash to its own name."""
+        return tuple(
+            (name, why)
+            for name, blob in zip(revision.files, revision.blobs, strict=True)
+            if (why := self.check(blob)) is not None
+        )
 
 
 def _check_blob(blob: Path) -> str | None:
@@ -79,62 +121,6 @@ def _check_blob(blob: Path) -> str | None:
     except OSError as exc:
         return f"unreadable blob: {exc.strerror}"
     return None
-
-
-def check_cache(
-    cache_dir: Path | None,
-    references: list[tuple[str, Checkpoint, tuple[str, ...]]],
-    *,
-    verify: Callable[[Path, Checkpoint, str, tuple[str, ...]], Report],
-) -> list[CachedSnapshot]:
-    """Check every snapshot of the cache; `references` are (label, checkpoint, ignore_paths) to match
-    snapshots against, and `verify` checks a snapshot folder against one of them."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        _check_refs(cache_dir)
-        info = scan_cache_dir(cache_dir)
-    except CacheNotFound as exc:
-        raise UnreadableInput(f"no hub cache at {exc.cache_dir}; give --cache-dir or set HF_HUB_CACHE") from None
-    except (ValueError, OSError, RecursionError, MemoryError) as exc:
-        raise UnreadableInput(
-            f"cannot read the hub cache at {cache_dir}: {exc or type(exc).__name__}; give the cache's folder"
-        ) from None
-    blobs = _BlobCheck()
-    results: list[CachedSnapshot] = []
-    for repo in sorted(info.repos, key=lambda r: (r.repo_type, r.repo_id)):
-        for revision in sorted(repo.revisions, key=lambda r: r.commit_hash):
-            root = revision.snapshot_path
-            entries = sorted(revision.files, key=lambda f: str(f.file_path))
-            names = tuple(f.file_path.relative_to(root).as_posix() for f in entries)
-            corrupt = tuple(
-                (name, why)
-                for name, f in zip(names, entries, strict=True)
-                if (why := blobs.check(f.blob_path)) is not None
-            )
-            match = _best_reference(names, references)
-            report = verify(root, match[1], match[0], match[2]) if match else None
-            results.append(
-                CachedSnapshot(
-                    repo.repo_id,
-                    repo.repo_type,
-                    revision.commit_hash,
-                    tuple(sorted(revision.refs)),
-                    root,
-                    names,
-                    corrupt,
-                    report,
-                    match[0] if match else None,
-                )
-            )
-    for warning in info.warnings:  # a repository the scanner found damaged (a missing blob, a bad ref)
-        results.append(
-            CachedSnapshot(
-                "(unreadable)", "", "", (), Path(str(getattr(warning, "repo_path", ""))), (), (("", str(warning)),)
-            )
-        )
-    return results
 
 
 def _check_refs(cache_dir: Path | None) -> None:
@@ -166,17 +152,3 @@ def _check_refs(cache_dir: Path | None) -> None:
 
 def _bad_ref(ref: Path, why: str) -> NoReturn:
     raise UnreadableInput(f"hub cache ref {ref} is {why}; delete it or give another --cache-dir")
-
-
-def _best_reference(
-    names: tuple[str, ...], references: list[tuple[str, Checkpoint, tuple[str, ...]]]
-) -> tuple[str, Checkpoint, tuple[str, ...]] | None:
-    """The reference sharing the most files with the snapshot, if it shares at least half of its own."""
-    have = set(names)
-    best: tuple[int, tuple[str, Checkpoint, tuple[str, ...]]] | None = None
-    for reference in references:
-        wanted = {f.path for f in reference[1].files}
-        shared = len(wanted & have)
-        if shared * 2 >= len(wanted) and shared and (best is None or shared > best[0]):
-            best = (shared, reference)
-    return best[1] if best else None

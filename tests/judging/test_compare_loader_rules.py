@@ -19,7 +19,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import provenance
-from manifests import build_manifest, open_reference
+from manifests import build_manifest
 from provenance._checks.verify import verify_checkpoint
 from provenance._sample import sample_tensors, write_sharded
 from provenance.report import Verdict
@@ -425,7 +425,7 @@ def test_ignore_through_the_library_and_diff(
     (copy_of_release / "extras").mkdir()
     (copy_of_release / "extras" / "modeling_x.py").write_text("import os\n")
     assert provenance.verify(copy_of_release, release_manifest).verdict is Verdict.MODIFIED
-    report = provenance.verify(copy_of_release, release_manifest, patterns=("extras",))
+    report = provenance.verify(copy_of_release, release_manifest, options=provenance.ReadOptions(patterns=("extras",)))
     assert (report.verdict, report.facts["ignored"]) == (Verdict.IDENTICAL, {"files": ["extras/modeling_x.py"]})
     result = run_cli("diff", release_dir, copy_of_release, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified")

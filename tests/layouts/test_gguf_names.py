@@ -246,3 +246,17 @@ def test_a_gguf_without_the_releases_config_is_not_green(
     code, document = verify(run_cli, folder, sketched)
     assert (code, document["verdict"]) == (1, "modified")
     assert any(r.startswith("config.json differs") for r in document["reasons"])
+
+
+def test_the_root_travels_through_the_gguf_adapter(release_dir: Path, sketched: Path, tmp_path: Path) -> None:
+    """The GGUF read in the Hugging Face layout keeps the folder it is read from (a second look at a tensor
+    that differs reads it again there)."""
+    from manifests.reference import open_reference
+    from provenance._hashing.scan import plan_against, scan
+    from provenance._layouts import in_reference_layout
+
+    reference = open_reference(sketched).manifest.checkpoint
+    candidate = scan(gguf_download(release_dir, tmp_path / "q8", "Q8_0"), plan_against(reference), strict=False)
+    adapted = in_reference_layout(candidate, reference)
+    assert adapted.applied == ("gguf-to-hugging-face",)
+    assert candidate.root is not None and adapted.candidate.root == candidate.root

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from manifests.records import Checkpoint
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
@@ -487,3 +488,57 @@ def test_a_config_nested_past_the_stack_is_one_line_and_exit_2(
     assert lines[0].endswith(
         "config.json is not a Hugging Face config.json (it nests too deeply); the layout cannot be mapped"
     )
+
+
+def scanned(folder: Path, manifest: Path) -> tuple[Checkpoint, Checkpoint]:
+    """The candidate as `verify` reads it against the manifest, and the manifest's release."""
+    from manifests.reference import open_reference
+    from provenance._hashing.scan import plan_against, scan
+
+    reference = open_reference(manifest).manifest.checkpoint
+    return scan(folder, plan_against(reference), strict=False), reference
+
+
+@pytest.mark.parametrize("side", ["meta-to-hugging-face", "hugging-face-to-meta"])
+def test_the_candidates_root_travels_through_the_layout_adapter(
+    side: str, meta_copy: Path, release_manifest: Path, meta_manifest: Path, release_dir: Path, tmp_path: Path
+) -> None:
+    """A rebuilt candidate is still read from the candidate's folder: its root comes through the adapter."""
+    from provenance._layouts import in_reference_layout
+
+    if side == "meta-to-hugging-face":
+        candidate, reference = scanned(meta_copy, release_manifest)
+    else:
+        candidate, reference = scanned(hugging_face_copy(release_dir, tmp_path / "hf"), meta_manifest)
+    adapted = in_reference_layout(candidate, reference)
+    assert adapted.applied == (side,)
+    assert adapted.candidate.in_another_layout
+    assert candidate.root is not None and adapted.candidate.root == candidate.root
+    assert adapted.reference.root is None  # the manifest's release has no folder, adapted or not
+
+
+def test_a_checkpoint_without_a_root_is_refused_not_guessed(meta_copy: Path, release_manifest: Path) -> None:
+    """Every reader that reads a candidate's files again refuses one without a root (a manifest's release,
+    or one built by hand): a caller's mistake, said plainly, never a folder guessed from elsewhere."""
+    import dataclasses
+
+    from provenance._judging.derive import sketch_differences, sketch_mismatches
+    from provenance._judging.partial import inspect_damage
+    from provenance._layouts import LAYOUTS, in_reference_layout
+    from provenance._layouts.settings import release_document
+
+    candidate, reference = scanned(meta_copy, release_manifest)
+    rootless = dataclasses.replace(candidate, root=None)
+    calls: list[Callable[[], object]] = [
+        lambda: in_reference_layout(rootless, reference),
+        lambda: sketch_mismatches(reference, rootless),
+        lambda: sketch_differences(rootless, candidate),
+        lambda: sketch_differences(candidate, rootless),
+        lambda: inspect_damage(reference, rootless),
+        lambda: release_document(rootless, reference, "config.json"),
+        *(lambda layout=layout: layout.adapt(rootless, reference) for layout in LAYOUTS[:1]),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="this checkpoint has no root") as caught:
+            call()
+        assert "pass the checkpoint a scan of the folder returned" in str(caught.value)

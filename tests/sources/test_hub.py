@@ -290,6 +290,39 @@ def test_snapshot_download_and_scan_cache_dir(hub: FakeHub, repo: Repo, tmp_path
     assert blobs == {p: repo.etag(p) for p in FILES}
 
 
+def test_the_cache_read_as_revisions_and_blobs(hub: FakeHub, repo: Repo, tmp_path: Path) -> None:
+    """provenance's reading of the cache: each revision's files with their blobs, and each blob against the
+    ETag it is stored under (a git blob id or an LFS sha256), hashed once however often it is asked for."""
+    from provenance._sources.hub_cache import BlobCheck, read_cache
+
+    cache = tmp_path / "cache"
+    folder = Path(snapshot_download(REPO_ID, endpoint=hub.endpoint, cache_dir=cache, token=False))
+    contents = read_cache(cache)
+    assert contents.damaged == ()
+    (revision,) = contents.revisions
+    assert (revision.repo_id, revision.repo_type, revision.commit, revision.refs) == (
+        REPO_ID,
+        "model",
+        repo.commit,
+        ("main",),
+    )
+    assert revision.path == folder and revision.files == tuple(sorted(FILES))
+    assert [b.name for b in revision.blobs] == [repo.etag(p) for p in sorted(FILES)]
+    blobs = BlobCheck()
+    assert blobs.corrupt(revision) == ()
+    for name in ("config.json", "model.safetensors"):  # one kept in git, one in LFS
+        blob = (folder / name).resolve()
+        data = bytearray(blob.read_bytes())
+        data[0] ^= 0xFF
+        os.chmod(blob, 0o644)
+        blob.write_bytes(bytes(data))
+    assert blobs.corrupt(revision) == ()  # each blob was hashed once: the answer is remembered
+    found = dict(BlobCheck().corrupt(revision))
+    assert sorted(found) == ["config.json", "model.safetensors"]
+    assert found["config.json"].startswith("its bytes hash to git blob ")
+    assert found["model.safetensors"].startswith("its bytes hash to sha256 ")
+
+
 def test_branches_and_commits_as_revisions(hub: FakeHub, api: HfApi, repo: Repo, tmp_path: Path) -> None:
     dev = hub.add_repo(REPO_ID, {**FILES, "config.json": b"{}\n"}, revision="dev")
     assert api.model_info(REPO_ID, revision="dev").sha == dev.commit
