@@ -45,3 +45,21 @@ def test_green_verdict_example_is_real_output(
         assert result.out == output, command
         codes.append(result.code)
     assert codes == [1, 0]
+
+
+def test_library_example_is_real_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's library section runs as printed and prints what it shows."""
+    import contextlib
+    import io
+
+    text = README.read_text()
+    section = text[text.index("## Use it as a library") :]
+    code = re.search(r"```python\n(.*?)```\n", section, re.S)
+    shown = re.search(r"```text\n(.*?)```\n", section, re.S)
+    assert code is not None and shown is not None
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(GOLDEN, tmp_path / "release")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code.group(1), "README.md", "exec"), {"__name__": "readme"})
+    assert out.getvalue() == shown.group(1)

@@ -17,7 +17,7 @@ def demo(
     ] = None,
 ) -> None:
     """Build the bundled sample release, fingerprint it, then verify a damaged copy of it."""
-    from cli.demo import render_demo
+    from cli.render.demo import render_demo
     from provenance import demo as run_demo
 
     if folder is None:
