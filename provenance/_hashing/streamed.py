@@ -51,7 +51,8 @@ class _Header:
         """The layout once the bytes held are enough; None while they are not (or never will be)."""
         assert self.head is not None
         while len(self.head) >= self.need:  # each answer over the bytes asked with asks for more: it grows
-            prefix = bytes(self.head[: self.need])
+            with memoryview(self.head) as held:  # one copy of the bytes asked with, not two
+                prefix = bytes(held[: self.need])
             extent = self.reader.header_extent(prefix, self.size, self.path)
             if extent is None:  # the layout is not in the file's first bytes: nothing more is held
                 self.head = None
