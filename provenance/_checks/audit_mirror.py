@@ -23,7 +23,6 @@ from manifests.names import DEFAULT_IGNORE, is_ignored
 from manifests.records import Checkpoint, FileFingerprint, Role, ShardIndex, TensorFingerprint, is_weights_file, role_of
 from provenance._checks.common import finish, open_checked
 from provenance._formats.detect import reader_for
-from provenance._formats.safetensors import HEADER_CAP, SafetensorsReader
 from provenance._hashing.engine import HashPlan, hash_chunks, hash_file
 from provenance._hashing.merkle import piece_hash
 from provenance._hashing.scan import INDEX_CAP, parse_index, plan_against
@@ -32,7 +31,7 @@ from provenance._sources.hub import Hub, HubFile, HubSnapshot, RepoRef
 from provenance.errors import MalformedContainer, ProvenanceError
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 
-HEAD_GUESS = 16 << 10  # first range request for a safetensors header; a longer one takes a second request
+HEAD_GUESS = 16 << 10  # first range request for a header; a longer one takes what the reader says it needs
 MAX_SAMPLE = 16 << 20  # largest chunk or tensor fetched for one spot check
 EVIDENCE_FULL = (
     "all bytes: every file streamed from the hub and hashed, nothing kept (containers indexed at their end "
@@ -204,7 +203,10 @@ def _partial(
 
 
 def _is_safetensors(path: str) -> bool:
-    return isinstance(reader_for(path), SafetensorsReader)
+    """Whether a range request of the file's header gives its tensor table and its container digest (all
+    the bytes outside the tensors are the header's): safetensors, of the formats read."""
+    reader = reader_for(path)
+    return reader is not None and reader.header_holds_container
 
 
 def _unsettled(f: HubFile, unsettled: list[FileFingerprint]) -> bool:
@@ -260,11 +262,15 @@ def _header(hub: Hub, snapshot: HubSnapshot, f: HubFile) -> tuple[tuple[TensorFi
     the manifest's container_blake3), and the size the header promises."""
     import io
 
-    head = hub.read_range(snapshot, f.path, 0, min(f.size, HEAD_GUESS))
-    need = 8 + int.from_bytes(head[:8], "little") if len(head) >= 8 else 8
-    if len(head) < need <= min(f.size, HEADER_CAP + 8):
+    reader = reader_for(f.path)
+    head = b""
+    need: int | None = min(f.size, HEAD_GUESS)
+    while reader is not None and need is not None and need > len(head):  # fetch what the reader asks for
         head += hub.read_range(snapshot, f.path, len(head), need)
-    layout = SafetensorsReader().read_layout(io.BytesIO(head), max(f.size, len(head)), f.path)
+        need = reader.header_extent(head, f.size, f.path)
+    if reader is None or need is None:  # not a file this is asked of (_is_safetensors)
+        raise MalformedContainer(f.path, "its layout is not in its first bytes")
+    layout = reader.read_layout(io.BytesIO(head[:need]), f.size, f.path)
     tensors = tuple(TensorFingerprint(t.name, t.dtype, t.shape, t.start, t.end, None) for t in layout.tensors)
     return tensors, blake3(head[:need]).hexdigest(), layout.expected_size
 

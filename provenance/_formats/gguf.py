@@ -9,11 +9,13 @@ digested as their raw blocks, with the GGUF type name (Q8_0, Q4_K, ...) as dtype
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import BinaryIO
 
 from manifests.records import MAX_TENSORS, WEIGHTS_SUFFIXES
-from provenance._formats.interface import Layout, TensorRecord
+from provenance._formats.interface import KeyValue, Layout, TensorRecord
+from provenance._formats.memo import identity, recall, remember
 from provenance.errors import MalformedContainer, TruncatedContainer
 
 MAGIC = b"GGUF"
@@ -44,6 +46,16 @@ _SIZES = {kind: struct.calcsize(fmt) for kind, fmt in _SCALARS.items()}
 _STRING, _ARRAY = 8, 9
 _UINT32 = 4
 _U64 = struct.Struct("<Q")
+KeyValues = dict[str, KeyValue]
+_Info = tuple[str, tuple[int, ...], str, int, int]  # name, row-major shape, dtype, offset, bytes
+
+
+class _NeedMore(Exception):
+    """The first bytes at hand end inside the header: `at` bytes from the start are needed, at least."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
 
 
 class _Cursor:
@@ -54,8 +66,9 @@ class _Cursor:
     refused before anything is allocated for it.
     """
 
-    def __init__(self, stream: BinaryIO, path: str, file_size: int) -> None:
+    def __init__(self, stream: BinaryIO, path: str, file_size: int, partial: bool = False) -> None:
         self.stream, self.path, self.file_size = stream, path, file_size
+        self.partial = partial  # `stream` holds only the file's first bytes: running out asks for more
         self.limit = min(file_size, HEADER_CAP)
         self.buffer, self.pos, self.base = b"", 0, 0  # buffer[0] is at file offset `base`
         self.items = 0  # array items walked so far, against MAX_ITEMS
@@ -83,6 +96,10 @@ class _Cursor:
         while have < want:
             more = self.stream.read(want - have)
             if not more:
+                if have >= count:  # a stream of the header alone ends before a full chunk
+                    break
+                if self.partial:
+                    raise _NeedMore(self.at + count)
                 raise TruncatedContainer(self.path, f"GGUF header cut short while reading {what}")
             parts.append(more)
             have += len(more)
@@ -172,7 +189,7 @@ class _Cursor:
                 self.skip(length, what)
 
 
-def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, dict[str, int | float | bool | str]]:
+def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, KeyValues]:
     """Magic, version and counts checked; the key-values read: (tensor count, alignment, scalar values)."""
     if cursor.take(4, "magic") != MAGIC:
         raise MalformedContainer(path, "not a GGUF file (no GGUF magic)")
@@ -182,7 +199,7 @@ def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, dict[str, int | f
     tensor_count = cursor.count("tensor count", 24, MAX_TENSORS)
     kv_count = cursor.count("key-value count", 12, MAX_KEY_VALUES)
     alignment = DEFAULT_ALIGNMENT
-    values: dict[str, int | float | bool | str] = {}
+    values: KeyValues = {}
     seen = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}  # GGUFReader's own fields: a key may not be one
     for _ in range(kv_count):
         key = cursor.string("key")
@@ -202,8 +219,63 @@ def _key_values(cursor: _Cursor, path: str) -> tuple[int, int, dict[str, int | f
     return tensor_count, alignment, values
 
 
-def read_key_values(stream: BinaryIO, file_size: int, path: str) -> dict[str, int | float | bool | str]:
-    """The scalar and string key-values of a GGUF file, typed, read within the same bounds as its layout."""
+def _tensor_infos(cursor: _Cursor, path: str, tensor_count: int) -> list[_Info]:
+    """The tensor entries after the key-values, each checked: dimensions, a known type, whole blocks."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # types and block sizes
+
+    infos: list[_Info] = []
+    for _ in range(tensor_count):
+        name = cursor.string("tensor name")
+        n_dims = int(cursor.scalar("<I", f"{name}: dimension count"))
+        if n_dims > MAX_DIMS:
+            raise MalformedContainer(path, f"GGUF tensor {name!r} has {n_dims} dimensions")
+        dims = tuple(int(cursor.scalar("<Q", f"{name}: dimension")) for _ in range(n_dims))
+        type_id = int(cursor.scalar("<I", f"{name}: type"))
+        offset = int(cursor.scalar("<Q", f"{name}: offset"))
+        try:
+            kind = GGMLQuantizationType(type_id)
+        except ValueError:
+            raise MalformedContainer(path, f"GGUF tensor {name!r} has unknown type {type_id}") from None
+        block, type_size = GGML_QUANT_SIZES[kind]
+        count = 1
+        for dim in dims:
+            count *= dim
+        if dims and dims[0] % block:
+            raise MalformedContainer(path, f"GGUF tensor {name!r}: {dims[0]} is not a multiple of {block}")
+        nbytes = count // block * type_size
+        infos.append((name, tuple(reversed(dims)), PLAIN_TYPES.get(kind.name, kind.name), offset, nbytes))
+    return infos
+
+
+def _placed(infos: list[_Info], data_start: int, alignment: int, path: str) -> list[TensorRecord]:
+    """The tensors at their place in the file, sorted; names given twice, misaligned or overlapping refused."""
+    tensors: list[TensorRecord] = []
+    seen: set[str] = set()
+    for name, shape, dtype, offset, nbytes in infos:
+        if name in seen:
+            raise MalformedContainer(path, f"GGUF tensor name {name!r} appears twice")
+        seen.add(name)
+        if offset % alignment:
+            raise MalformedContainer(path, f"GGUF tensor {name!r} is not aligned to {alignment} bytes")
+        tensors.append(TensorRecord(name, dtype, shape, data_start + offset, data_start + offset + nbytes))
+    tensors.sort(key=lambda t: (t.start, t.end))
+    cursor_end = data_start
+    for tensor in tensors:
+        if tensor.start < cursor_end:
+            raise MalformedContainer(path, f"GGUF tensor {tensor.name!r} overlaps the tensor before it")
+        cursor_end = tensor.end
+    return tensors
+
+
+def read_key_values(stream: BinaryIO, file_size: int, path: str) -> KeyValues:
+    """The scalar and string key-values of a GGUF file, typed, read within the same bounds as its layout.
+
+    The very file (same device, inode, size and change times) whose layout was just read is not parsed
+    again: its layout's table is given back.
+    """
+    remembered = recall(stream)
+    if remembered is not None:
+        return dict(remembered)
     return _key_values(_Cursor(stream, path, file_size), path)[2]
 
 
@@ -211,59 +283,39 @@ class GgufReader:
     """Reader for `*.gguf` files."""
 
     name = "gguf"
+    header_holds_container = False  # tensors are aligned: padding after the header and between tensors
 
     def claims(self, path: str) -> bool:
         return path.endswith(WEIGHTS_SUFFIXES["gguf"])
 
-    def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
-        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # types and block sizes
+    def header_extent(self, head: bytes, file_size: int, path: str) -> int:
+        """Where the last tensor entry ends, walked over `head`; while `head` ends inside the header, a
+        count at least twice its length (within the file and the cap), so that a few requests fetch any
+        header and a caller that asks again as bytes arrive walks them a few times, not once per chunk."""
+        cursor = _Cursor(io.BytesIO(head), path, file_size, partial=True)
+        try:
+            tensor_count = _key_values(cursor, path)[0]
+            _tensor_infos(cursor, path, tensor_count)
+        except _NeedMore as more:
+            return max(more.at, min(cursor.limit, max(2 * len(head), READ_CHUNK)))
+        return cursor.at
 
+    def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
+        before = identity(stream)
         cursor = _Cursor(stream, path, file_size)
         tensor_count, alignment, values = _key_values(cursor, path)
-        metadata = {key: str(value)[:200] for key, value in values.items()}
-        infos: list[tuple[str, tuple[int, ...], str, int, int]] = []
-        for _ in range(tensor_count):
-            name = cursor.string("tensor name")
-            n_dims = int(cursor.scalar("<I", f"{name}: dimension count"))
-            if n_dims > MAX_DIMS:
-                raise MalformedContainer(path, f"GGUF tensor {name!r} has {n_dims} dimensions")
-            dims = tuple(int(cursor.scalar("<Q", f"{name}: dimension")) for _ in range(n_dims))
-            type_id = int(cursor.scalar("<I", f"{name}: type"))
-            offset = int(cursor.scalar("<Q", f"{name}: offset"))
-            try:
-                kind = GGMLQuantizationType(type_id)
-            except ValueError:
-                raise MalformedContainer(path, f"GGUF tensor {name!r} has unknown type {type_id}") from None
-            block, type_size = GGML_QUANT_SIZES[kind]
-            count = 1
-            for dim in dims:
-                count *= dim
-            if dims and dims[0] % block:
-                raise MalformedContainer(path, f"GGUF tensor {name!r}: {dims[0]} is not a multiple of {block}")
-            nbytes = count // block * type_size
-            infos.append((name, tuple(reversed(dims)), PLAIN_TYPES.get(kind.name, kind.name), offset, nbytes))
+        infos = _tensor_infos(cursor, path, tensor_count)
         data_start = -(-cursor.at // alignment) * alignment
-        tensors: list[TensorRecord] = []
-        seen: set[str] = set()
-        for name, shape, dtype, offset, nbytes in infos:
-            if name in seen:
-                raise MalformedContainer(path, f"GGUF tensor name {name!r} appears twice")
-            seen.add(name)
-            if offset % alignment:
-                raise MalformedContainer(path, f"GGUF tensor {name!r} is not aligned to {alignment} bytes")
-            tensors.append(TensorRecord(name, dtype, shape, data_start + offset, data_start + offset + nbytes))
-        tensors.sort(key=lambda t: (t.start, t.end))
-        cursor_end = data_start
-        for tensor in tensors:
-            if tensor.start < cursor_end:
-                raise MalformedContainer(path, f"GGUF tensor {tensor.name!r} overlaps the tensor before it")
-            cursor_end = tensor.end
-        expected = max(cursor_end, cursor.at) if tensors else cursor.at
+        tensors = _placed(infos, data_start, alignment, path)
+        end = tensors[-1].end if tensors else data_start
+        expected = max(end, cursor.at) if tensors else cursor.at
         if file_size > expected + alignment:
             raise MalformedContainer(path, f"{file_size - expected:,} bytes after the last tensor belong to nothing")
+        remember(before, stream, values)
         return Layout(
             format=self.name,
             expected_size=max(expected, min(file_size, expected + alignment)),
             tensors=tuple(tensors),
-            metadata=metadata,
+            metadata={key: str(value)[:200] for key, value in values.items()},
+            key_values=values,
         )

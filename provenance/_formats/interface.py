@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple, Protocol
 
 from manifests.records import TreePath
+
+KeyValue = int | float | bool | str  # a typed value of a container's header table (GGUF's key-values)
 
 
 class TensorRecord(NamedTuple):
@@ -57,15 +60,34 @@ class Layout:
     tensors: tuple[TensorRecord, ...]
     metadata: dict[str, str]
     views: tuple[ViewRecord, ...] = ()
+    # The header's scalar and string values as a loader reads them (GGUF's key-values: architecture, head
+    # counts, rotary base), where `metadata` only shows them; empty for formats without such a table.
+    key_values: Mapping[str, KeyValue] = field(default_factory=dict)
 
 
 class FormatReader(Protocol):
     """A reader for one container format."""
 
     name: str
+    # Whether every byte outside the tensors lies in the header (no padding, records or index after it):
+    # then the digest of the header's bytes is the file's container digest, with no other byte read.
+    header_holds_container: bool
 
     def claims(self, path: str) -> bool:
         """Whether files with this name belong to the format."""
+        ...
+
+    def header_extent(self, head: bytes, file_size: int, path: str) -> int | None:
+        """How many bytes from the start of the file read_layout reads, told from the file's first bytes.
+
+        What a stream or a range-request reader needs to fetch before it can have the layout. None when
+        the layout is not in a prefix of the file (a zip's directory is at its end): only the whole file
+        gives it. A count over len(head) asks for that many bytes, then again (GGUF's header ends where
+        its last key-value and tensor entry do, known only once they are walked); a count within it says
+        read_layout needs exactly head[:count]. Raises MalformedContainer where the first bytes already
+        refute the format (a length over its cap) and TruncatedContainer where the header passes
+        `file_size`, as read_layout would.
+        """
         ...
 
     def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:

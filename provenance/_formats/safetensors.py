@@ -133,28 +133,45 @@ def _position(record: TensorRecord) -> tuple[int, int]:
     return (record.start, record.end)
 
 
+def _check_room(file_size: int, path: str) -> None:
+    if file_size < 8:
+        raise TruncatedContainer(path, f"file is {file_size} bytes, too short for the 8-byte header length")
+
+
+def _header_length(first: bytes, file_size: int, path: str) -> int:
+    """The header's length from the file's first 8 bytes, refused over the cap or past the file's end."""
+    (header_len,) = struct.unpack("<Q", first)
+    if header_len > HEADER_CAP:
+        raise MalformedContainer(
+            path,
+            f"header length {header_len:,} exceeds the {HEADER_CAP:,}-byte cap; not a safetensors file",
+        )
+    if 8 + header_len > file_size:
+        raise TruncatedContainer(
+            path, f"header of {header_len:,} bytes runs past the end of the file ({file_size:,} bytes)"
+        )
+    return int(header_len)
+
+
 class SafetensorsReader:
     """Reader for `*.safetensors` files."""
 
     name = "safetensors"
+    header_holds_container = True  # the tensors tile every byte after the header: read_layout refuses gaps
 
     def claims(self, path: str) -> bool:
         return path.endswith(WEIGHTS_SUFFIXES["safetensors"])
 
+    def header_extent(self, head: bytes, file_size: int, path: str) -> int:
+        if len(head) < 8:
+            _check_room(file_size, path)
+            return 8
+        return 8 + _header_length(head[:8], file_size, path)
+
     def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
-        if file_size < 8:
-            raise TruncatedContainer(path, f"file is {file_size} bytes, too short for the 8-byte header length")
+        _check_room(file_size, path)
         stream.seek(0)
-        (header_len,) = struct.unpack("<Q", stream.read(8))
-        if header_len > HEADER_CAP:
-            raise MalformedContainer(
-                path,
-                f"header length {header_len:,} exceeds the {HEADER_CAP:,}-byte cap; not a safetensors file",
-            )
-        if 8 + header_len > file_size:
-            raise TruncatedContainer(
-                path, f"header of {header_len:,} bytes runs past the end of the file ({file_size:,} bytes)"
-            )
+        header_len = _header_length(stream.read(8), file_size, path)
         header = _parse_json(stream.read(header_len), path)
         if not isinstance(header, dict):
             raise MalformedContainer(path, "header is not a JSON object")

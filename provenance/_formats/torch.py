@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickletools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from manifests.dtypes import DTYPE_BITS
 from manifests.records import WEIGHTS_SUFFIXES, TreePath
@@ -52,6 +52,13 @@ def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+def _count(shape: tuple[int, ...]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
 def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     return all(d == 1 or s == r for d, s, r in zip(shape, stride, _row_major(shape), strict=True))
 
@@ -73,67 +80,93 @@ def _summary(leaf: Any) -> str:
     return f"{type(leaf).__name__} {text}"
 
 
+Leaf = tuple[str, TreePath | None, Any]  # dotted name, keys when nested, the tensor (checked) or other value
+
+
+class _Tree(NamedTuple):
+    """The object tree's leaves, and where the container keeps each storage's bytes."""
+
+    leaves: list[Leaf]
+    lookup: Callable[[str], Span | None]
+    spans: list[Span]
+    big_endian: bool
+
+
+def _read_tree(stream: BinaryIO, file_size: int, path: str) -> _Tree:
+    """The container read (zip or legacy, else refused) and its pickle run through the restricted unpickler."""
+    stream.seek(0)
+    head = stream.read(16)
+    try:
+        if is_zip(head):
+            archive = read_archive(stream, file_size, path)
+            stream.seek(archive.pickle.start)
+            tree = load_restricted(stream.read(archive.pickle.end - archive.pickle.start), path)
+            lookup: Callable[[str], Span | None] = archive.storage
+            spans: list[Span] = list(archive.storages.values())
+            big_endian = archive.byteorder == "big"
+        elif is_legacy(head):
+            tree, legacy, big_endian = read_legacy(stream, file_size, path)
+            lookup, spans = legacy.get, list(legacy.values())
+        else:
+            _refuse_other(stream, file_size, path)
+        leaves = [
+            (name, parts if len(parts) > 1 else None, checked_tensor(leaf) if type(leaf) is TensorRef else leaf)
+            for name, parts, leaf in walk_paths(tree)
+        ]
+    except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
+        refused = RefusedContainer if isinstance(exc, RefusedPickle) else MalformedContainer
+        raise refused(path, str(exc).removeprefix(f"{path}: ")) from None
+    return _Tree(leaves, lookup, spans, big_endian)
+
+
+def _shared_view(record: TensorRecord, spans: list[Span]) -> ViewRecord:
+    """A contiguous tensor over bytes another tensor already covers (shared storage), as a view of its storage."""
+    entry = next(e for e in spans if e.start <= record.start <= e.end)
+    offset = (record.start - entry.start) // (DTYPE_BITS[record.dtype] // 8)
+    return ViewRecord(
+        record.name,
+        record.dtype,
+        record.shape,
+        entry.start,
+        entry.end,
+        offset,
+        _row_major(record.shape),
+        False,
+        record.path,
+    )
+
+
 class TorchReader:
     """Reader for PyTorch checkpoints, zip (torch.save since 1.6) and legacy, without torch or executing them."""
 
     name = "torch"
+    header_holds_container = False
 
     def claims(self, path: str) -> bool:
         return path.endswith(WEIGHTS_SUFFIXES["torch"])
 
+    def header_extent(self, head: bytes, file_size: int, path: str) -> int | None:
+        """None: a zip's directory is at its end, and a legacy file's storage records run through it."""
+        return None
+
     def read_layout(self, stream: BinaryIO, file_size: int, path: str) -> Layout:
-        stream.seek(0)
-        head = stream.read(16)
-        try:
-            if is_zip(head):
-                archive = read_archive(stream, file_size, path)
-                stream.seek(archive.pickle.start)
-                tree = load_restricted(stream.read(archive.pickle.end - archive.pickle.start), path)
-                lookup: Callable[[str], Span | None] = archive.storage
-                spans: list[Span] = list(archive.storages.values())
-                big_endian = archive.byteorder == "big"
-            elif is_legacy(head):
-                tree, legacy, big_endian = read_legacy(stream, file_size, path)
-                lookup, spans = legacy.get, list(legacy.values())
-            else:
-                _refuse_other(stream, file_size, path)
-            leaves = [
-                (name, parts if len(parts) > 1 else None, checked_tensor(leaf) if type(leaf) is TensorRef else leaf)
-                for name, parts, leaf in walk_paths(tree)
-            ]
-        except UnreadablePickle as exc:  # damaged bytes (a preallocated download): the file is corrupt
-            refused = RefusedContainer if isinstance(exc, RefusedPickle) else MalformedContainer
-            raise refused(path, str(exc).removeprefix(f"{path}: ")) from None
+        tree = _read_tree(stream, file_size, path)
         candidates: list[TensorRecord] = []
         views: list[ViewRecord] = []
         metadata: dict[str, str] = {}
         expanded = 0
-        for name, nesting, leaf in leaves:
+        for name, nesting, leaf in tree.leaves:
             if type(leaf) is not TensorRef:
                 metadata[name] = _summary(leaf)
                 continue
-            entry = self._storage(lookup, leaf, path, name)
-            itemsize = DTYPE_BITS[leaf.dtype] // 8
-            count = 1
-            for dim in leaf.shape:
-                count *= dim
-            last = leaf.offset + sum((d - 1) * s for d, s in zip(leaf.shape, leaf.stride, strict=True))
-            if count and (last + 1) * itemsize > entry.end - entry.start:
-                raise MalformedContainer(path, f"tensor {name!r} reaches past the end of its storage")
-            if count * itemsize > max(file_size, 1) * 4:  # stride 0 repeats elements without storing them
-                raise MalformedContainer(
-                    path, f"tensor {name!r} expands to {count * itemsize:,} bytes from a {file_size:,}-byte file"
-                )
-            expanded += count * itemsize
-            if expanded > max(file_size, 1) * 4:  # many views of one storage: bounded all together too
-                raise MalformedContainer(
-                    path, f"the tensors expand to over {expanded:,} bytes together from a {file_size:,}-byte file"
-                )
-            if not big_endian and _contiguous(leaf.shape, leaf.stride):
-                start = entry.start + leaf.offset * itemsize
-                candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, start + count * itemsize, nesting))
+            entry = self._storage(tree.lookup, leaf, path, name)
+            expanded += self._expansion(leaf, entry, file_size, expanded, path, name)
+            if not tree.big_endian and _contiguous(leaf.shape, leaf.stride):
+                start = entry.start + leaf.offset * (DTYPE_BITS[leaf.dtype] // 8)
+                end = start + _count(leaf.shape) * (DTYPE_BITS[leaf.dtype] // 8)
+                candidates.append(TensorRecord(name, leaf.dtype, leaf.shape, start, end, nesting))
             else:
-                views.append(self._view(name, leaf, entry, big_endian, nesting))
+                views.append(self._view(name, leaf, entry, tree.big_endian, nesting))
         plain: list[TensorRecord] = []
         cursor = 0
         for record in sorted(candidates, key=lambda r: (r.start, r.end)):
@@ -141,23 +174,31 @@ class TorchReader:
                 plain.append(record)
                 cursor = max(cursor, record.end)
             else:  # bytes another tensor already covers (shared storage): digested as a view
-                leaf_entry = next(e for e in spans if e.start <= record.start <= e.end)
-                views.append(
-                    ViewRecord(
-                        record.name,
-                        record.dtype,
-                        record.shape,
-                        leaf_entry.start,
-                        leaf_entry.end,
-                        (record.start - leaf_entry.start) // (DTYPE_BITS[record.dtype] // 8),
-                        _row_major(record.shape),
-                        False,
-                        record.path,
-                    )
-                )
+                views.append(_shared_view(record, tree.spans))
         return Layout(
             format=self.name, expected_size=file_size, tensors=tuple(plain), metadata=metadata, views=tuple(views)
         )
+
+    @staticmethod
+    def _expansion(leaf: TensorRef, entry: Span, file_size: int, expanded: int, path: str, name: str) -> int:
+        """The bytes the tensor's elements take, refused when it reaches past its storage or when it (or all
+        the tensors so far with it) expands far beyond the file: stride 0 repeats elements without storing them."""
+        itemsize = DTYPE_BITS[leaf.dtype] // 8
+        count = _count(leaf.shape)
+        last = leaf.offset + sum((d - 1) * s for d, s in zip(leaf.shape, leaf.stride, strict=True))
+        if count and (last + 1) * itemsize > entry.end - entry.start:
+            raise MalformedContainer(path, f"tensor {name!r} reaches past the end of its storage")
+        if count * itemsize > max(file_size, 1) * 4:
+            raise MalformedContainer(
+                path, f"tensor {name!r} expands to {count * itemsize:,} bytes from a {file_size:,}-byte file"
+            )
+        if expanded + count * itemsize > max(file_size, 1) * 4:  # many views of one storage: bounded together too
+            raise MalformedContainer(
+                path,
+                f"the tensors expand to over {expanded + count * itemsize:,} bytes together from a "
+                f"{file_size:,}-byte file",
+            )
+        return count * itemsize
 
     @staticmethod
     def _storage(lookup: Callable[[str], Span | None], leaf: TensorRef, path: str, name: str) -> Span:

@@ -333,10 +333,10 @@ def test_truncated_while_hashed_without_a_lease_is_one_line(tmp_path: Path) -> N
 def test_view_claiming_far_more_elements_than_the_file_is_refused(tmp_path: Path) -> None:
     """A stride-0 view of 2**40 elements over one byte would take hours to gather: refused up front."""
     from provenance._formats.interface import Layout, ViewRecord
-    from provenance._hashing.engine import _check_views
+    from provenance._hashing.views import check_views
     from provenance.errors import MalformedContainer
 
     view = ViewRecord("w", "U8", (2**40,), 0, 1, 0, (0,), False)
     layout = Layout("pytorch", 1, (), {}, (view,))
     with pytest.raises(MalformedContainer, match="refusing to gather them"):
-        _check_views(layout, 1, "model.bin")
+        check_views(layout, 1, "model.bin")

@@ -1,0 +1,111 @@
+"""The per-tensor parts of one file: BLAKE3 per tensor and one BLAKE3 of every byte outside the tensors.
+
+This is the engine's hot loop: each window of the file is cut into the segments of the layout and each
+segment handed once to its hasher (and to the tensor's sketch, when one is asked for).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blake3 import blake3
+
+from manifests.records import TensorFingerprint
+from provenance._formats.interface import Layout
+from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder
+
+PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
+
+
+class PartHashers:
+    """BLAKE3 per tensor plus one BLAKE3 of every byte outside the tensors, fed window by window."""
+
+    def __init__(self, layout: Layout, threads: int = 1, sketches: bool = False, size: int | None = None) -> None:
+        self.layout = layout
+        # A sketch only for a tensor the file holds in full: a tensor past the end gets no digest either,
+        # and its claimed element count (2**62 x 32 in a hostile header) is not one a sampler can take.
+        self.builders: list[SketchBuilder | None] = [
+            SketchBuilder(t.name, t.dtype, t.shape)
+            if sketches and t.dtype in FLOAT_DTYPES and (size is None or t.end <= size)
+            else None
+            for t in layout.tensors
+        ]
+        self.threads = threads  # BLAKE3 threads for one large tensor: 1 when other files keep the cores busy
+        segments: list[tuple[int, int, int]] = []  # (start, end, tensor index or -1 for container bytes)
+        cursor = 0
+        for index, tensor in enumerate(layout.tensors):
+            if tensor.start > cursor:
+                segments.append((cursor, tensor.start, -1))
+            segments.append((tensor.start, tensor.end, index))
+            cursor = max(cursor, tensor.end)
+        if layout.expected_size > cursor:
+            segments.append((cursor, layout.expected_size, -1))
+        self.segments = segments
+        self.next = 0
+        self.container = blake3()
+        self.open: Any = None  # hasher of a tensor that continues into the next window
+        self.digests: list[str | None] = [None] * len(layout.tensors)
+
+    def feed(self, view: memoryview, base: int) -> None:
+        limit = base + len(view)
+        segments, digests, container = self.segments, self.digests, self.container
+        i, count = self.next, len(segments)
+        while i < count:
+            start, end, index = segments[i]
+            if start >= base and end <= limit:  # the common case: the whole segment is in this window
+                piece = view[start - base : end - base]
+                if index < 0:
+                    container.update(piece)
+                    i += 1
+                    continue
+                if self.threads > 1 and end - start >= PARALLEL_TENSOR:
+                    digests[index] = blake3(piece, max_threads=self.threads).hexdigest()
+                else:
+                    digests[index] = blake3(piece).hexdigest()
+                builder = self.builders[index]
+                if builder is not None:
+                    builder.update(piece)
+                i += 1
+                continue
+            if start >= limit:
+                break
+            piece = view[max(start, base) - base : min(end, limit) - base]
+            if index < 0:
+                container.update(piece)
+            else:
+                if self.open is None:
+                    self.open = blake3(max_threads=self.threads)
+                self.open.update(piece)
+                builder = self.builders[index]
+                if builder is not None:
+                    builder.update(piece)
+                if end <= limit:
+                    digests[index] = self.open.hexdigest()
+                    self.open = None
+            if end > limit:
+                break
+            i += 1
+        self.next = i
+
+    def finish(self, size: int) -> tuple[tuple[TensorFingerprint, ...], str | None]:
+        empty = memoryview(b"")
+        self.feed(empty, size)  # empty tensors that sit at the very end of the file
+        digests = self.digests
+        builders = self.builders
+        tensors = tuple(
+            [
+                TensorFingerprint(
+                    t.name,
+                    t.dtype,
+                    t.shape,
+                    t.start,
+                    t.end,
+                    digests[i] if t.end <= size else None,
+                    sketch=b.finish() if (b := builders[i]) is not None and t.end <= size else None,
+                    path=t.path,
+                )
+                for i, t in enumerate(self.layout.tensors)
+            ]
+        )
+        whole = size >= self.layout.expected_size
+        return tensors, self.container.hexdigest() if whole else None
