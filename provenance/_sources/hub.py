@@ -395,3 +395,24 @@ class _Transient(Exception):
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:160]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Mirror:
+    """One repository on a hub, at the commit its metadata was read at: what an audit reads from, as one
+    object rather than a hub and a snapshot handed around together."""
+
+    hub: Hub
+    ref: RepoRef
+    snapshot: HubSnapshot
+
+    @classmethod
+    def open(cls, hub: Hub, ref: RepoRef) -> Mirror:
+        """The repository's metadata, read once; raises HubError when it cannot be read."""
+        return cls(hub, ref, hub.snapshot(ref))
+
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        return self.hub.read_range(self.snapshot, path, start, end)
+
+    def stream(self, path: str, size: int | None = None) -> Iterator[bytes]:
+        return self.hub.stream(self.snapshot, path, size)
