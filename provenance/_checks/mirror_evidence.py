@@ -57,7 +57,8 @@ class MirrorAudit:
     def record(self, sampled: SpotCheck) -> None:
         """What the samples showed: the files and tensors they caught, and the level read."""
         if sampled.level is None:
-            self.reasons.extend(note for note in (sampled.note,) if note)
+            if sampled.note is not None:
+                self.reasons.append(sampled.note)
             return
         for path in sampled.differ:
             previous = self.files.get(path)
