@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from provenance._hashing.scan import ProgressReporter
     from provenance._judging.compare import compare
     from provenance._judging.drift import Drift, drift
-    from provenance._sources.hub import is_hub_spec
+    from provenance._sources.hub_refs import is_hub_spec
     from provenance.errors import (
         FileChanged,
         HubError,
@@ -113,7 +113,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # helpers around the operations: the drift picture, PyTorch globals, hub targets
     "provenance._judging.drift": ("drift", "Drift"),
     "provenance._formats.torch": ("checkpoint_globals",),
-    "provenance._sources.hub": ("is_hub_spec",),
+    "provenance._sources.hub_refs": ("is_hub_spec",),
     # the reference document, re-exported from `manifests`
     "manifests.records": ("Checkpoint", "FileFingerprint", "TensorFingerprint", "Role"),
     "manifests.model": ("Manifest", "Release", "build_manifest", "write_manifest"),

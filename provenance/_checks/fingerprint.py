@@ -11,7 +11,8 @@ from provenance._checks.audit_mirror import stream_fingerprint
 from provenance._checks.common import ReadOptions
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.scan import ProgressReporter, fingerprint_plan, scan
-from provenance._sources.hub import Hub, RepoRef
+from provenance._sources.hub import Hub, Mirror
+from provenance._sources.hub_refs import RepoRef
 from provenance.errors import HubError
 
 
@@ -64,7 +65,7 @@ def fingerprint_hub(
             continue
         if full or not f.lfs:
             fingerprint = stream_fingerprint(
-                hub, snapshot, f, plan(f.path) if full else HashPlan(frozenset({"sha256", "blake3"}))
+                Mirror(hub, ref, snapshot), f, plan(f.path) if full else HashPlan(frozenset({"sha256", "blake3"}))
             )
             if fingerprint.error is not None:
                 raise HubError(f"{ref}: {f.path}: {fingerprint.error}")

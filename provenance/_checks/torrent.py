@@ -16,8 +16,9 @@ from blake3 import blake3
 from manifests.names import DEFAULT_IGNORE, is_ignored
 from manifests.records import Checkpoint, FileFingerprint, Role, is_weights_file, role_of
 from provenance._checks.common import finish, open_checked
-from provenance._judging.collisions import colliding_paths, collision_reason, mark_collisions
-from provenance._judging.compare import is_inert
+from provenance._judging.collisions import Collisions, find_collisions
+from provenance._judging.loading import may_pick_up
+from provenance._judging.verdict import Findings, decide
 from provenance._sources.torrent_file import Torrent, TorrentFile, read_torrent
 from provenance.report import FileResult, FileStatus, Report, Verdict
 
@@ -81,9 +82,8 @@ def compare_torrent(
         role = Role.WEIGHTS if is_weights_file(f.path) else Role.OTHER
         files.append(FileResult(f.path, FileStatus.EXTRA, role.value, f.length, None, None))
 
-    clashes = colliding_paths(f.path for f in torrent.files)
-    files = mark_collisions(files, clashes)
-    verdict, reasons = _decide(reference, torrent, files, extra, clashes)
+    collisions = find_collisions((f.path for f in torrent.files), files)
+    verdict, reasons = decide(_findings(reference, torrent, extra, collisions))
     roots = any(f.pieces is not None for f in reference.files)
     evidence = EVIDENCE_V1 if torrent.infohash_v2 is None else (EVIDENCE_ROOTS if roots else EVIDENCE_NO_ROOTS)
     warnings: tuple[str, ...] = ()
@@ -94,8 +94,8 @@ def compare_torrent(
         )
     return Report(
         verdict=verdict,
-        reasons=tuple(reasons),
-        files=tuple(files),
+        reasons=reasons,
+        files=collisions.files,
         tensors=(),
         reference=reference_label,
         candidate=torrent_label,
@@ -105,62 +105,60 @@ def compare_torrent(
     )
 
 
-def _decide(
-    reference: Checkpoint,
-    torrent: Torrent,
-    files: list[FileResult],
-    extra: list[TorrentFile],
-    clashes: list[tuple[str, str]],
-) -> tuple[Verdict, list[str]]:
+def _findings(reference: Checkpoint, torrent: Torrent, extra: list[TorrentFile], collisions: Collisions) -> Findings:
+    """What names, sizes and pieces roots show: changes, files the torrent lacks, and what only the
+    download (or a manifest with pieces roots) can settle."""
+    files = collisions.files
     by_status: dict[FileStatus, list[str]] = {}
     for f in files:
         by_status.setdefault(f.status, []).append(f.name)
-    reasons: list[str] = [collision_reason(clashes)] if clashes else []
-    # Added files a loader or framework may pick up (code, configs, templates): the release has none of them.
-    picked = [f.path for f in extra if not is_inert(f.path) and role_of(f.path, is_weights_file(f.path)) is Role.OTHER]
+    changes = [collisions.change] if collisions.change else []
+    picked = [f.path for f in extra if may_pick_up(f.path, role_of(f.path, is_weights_file(f.path)))]
     if picked:
-        reasons.append(f"the torrent adds {len(picked)} file(s) a loader may pick up: {', '.join(picked[:3])}")
-    changed = by_status.get(FileStatus.MODIFIED, [])
-    if changed or clashes or picked:
-        clashed = {name for pair in clashes for name in pair}
-        reasons.extend(
-            f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED and f.name not in clashed
-        )
-        return Verdict.MODIFIED, reasons
+        changes.append(f"the torrent adds {len(picked)} file(s) a loader may pick up: {', '.join(picked[:3])}")
+    changes += [
+        f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED and f.name not in collisions.names
+    ]
     missing = by_status.get(FileStatus.MISSING, [])
-    if missing:
-        reasons.append(f"the torrent lacks {len(missing)} file(s) of the release: {', '.join(missing[:3])}")
-    added_weights = [f.path for f in extra if role_of(f.path, is_weights_file(f.path)) is not Role.OTHER]
-    unknown = by_status.get(FileStatus.UNDECIDED, [])
-    sizeless = {f.path for f in reference.files if f.size is None}
-    agree = "name, and in size where the manifest records one" if sizeless & set(unknown) else "name and size"
-    if unknown or added_weights:
-        if added_weights:
-            reasons.append(
-                f"the torrent adds weights or index file(s) the release does not have, whose content only the "
-                f"download can show: {', '.join(added_weights[:3])}"
-            )
-        if unknown and torrent.infohash_v2 is None:
-            reasons.append(
-                f"{len(unknown)} file(s) agree in {agree}; a v1 torrent's hashes cannot be compared with a "
-                "manifest, so only the download can prove the content: run `provenance verify` on it"
-            )
-        elif unknown:
-            reasons.append(
-                f"{len(unknown)} file(s) agree in {agree}, but the manifest has no pieces roots: "
-                "fingerprint the release with --torrent-v2 to decide before downloading, or verify the download"
-            )
-        return Verdict.UNDECIDED, reasons
-    if missing:
-        return Verdict.INCOMPLETE, reasons
+    losses = [f"the torrent lacks {len(missing)} file(s) of the release: {', '.join(missing[:3])}"] if missing else []
     if all(f.detail == "empty" for f in files if f.status is FileStatus.MATCH):
-        reasons.append("every file of the release is empty, as in the torrent")
+        identity = "every file of the release is empty, as in the torrent"
     else:
-        reasons.append(
+        identity = (
             "every file's pieces root equals the manifest's: a client that checks v2 pieces can download only "
             "the release's bytes"
         )
-    return Verdict.IDENTICAL, reasons
+    return Findings(
+        changes=tuple(changes),
+        losses=tuple(losses),
+        doubts=tuple(_doubts(reference, torrent, by_status.get(FileStatus.UNDECIDED, []), extra)),
+        identity=identity,
+    )
+
+
+def _doubts(reference: Checkpoint, torrent: Torrent, unknown: list[str], extra: list[TorrentFile]) -> list[str]:
+    """Content a torrent's metadata cannot show: added weights or indexes, and files that agree in name
+    and size only."""
+    doubts: list[str] = []
+    added_weights = [f.path for f in extra if role_of(f.path, is_weights_file(f.path)) is not Role.OTHER]
+    if added_weights:
+        doubts.append(
+            f"the torrent adds weights or index file(s) the release does not have, whose content only the "
+            f"download can show: {', '.join(added_weights[:3])}"
+        )
+    sizeless = {f.path for f in reference.files if f.size is None}
+    agree = "name, and in size where the manifest records one" if sizeless & set(unknown) else "name and size"
+    if unknown and torrent.infohash_v2 is None:
+        doubts.append(
+            f"{len(unknown)} file(s) agree in {agree}; a v1 torrent's hashes cannot be compared with a "
+            "manifest, so only the download can prove the content: run `provenance verify` on it"
+        )
+    elif unknown:
+        doubts.append(
+            f"{len(unknown)} file(s) agree in {agree}, but the manifest has no pieces roots: "
+            "fingerprint the release with --torrent-v2 to decide before downloading, or verify the download"
+        )
+    return doubts
 
 
 def _facts(torrent: Torrent) -> dict[str, object]:

@@ -10,10 +10,11 @@ from manifests.records import Checkpoint
 from manifests.reference import Reference
 from provenance._checks.common import ReadOptions, finish, open_checked
 from provenance._hashing.scan import ProgressReporter, plan_against, scan
-from provenance._judging.collisions import colliding_paths, collision_reason, mark_collisions, present
+from provenance._judging.collisions import find_collisions, present
 from provenance._judging.compare import compare
 from provenance._judging.derive import sketch_mismatches
 from provenance._judging.partial import inspect_damage, plan_refetch
+from provenance._judging.verdict import Findings, decide
 from provenance._layouts import in_reference_layout
 from provenance.report import FileStatus, Report, Verdict
 
@@ -127,21 +128,14 @@ def across_layouts(report: Report, note: str) -> Report:
     return dataclasses.replace(report, reasons=(*report.reasons, note))
 
 
-_GREEN = frozenset({Verdict.IDENTICAL, Verdict.EQUIVALENT, Verdict.CONVERTED})  # their reasons no longer hold
-_OVERRULED = _GREEN | {Verdict.INCOMPLETE, Verdict.UNDECIDED}
-
-
 def _with_collisions(report: Report) -> Report:
-    """A candidate holding names that one file system takes for one file is `modified`, whatever it holds."""
-    clashes = colliding_paths(present(report.files))
-    if not clashes:
+    """A candidate holding names that one file system takes for one file is `modified`, whatever it holds:
+    the collision is a change, weighed against the report's verdict by the one verdict function."""
+    collisions = find_collisions(present(report.files), report.files)
+    if collisions.change is None:
         return report
-    return dataclasses.replace(
-        report,
-        verdict=Verdict.MODIFIED if report.verdict in _OVERRULED else report.verdict,
-        reasons=(collision_reason(clashes), *(() if report.verdict in _GREEN else report.reasons)),
-        files=tuple(mark_collisions(report.files, clashes)),
-    )
+    verdict, reasons = decide(Findings.after(report.verdict, report.reasons, collisions.change))
+    return dataclasses.replace(report, verdict=verdict, reasons=reasons, files=collisions.files)
 
 
 def _weak(report: Report, reference: Reference) -> tuple[str, ...]:

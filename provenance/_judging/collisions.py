@@ -2,13 +2,15 @@
 
 Windows and macOS match names case-insensitively, and macOS also across Unicode forms; a candidate
 (a folder on a case-sensitive disk, a torrent) holding `CONFIG.JSON` beside `config.json` loads one
-or the other once copied there. Such names make the verdict `modified`, whatever their digests.
+or the other once copied there. Such names are a change (the verdict is `modified` unless the weights
+are unrelated), whatever their digests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from manifests.names import colliding_paths
 from provenance.report import FileResult, FileStatus
@@ -38,9 +40,29 @@ def mark_collisions(files: Iterable[FileResult], clashes: list[tuple[str, str]])
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Collisions:
+    """What colliding names do to a check: its files marked, and the change finding they make."""
+
+    files: tuple[FileResult, ...]  # every file, those whose name collides marked
+    names: frozenset[str]  # the names that collide with another
+    change: str | None  # the sentence of the change; None when no names collide
+
+
+def find_collisions(names: Iterable[str], files: Iterable[FileResult]) -> Collisions:
+    """The one way a check treats names that one file system takes for one file: `names` are every name
+    the candidate holds (a torrent's whole list, a folder's present files), `files` the check's results."""
+    clashes = colliding_paths(names)
+    return Collisions(
+        tuple(mark_collisions(files, clashes)),
+        frozenset(name for pair in clashes for name in pair),
+        collision_reason(clashes) if clashes else None,
+    )
+
+
 def present(files: Iterable[FileResult]) -> list[str]:
     """The names a candidate holds: every file reported but the missing ones."""
     return [f.name for f in files if f.status is not FileStatus.MISSING]
 
 
-__all__ = ["colliding_paths", "collision_reason", "mark_collisions", "present"]
+__all__ = ["Collisions", "colliding_paths", "collision_reason", "find_collisions", "mark_collisions", "present"]

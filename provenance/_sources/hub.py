@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from manifests.names import check_relative
+from provenance._sources.hub_refs import REPO_ID, HubFile, HubSnapshot, RepoRef
 from provenance.errors import HubError, UnsafePath
 
-PREFIX = "hf://"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 STREAM_CHUNK = 4 << 20
 # Seconds a whole request may take with all its retries, however steadily the server drips bytes (the
@@ -32,52 +32,7 @@ TOTAL_TIMEOUT = 45.0
 # Bytes a metadata answer may take: a model info listing 100,000 files with LFS metadata is ~30 MB.
 METADATA_CAP = 64 << 20
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the body as sent
-_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RepoRef:
-    """`hf://ORG/REPO[@REVISION]`: a model repository and the branch, tag or commit to read."""
-
-    repo_id: str
-    revision: str | None = None
-
-    @classmethod
-    def parse(cls, spec: str) -> RepoRef:
-        text = spec.removeprefix(PREFIX)
-        repo_id, _, revision = text.partition("@")
-        if not spec.startswith(PREFIX) or not _REPO.fullmatch(repo_id) or (_ and not revision):
-            raise HubError(f"{spec!r} is not a hub repository; write hf://ORG/REPO or hf://ORG/REPO@REVISION")
-        return cls(repo_id, revision or None)
-
-    def __str__(self) -> str:
-        return f"{PREFIX}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
-
-
-@dataclass(frozen=True, slots=True)
-class HubFile:
-    path: str
-    size: int
-    sha256: str | None  # what the hub's LFS metadata claims; None for files kept in git itself
-    lfs: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HubSnapshot:
-    """A repository at one commit, as its metadata describes it."""
-
-    ref: RepoRef
-    commit: str
-    files: tuple[HubFile, ...]
-
-    def file(self, path: str) -> HubFile | None:
-        return next((f for f in self.files if f.path == path), None)
-
-
-def is_hub_spec(text: str) -> bool:
-    """Whether a command-line target names a hub repository (hf://ORG/REPO[@REV]) rather than a path."""
-    return text.startswith(PREFIX)
 
 
 class Hub:
@@ -363,7 +318,7 @@ class Hub:
 
         api = HfApi(endpoint=self.endpoint)
         models = self._retrying("(search)", f"search {text!r}", lambda: list(api.list_models(search=text, limit=limit)))
-        return [RepoRef(m.id) for m in models if _REPO.fullmatch(m.id)]
+        return [RepoRef(m.id) for m in models if REPO_ID.fullmatch(m.id)]
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -396,3 +351,24 @@ class _Transient(Exception):
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:160]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Mirror:
+    """One repository on a hub, at the commit its metadata was read at: what an audit reads from, as one
+    object rather than a hub and a snapshot handed around together."""
+
+    hub: Hub
+    ref: RepoRef
+    snapshot: HubSnapshot
+
+    @classmethod
+    def open(cls, hub: Hub, ref: RepoRef) -> Mirror:
+        """The repository's metadata, read once; raises HubError when it cannot be read."""
+        return cls(hub, ref, hub.snapshot(ref))
+
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        return self.hub.read_range(self.snapshot, path, start, end)
+
+    def stream(self, path: str, size: int | None = None) -> Iterator[bytes]:
+        return self.hub.stream(self.snapshot, path, size)

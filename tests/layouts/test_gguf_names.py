@@ -241,7 +241,10 @@ def test_a_gguf_without_the_releases_config_is_not_green(
     folder = gguf_download(release_dir, tmp_path / "alone", None)
     (folder / "config.json").unlink()
     code, document = verify(run_cli, folder, sketched)
-    assert (code, document["verdict"]) == (1, "incomplete")
+    # A doubt about what is present outranks the loss: `incomplete` would say everything present matches.
+    assert (code, document["verdict"]) == (1, "undecided")
+    assert document["reasons"][0] == "1 file missing: config.json"
+    assert "the release's config.json beside the GGUF would decide" in document["reasons"][1]
     (folder / "config.json").write_text('{"num_attention_heads": 2}')
     code, document = verify(run_cli, folder, sketched)
     assert (code, document["verdict"]) == (1, "modified")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from provenance._sources.hub import Hub, RepoRef
+from provenance._sources.hub import Hub
+from provenance._sources.hub_refs import RepoRef
 from provenance.errors import HubError
 from tests.support.hubserver import FakeHub
 from tests.support.limits import bounded, refused
