@@ -4,12 +4,15 @@ download or a v2 torrent holding both is modified."""
 from __future__ import annotations
 
 import json
+import shutil
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import provenance
+from provenance import Verdict
 from tests.conftest import CliResult
 from tests.support.torrents import write_torrent
 
@@ -77,3 +80,24 @@ def test_a_download_with_names_colliding_under_case_folding_is_modified(
     (copy_of_release / "notes.md").write_text("a different name is no collision\n")
     result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "--json", "-q")
     assert (result.code, json.loads(result.out)["verdict"]) == (0, "identical")  # an inert file beside the release
+
+
+def test_colliding_names_are_modified_whichever_check_reads_them(
+    run_cli: Run, release_dir: Path, copy_of_release: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    """`diff` (disk against disk, either side a manifest), `identify` and the library's `compare` judge the
+    same folder `verify` calls modified: none may call it identical."""
+    (copy_of_release / "README.md").write_text("one\n")
+    (copy_of_release / "readme.md").write_text("two\n")  # inert each, but one file on Windows or macOS
+    assert provenance.verify(copy_of_release, release_manifest).verdict is Verdict.MODIFIED
+    for a, b in ((release_dir, copy_of_release), (release_manifest, copy_of_release)):
+        result = run_cli("diff", a, b, "--json", "-q")
+        assert (result.code, json.loads(result.out)["verdict"]) == (1, "modified"), (a, b)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    shutil.copyfile(release_manifest, registry / "sample.json")
+    result = run_cli("identify", copy_of_release, "--registry", registry, "--json", "-q")
+    best = json.loads(result.out)["matches"][0]
+    assert (result.code, best["release"], best["verdict"]) == (1, "sample-release", "modified")
+    candidate = provenance.fingerprint(copy_of_release)
+    assert provenance.compare(provenance.fingerprint(release_dir), candidate).verdict is Verdict.MODIFIED
