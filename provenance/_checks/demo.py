@@ -41,11 +41,14 @@ def demo(folder: Path) -> DemoRun:
     it (one bit flipped in one tensor, the last shard deleted) and verify the copy against the manifest.
 
     The report's verdict is `modified` (exit code 1): one tensor changed, the deleted shard's tensors
-    missing. Raises UnreadableInput (exit 2) when `folder` is not empty.
+    missing. Raises UnreadableInput (exit 2) when `folder` is not empty or cannot be made a folder.
     """
-    if folder.exists() and any(folder.iterdir()):
-        raise UnreadableInput(f"{folder} is not empty; give an empty or new folder to --dir")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if folder.exists() and any(folder.iterdir()):
+            raise UnreadableInput(f"{folder} is not empty; give an empty or new folder to --dir")
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in its place or on its path, no permission: an input, not a crash
+        raise UnreadableInput(f"cannot build the demo in {folder}: {exc.strerror or exc}") from exc
     release = build_sample_release(folder / "release")
     manifest = folder / "release.manifest.json"
     checkpoint = fingerprint(release)

@@ -88,3 +88,12 @@ def test_demo_is_a_library_operation_the_command_only_prints(run_cli: Run, tmp_p
 
     again = run_cli("demo", "--dir", tmp_path / "command")
     assert again.code == 2 and "is not empty" in again.err
+
+
+def test_demo_in_a_folder_it_cannot_use_is_one_line_and_exit_2(run_cli: Run, tmp_path: Path) -> None:
+    """A file where the folder should be, or a folder under a file: an input error, not a traceback."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    for folder in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        result = run_cli("demo", "--dir", folder)
+        assert (result.code, result.out) == (2, ""), folder
+        assert result.err.startswith("error: ") and len(result.err.splitlines()) == 1, result.err
