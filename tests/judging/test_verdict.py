@@ -10,7 +10,7 @@ import pytest
 
 from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance._checks.mirror_evidence import MirrorAudit, findings
-from provenance._checks.torrent import check_torrent
+from provenance._checks.torrent import compare_torrent
 from provenance._checks.verify import _with_collisions
 from provenance._judging.compare import compare
 from provenance._judging.verdict import Findings, decide
@@ -190,7 +190,7 @@ TORRENT_RELEASE = Checkpoint(
 
 
 def test_a_torrent_lacking_a_file_whose_others_only_the_download_can_prove_is_undecided() -> None:
-    report = check_torrent(TORRENT_RELEASE, _torrent(TorrentFile("model.safetensors", 100, "r"), v2=False))
+    report = compare_torrent(TORRENT_RELEASE, _torrent(TorrentFile("model.safetensors", 100, "r"), v2=False))
     assert report.verdict is Verdict.UNDECIDED
     assert report.reasons[0] == "the torrent lacks 1 file(s) of the release: config.json"
     assert "only the download can prove the content" in report.reasons[1]
@@ -198,7 +198,7 @@ def test_a_torrent_lacking_a_file_whose_others_only_the_download_can_prove_is_un
 
 def test_a_torrent_lacking_a_file_and_adding_code_is_modified_and_says_both() -> None:
     torrent = _torrent(TorrentFile("model.safetensors", 100, "r"), TorrentFile("run.sh", 9, "x"))
-    report = check_torrent(TORRENT_RELEASE, torrent)
+    report = compare_torrent(TORRENT_RELEASE, torrent)
     assert report.verdict is Verdict.MODIFIED
     assert report.reasons == (
         "the torrent adds 1 file(s) a loader may pick up: run.sh",
@@ -239,7 +239,7 @@ def test_a_collision_in_an_identical_download_voids_its_sentence() -> None:
 
 def test_a_collision_in_a_torrent_lacking_a_file_is_modified() -> None:
     torrent = _torrent(TorrentFile("model.safetensors", 100, "r"), TorrentFile("Model.safetensors", 100, "r"))
-    report = check_torrent(TORRENT_RELEASE, torrent)
+    report = compare_torrent(TORRENT_RELEASE, torrent)
     assert report.verdict is Verdict.MODIFIED
     assert report.reasons[0].startswith("names that differ only in case or Unicode form")
     assert report.reasons[-1] == "the torrent lacks 1 file(s) of the release: config.json"
