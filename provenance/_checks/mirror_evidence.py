@@ -20,6 +20,7 @@ from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerpri
 from provenance._hashing.engine import HashPlan, hash_chunks
 from provenance._hashing.merkle import piece_hash
 from provenance._hashing.scan import plan_against
+from provenance._judging.collisions import find_collisions, present
 from provenance._judging.compare import file_status_of
 from provenance._judging.loading import may_pick_up
 from provenance._judging.verdict import Findings
@@ -238,6 +239,9 @@ def _sampled_tensor(reference: Checkpoint, name: str, path: str) -> TensorResult
 
 def findings(reference: Checkpoint, audit: MirrorAudit, extra: list[HubFile]) -> Findings:
     """What the levels read establish, for the one verdict function."""
+    changes = _changes(reference, audit, _any_lost(audit), extra)
+    collisions = find_collisions([*present(audit.files.values()), *(f.path for f in extra)], audit.files.values())
+    audit.files = {f.name: f for f in collisions.files}  # marked after the changes: said once, by the reason
     files = list(audit.files.values())
     lost = [f for f in files if f.status in (FileStatus.MISSING, FileStatus.CORRUPT) and f.role != Role.INDEX.value]
     losses = [f"{f.name} is missing" if f.status is FileStatus.MISSING else f"{f.name} is {f.detail}" for f in lost]
@@ -245,11 +249,19 @@ def findings(reference: Checkpoint, audit: MirrorAudit, extra: list[HubFile]) ->
     if not audit.weights_read:
         identity += " (the hub's claim: --spot-check or --full checks the bytes)"
     return Findings(
-        changes=tuple(_changes(reference, audit, bool(lost), extra)),
+        changes=(*((collisions.change,) if collisions.change else ()), *changes),
         facts=tuple(audit.reasons),
         losses=tuple(losses),
         doubts=tuple(_doubts(reference, audit, extra)),
         identity=identity,
+    )
+
+
+def _any_lost(audit: MirrorAudit) -> bool:
+    """Whether a release file other than an index is missing or cut short on the mirror."""
+    return any(
+        f.status in (FileStatus.MISSING, FileStatus.CORRUPT) and f.role != Role.INDEX.value
+        for f in audit.files.values()
     )
 
 

@@ -417,3 +417,17 @@ def test_a_mirror_whose_index_redirects_a_tensor(
     code, full = audit_json(run_cli, "hf://org/redirect", "--manifest", release_manifest, "--full")
     assert (code, full["verdict"]) == (1, "modified")
     assert any(r.startswith(f"{index_name} sends 1 tensor where a loader would not load") for r in full["reasons"])
+
+
+def test_a_mirror_adding_a_name_that_collides_with_a_release_file_is_modified(
+    run_cli: Run, hub: FakeHub, release_dir: Path, chunk_manifest: Path
+) -> None:
+    """config.json and CONFIG.json are one file once downloaded onto a case-insensitive file system: which
+    one a loader reads is not the release's to say, so even the metadata-only audit is not green."""
+    files = files_of(release_dir)
+    hub.add_repo("org/clash", files | {"CONFIG.json": files["config.json"]})
+    code, document = audit_json(run_cli, "hf://org/clash", "--manifest", chunk_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    first = document["reasons"][0]
+    assert first.startswith("names that differ only in case or Unicode form (CONFIG.json and config.json)")
+    assert {f["name"]: f["status"] for f in document["files"]}["config.json"] == "modified"
