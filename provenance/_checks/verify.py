@@ -10,11 +10,9 @@ from manifests.records import Checkpoint
 from manifests.reference import Reference
 from provenance._checks.common import ReadOptions, finish, open_checked
 from provenance._hashing.scan import ProgressReporter, plan_against, scan
-from provenance._judging.collisions import find_collisions, present
 from provenance._judging.compare import compare
 from provenance._judging.derive import sketch_mismatches
 from provenance._judging.partial import inspect_damage, plan_refetch
-from provenance._judging.verdict import Findings, decide
 from provenance._layouts import in_reference_layout
 from provenance.report import FileStatus, Report, Verdict
 
@@ -68,7 +66,6 @@ def verify_against(
         ignore=reference.manifest.ignore_paths,
         progress=progress,
     )
-    report = _with_collisions(report)
     return finish(dataclasses.replace(report, warnings=(*report.warnings, *_weak(report, reference))), reference)
 
 
@@ -126,16 +123,6 @@ def verify_checkpoint(
 def across_layouts(report: Report, note: str) -> Report:
     """A report of a candidate read in another layout, with the sentence that says how it was read."""
     return dataclasses.replace(report, reasons=(*report.reasons, note))
-
-
-def _with_collisions(report: Report) -> Report:
-    """A candidate holding names that one file system takes for one file is `modified`, whatever it holds:
-    the collision is a change, weighed against the report's verdict by the one verdict function."""
-    collisions = find_collisions(present(report.files), report.files)
-    if collisions.change is None:
-        return report
-    verdict, reasons = decide(Findings.after(report.verdict, report.reasons, collisions.change))
-    return dataclasses.replace(report, verdict=verdict, reasons=reasons, files=collisions.files)
 
 
 def _weak(report: Report, reference: Reference) -> tuple[str, ...]:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from manifests.names import colliding_paths
-from provenance.report import FileResult, FileStatus
+from provenance._judging.verdict import Findings, decide
+from provenance.report import FileResult, FileStatus, Verdict
 
 
 def collision_reason(clashes: list[tuple[str, str]]) -> str:
@@ -65,4 +66,25 @@ def present(files: Iterable[FileResult]) -> list[str]:
     return [f.name for f in files if f.status is not FileStatus.MISSING]
 
 
-__all__ = ["Collisions", "colliding_paths", "collision_reason", "find_collisions", "mark_collisions", "present"]
+def overrule(
+    verdict: Verdict, reasons: tuple[str, ...], files: Iterable[FileResult]
+) -> tuple[Verdict, tuple[str, ...], tuple[FileResult, ...]]:
+    """A verdict with the names a candidate holds weighed in: colliding names are a change, decided by the
+    one verdict function against what the check found, and their files marked."""
+    results = tuple(files)
+    collisions = find_collisions(present(results), results)
+    if collisions.change is None:
+        return verdict, reasons, results
+    overruled, said = decide(Findings.after(verdict, reasons, collisions.change))
+    return overruled, said, collisions.files
+
+
+__all__ = [
+    "Collisions",
+    "colliding_paths",
+    "collision_reason",
+    "find_collisions",
+    "mark_collisions",
+    "overrule",
+    "present",
+]

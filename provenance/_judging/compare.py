@@ -15,7 +15,7 @@ from functools import cached_property
 
 from manifests.records import Checkpoint, FileFingerprint, Role
 from provenance._judging.classify import DERIVED
-from provenance._judging.collisions import find_collisions, present
+from provenance._judging.collisions import overrule
 from provenance._judging.loading import loading_problems
 from provenance._judging.matching import FOUND, TensorOutcome, match_tensors
 from provenance._judging.verdict import Findings, Judgement, decide
@@ -88,10 +88,8 @@ def judge(reference: Checkpoint, candidate: Checkpoint) -> Judgement:
             for r in files
         ]
     verdict, reasons = decide(_Compared(reference, candidate, files, file_status, outcome).findings())
-    collisions = find_collisions(present(files), files)  # every check on files judges colliding names alike
-    if collisions.change is not None:
-        verdict, reasons = decide(Findings.after(verdict, reasons, collisions.change))
-        files = list(collisions.files)
+    verdict, reasons, marked = overrule(verdict, tuple(reasons), files)  # every check on files judges names alike
+    files = list(marked)
     facts = {}
     if candidate.set_aside:  # the user's --ignore: listed, neither compared nor counted
         aside = list(candidate.set_aside)

@@ -11,7 +11,7 @@ import pytest
 from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance._checks.mirror_evidence import MirrorAudit, findings
 from provenance._checks.torrent import compare_torrent
-from provenance._checks.verify import _with_collisions
+from provenance._judging.collisions import overrule
 from provenance._judging.compare import compare
 from provenance._judging.verdict import Findings, decide
 from provenance._sources.hub_refs import HubFile
@@ -220,11 +220,11 @@ def test_a_collision_beside_a_loss_is_modified_with_the_collision_first() -> Non
         FileResult("CONFIG.JSON", FileStatus.EXTRA, "other"),
         FileResult("model.safetensors", FileStatus.MISSING, "weights"),
     )
-    judged = _with_collisions(report)
-    assert judged.verdict is Verdict.MODIFIED
-    assert judged.reasons[0].startswith("names that differ only in case or Unicode form (CONFIG.JSON and config.json)")
-    assert judged.reasons[1:] == ("as found",)
-    assert {f.name: f.status for f in judged.files}["config.json"] is FileStatus.MODIFIED
+    verdict, reasons, files = overrule(report.verdict, report.reasons, report.files)
+    assert verdict is Verdict.MODIFIED
+    assert reasons[0].startswith("names that differ only in case or Unicode form (CONFIG.JSON and config.json)")
+    assert reasons[1:] == ("as found",)
+    assert {f.name: f.status for f in files}["config.json"] is FileStatus.MODIFIED
 
 
 def test_a_collision_in_an_identical_download_voids_its_sentence() -> None:
@@ -233,8 +233,8 @@ def test_a_collision_in_an_identical_download_voids_its_sentence() -> None:
         FileResult("config.json", FileStatus.MATCH, "other"),
         FileResult("Config.json", FileStatus.EXTRA, "other"),
     )
-    judged = _with_collisions(report)
-    assert (judged.verdict, len(judged.reasons)) == (Verdict.MODIFIED, 1)
+    verdict, reasons, _ = overrule(report.verdict, report.reasons, report.files)
+    assert (verdict, len(reasons)) == (Verdict.MODIFIED, 1)
 
 
 def test_a_collision_in_a_torrent_lacking_a_file_is_modified() -> None:
