@@ -28,6 +28,10 @@ DTYPE_BITS: dict[str, int] = {
     "C64": 64,
 }
 
+# The legacy GGUF types whose reference quantizer (the gguf package's, which llama.cpp's converter uses) is a
+# function of each block's values alone: a manifest may record the digest of their blocks (`--quant-digests`).
+EXACT_QUANTS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+
 # Quantized GGUF types are named by their GGUF names and digested as raw blocks (see formats/gguf.py).
 GGUF_QUANT_TYPES = frozenset(
     {

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from manifests.dtypes import is_known_dtype
+from manifests.dtypes import EXACT_QUANTS, is_known_dtype
 from manifests.errors import ManifestError
 from manifests.names import check_relative
 from manifests.pieces import Pieces, check_piece_length, layer_root
@@ -141,7 +141,19 @@ def _tensor_from_entry(raw: dict[str, Any], path: str) -> TensorFingerprint:
         keys = tuple(_key(k, f"{path}: {name}: path") for k in as_list(raw["path"], f"{path}: {name}: path"))
         if len(keys) < 2 or ".".join(map(str, keys)) != name:
             raise fail(f"{path}: {name}: path must hold the two or more keys whose dotted join is the name")
-    return TensorFingerprint(name, dtype, shape, begin, end, digest, view, sketch=sketch, path=keys)
+    quants = _quants_from_entry(raw["quants"], f"{path}: {name}") if "quants" in raw else None
+    return TensorFingerprint(name, dtype, shape, begin, end, digest, view, sketch=sketch, path=keys, quants=quants)
+
+
+def _quants_from_entry(raw: Any, where: str) -> dict[str, str]:
+    """Digests of the reference quantizer's blocks, by the legacy GGUF type they were made in."""
+    quants = {
+        string(k, f"{where}: quant"): hex_digest(v, "blake3", f"{where}: quant {k}")
+        for k, v in obj(raw, f"{where}: quants").items()
+    }
+    if set(quants) - set(EXACT_QUANTS):
+        raise fail(f"{where}: quants may name {', '.join(EXACT_QUANTS)} only")
+    return quants
 
 
 def _key(value: Any, where: str) -> str | int:

@@ -135,6 +135,7 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
                 **({"view": True} if t.view else {}),
                 **({"path": list(t.path)} if t.path is not None else {}),
                 **({"sketch": t.sketch.as_dict()} if t.sketch is not None else {}),
+                **({"quants": dict(sorted(t.quants.items()))} if t.quants else {}),
             }
             for t in f.tensors
         ]

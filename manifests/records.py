@@ -102,6 +102,9 @@ class TensorFingerprint(NamedTuple):
     damage: str | None = None  # why `blake3` is None when the bytes are present (zero-filled, not downloaded)
     sketch: Sketch | None = None  # float tensors, when sketches were asked for
     path: TreePath | None = None  # nested in a PyTorch object tree: the keys to it (`name` joins them)
+    # GGUF type -> BLAKE3 of the blocks the reference quantizer makes of these values (`--quant-digests`):
+    # what proves a quantized copy exact, with or without a sketch
+    quants: dict[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, TreePath | None]:

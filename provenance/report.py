@@ -93,8 +93,8 @@ class TensorResult:
             return Proof.EXACT
         if self.status is TensorStatus.CAST:
             return Proof.EXACT if self.change is None and self.correlation is None else Proof.SAMPLED
-        if self.status is TensorStatus.QUANTIZED:
-            return Proof.SAMPLED
+        if self.status is TensorStatus.QUANTIZED:  # exact: the reference quantizer's blocks, proven by digest
+            return Proof.EXACT if self.change is None and self.correlation is None else Proof.SAMPLED
         return None
 
 

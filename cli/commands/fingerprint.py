@@ -42,6 +42,16 @@ SketchesFlag = Annotated[
     typer.Option("--sketches", help="Add per float tensor: canonical F16/BF16 cast digests, moments, a seeded sample."),
 ]
 
+QuantDigestsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--quant-digests",
+        metavar="TYPES",
+        help="Add per float tensor the digest of llama.cpp's converter's blocks in these GGUF types "
+        "(Q8_0,Q4_0,Q4_1,Q5_0,Q5_1): proves a GGUF of the release exact.",
+    ),
+]
+
 
 def fingerprint(
     target: TargetArgument,
@@ -55,6 +65,7 @@ def fingerprint(
     piece_length: PieceLengthOption = "4MiB",
     full: FullFlag = False,
     sketches: SketchesFlag = False,
+    quant_digests: QuantDigestsOption = None,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
     from provenance import build_manifest, is_hub_spec, refuse_overwrite
@@ -69,6 +80,8 @@ def fingerprint(
     if is_hub_spec(target):
         from provenance import fingerprint_hub
 
+        if quant_digests is not None:
+            raise ProvenanceError("--quant-digests reads the values of the tensors: fingerprint a local copy")
         manifest = fingerprint_hub(target, name, full=full, piece_length=pieces)
     else:
         if full:
@@ -82,6 +95,7 @@ def fingerprint(
             exclude=frozenset({output}) if output is not None else frozenset(),
             piece_length=pieces,
             sketches=sketches,
+            quant_digests=quant_digests if quant_digests is not None else (),
             progress=ByteProgress(quiet),
         )
         manifest = build_manifest(checkpoint, name or path.resolve().name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from manifests.model import Manifest, build_manifest
@@ -10,6 +11,7 @@ from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role
 from provenance._checks.audit_mirror import stream_fingerprint
 from provenance._checks.common import ReadOptions
 from provenance._hashing.engine import HashPlan
+from provenance._hashing.quants import quant_types
 from provenance._hashing.scan import ProgressReporter, fingerprint_plan, scan
 from provenance._sources.hub import Hub, Mirror
 from provenance._sources.hub_refs import RepoRef
@@ -23,6 +25,7 @@ def fingerprint(
     exclude: frozenset[Path] = frozenset(),
     piece_length: int = 0,
     sketches: bool = False,
+    quant_digests: str | Collection[str] = (),
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
     """Fingerprint a checkpoint (a folder or one file) for a manifest: SHA-256 per file, BLAKE3 per tensor
@@ -32,12 +35,15 @@ def fingerprint(
     piece layer: what `provenance torrent` compares and what locates damage in a partial download.
     `sketches` adds, per float tensor, the digests of its canonical F16 and BF16 casts, its moments and a
     seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
+    `quant_digests` (legacy GGUF types, "Q8_0,Q4_0" or a collection) adds, per float tensor whose rows are
+    whole blocks, the digest of the blocks llama.cpp's converter writes in each type: what proves a GGUF of
+    the release exact. A type without a deterministic reference quantizer raises ProvenanceError (exit 2).
     Malformed weights files raise MalformedContainer (exit 2): a manifest is never built from a broken
     release; UnreadableInput and UnsafePath (exit 2) for paths that cannot be read or leave the checkpoint.
     """
     checkpoint = scan(
         target,
-        fingerprint_plan(piece_length, sketches),
+        fingerprint_plan(piece_length, sketches, quant_types(quant_digests)),
         strict=True,
         allow_symlinks=options.allow_symlinks,
         exclude=exclude,

@@ -104,7 +104,7 @@ def _parts_of(
         return FileFingerprint(path, size, role, format=reader.name, error=exc.reason, hazard=hazard)
     if strict and layout.expected_size != size:
         raise TruncatedContainer(path, f"cut short: {size:,} of {layout.expected_size:,} bytes")
-    return PartHashers(layout, 1 if plan.pieces else threads, plan.sketches, size)
+    return PartHashers(layout, 1 if plan.pieces else threads, plan.sketches, size, quants=plan.quants)
 
 
 Sinks = tuple[dict[str, Any], PartHashers | None, PiecesHasher | None]

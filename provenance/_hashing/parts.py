@@ -12,6 +12,7 @@ from blake3 import blake3
 
 from manifests.records import TensorFingerprint
 from provenance._formats.interface import Layout
+from provenance._hashing.quants import quant_builders
 from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder
 
 PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
@@ -20,7 +21,15 @@ PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threa
 class PartHashers:
     """BLAKE3 per tensor plus one BLAKE3 of every byte outside the tensors, fed window by window."""
 
-    def __init__(self, layout: Layout, threads: int = 1, sketches: bool = False, size: int | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        threads: int = 1,
+        sketches: bool = False,
+        size: int | None = None,
+        *,
+        quants: frozenset[str] = frozenset(),
+    ) -> None:
         self.layout = layout
         # A sketch only for a tensor the file holds in full: a tensor past the end gets no digest either,
         # and its claimed element count (2**62 x 32 in a hostile header) is not one a sampler can take.
@@ -30,6 +39,7 @@ class PartHashers:
             else None
             for t in layout.tensors
         ]
+        self.quants = quant_builders(layout, quants, size)
         self.threads = threads  # BLAKE3 threads for one large tensor: 1 when other files keep the cores busy
         segments: list[tuple[int, int, int]] = []  # (start, end, tensor index or -1 for container bytes)
         cursor = 0
@@ -65,6 +75,8 @@ class PartHashers:
                 builder = self.builders[index]
                 if builder is not None:
                     builder.update(piece)
+                if self.quants and (quant := self.quants.get(index)) is not None:
+                    quant.update(piece)
                 i += 1
                 continue
             if start >= limit:
@@ -79,6 +91,8 @@ class PartHashers:
                 builder = self.builders[index]
                 if builder is not None:
                     builder.update(piece)
+                if self.quants and (quant := self.quants.get(index)) is not None:
+                    quant.update(piece)
                 if end <= limit:
                     digests[index] = self.open.hexdigest()
                     self.open = None
@@ -103,6 +117,7 @@ class PartHashers:
                     digests[i] if t.end <= size else None,
                     sketch=b.finish() if (b := builders[i]) is not None and t.end <= size else None,
                     path=t.path,
+                    quants=q.finish() if (q := self.quants.get(i)) is not None and t.end <= size else None,
                 )
                 for i, t in enumerate(self.layout.tensors)
             ]

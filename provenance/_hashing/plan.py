@@ -22,6 +22,7 @@ class HashPlan:
     parts: bool = False
     pieces: int = 0  # BEP 52 piece length for a pieces root and piece layer; 0 for none
     sketches: bool = False  # a sketch of every float tensor (casts, moments, sample), in the same read
+    quants: frozenset[str] = frozenset()  # legacy GGUF types whose reference quantizer's blocks are digested
     only_if_size: int | None = None  # hash only a file of this size: any other size already decides its status
 
 

@@ -63,16 +63,19 @@ def _run(
             progress.end()
 
 
-def fingerprint_plan(piece_length: int = 0, sketches: bool = False) -> Callable[[str], HashPlan]:
+def fingerprint_plan(
+    piece_length: int = 0, sketches: bool = False, quants: frozenset[str] = frozenset()
+) -> Callable[[str], HashPlan]:
     """Everything a manifest records: SHA-256 for OMS, BLAKE3 parts for weights, BLAKE3 for the rest.
 
     With a piece length, each file's BEP 52 pieces root and piece layer too (one more SHA-256 pass);
-    with sketches, a sketch of every float tensor.
+    with sketches, a sketch of every float tensor; with quants, the digests of the reference quantizer's
+    blocks of every float tensor it could quantize, in each of those GGUF types.
     """
 
     def plan(path: str) -> HashPlan:
         if is_weights_file(path):
-            return HashPlan(frozenset({"sha256"}), parts=True, pieces=piece_length, sketches=sketches)
+            return HashPlan(frozenset({"sha256"}), parts=True, pieces=piece_length, sketches=sketches, quants=quants)
         return HashPlan(frozenset({"sha256", "blake3"}), pieces=piece_length)
 
     return plan

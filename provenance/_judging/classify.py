@@ -8,7 +8,7 @@ import math
 
 from manifests.records import TensorFingerprint, TreePath
 from provenance._hashing.sketch import compare_samples, not_numbers
-from provenance._judging.quantization import Grid, off_grid
+from provenance._judging.quantization import Grid, by_quant_digest, off_grid
 from provenance.report import TensorStatus
 
 # Sampled relative change a K-quant of the same values stays within (the legacy types are held to their grid)
@@ -29,6 +29,9 @@ def classify(ref: TensorFingerprint, cand: TensorFingerprint) -> Classified:
     a quantization that is consistent with the release but cannot rule out a change below its error."""
     if cand.shape != ref.shape:
         return TensorStatus.MODIFIED, _difference(ref, cand), None
+    quantized = by_quant_digest(ref, cand)  # a GGUF type the release's manifest holds the blocks' digest of
+    if quantized is not None:
+        return quantized
     if cand.dtype != ref.dtype:
         proven = _by_cast_digest(ref, cand)
         if proven is not None:

@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from manifests.records import TensorFingerprint
+from provenance.report import TensorStatus
+
 BLOCK = 32
 # type -> (bytes per block, whether a float16 minimum follows the scale, the top level that clips, most levels
 # from zero)
@@ -135,3 +138,27 @@ def off_grid(reference: tuple[float, ...], candidate: tuple[float, ...], grid: G
     far = int(np.count_nonzero(miss > (1.5 * step + slips)[ok]))
     spans = np.asarray(grid.spans, dtype=bool) if len(grid.spans) == len(x) else np.ones(len(x), dtype=bool)
     return Misses(off, far, int(np.count_nonzero(~spans[ok])))
+
+
+def by_quant_digest(ref: TensorFingerprint, cand: TensorFingerprint) -> tuple[TensorStatus, str, None] | None:
+    """What the release's recorded quantization digest proves of a candidate in that GGUF type; None when the
+    release has none for it (the sampled checks then judge), or when the file says an importance matrix chose
+    its 4- and 5-bit scales, which no reference quantizer reproduces.
+
+    The digest is of the blocks the reference quantizer makes of the release's values in the release's
+    order: blocks that equal them are that conversion, bit for bit. Blocks that differ are not, whatever
+    their sampled levels say (one altered block hides between samples)."""
+    recorded = (ref.quants or {}).get(cand.dtype)
+    if recorded is None or cand.blake3 is None:
+        return None
+    if recorded == cand.blake3:
+        detail = f"exact {cand.dtype} quantization of the release's values (proven by the reference quantizer's digest)"
+        return TensorStatus.QUANTIZED, detail, None
+    grid = cand.sketch.grid if cand.sketch is not None else None
+    if grid is not None and grid.weighted and cand.dtype != "Q8_0":
+        return None
+    detail = (
+        f"{cand.dtype} blocks differ from those the reference quantizer (llama.cpp's converter) makes of the "
+        f"release's values: changed values, or a quantization of values other than the release's"
+    )
+    return TensorStatus.MODIFIED, detail, None

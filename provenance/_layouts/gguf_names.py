@@ -4,7 +4,8 @@ llama.cpp names tensors `blk.N.attn_q.weight` and keeps q and k rows in Meta's r
 counts are in the file's key-values. Plain tensors (F16, BF16, F32) are rebuilt in the Hugging Face order
 from their bytes and digested, so the same numbers give the same digest. Quantized tensors (Q8_0, Q4_K,
 ...) cannot match a float digest: they are dequantized with the gguf package, put in the same order, and
-sketched, so the comparison can tell a quantization of the release (`quantized`) from a change.
+sketched, so the comparison can tell a quantization of the release (`quantized`) from a change; their
+blocks, in the same order, are digested for a manifest that records the reference quantizer's (exact).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import dataclasses
 import os
 from pathlib import Path
 from typing import NamedTuple
+
+from blake3 import blake3
 
 from manifests.dtypes import DTYPE_BITS
 from manifests.records import Checkpoint, FileFingerprint, TensorFingerprint
@@ -223,7 +226,9 @@ def _mapped(
     except NotImplementedError:  # a type the gguf package cannot dequantize (Q8_K, Q8_1): compared as it is
         return tensor._replace(name=name)
     positions = sample_positions(name, tensor.shape)  # in the Hugging Face order the sketch samples
+    digest = tensor.blake3
     if rope is not None:
+        digest = _blocks_in_hugging_face_order(stored, rows, group)
         floats = permuted(hugging_face_rows, floats, group, tensor.name, problems)
         source = permuted(hugging_face_rows, np.arange(rows).reshape(rows, 1), group, "", [])[:, 0]  # stored rows
         cols = tensor.shape[-1]
@@ -231,8 +236,20 @@ def _mapped(
     builder = SketchBuilder(name, "F32", tensor.shape, casts=False)  # no float digest can match quantized blocks
     builder.update(np.ascontiguousarray(floats, dtype=np.float32).data)
     sketch = dataclasses.replace(builder.finish(), grid=grid_at(tensor.dtype, stored, positions, keys.weighted))
-    # The raw blocks' digest stays: a quantized tensor is identified by its blocks, compared by its sketch.
-    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, tensor.blake3, True, sketch=sketch)
+    # A quantized tensor is identified by its raw blocks (q and k: their rows in the Hugging Face order, as
+    # the release's quantization digest orders them), compared by its sketch.
+    return TensorFingerprint(name, tensor.dtype, tensor.shape, 0, 0, digest, True, sketch=sketch)
+
+
+def _blocks_in_hugging_face_order(stored: bytes, rows: int, heads: int) -> str:
+    """The BLAKE3 of q or k's quantized rows moved back into the Hugging Face order. Blocks run along a row,
+    so the converter's row permutation moves whole rows of blocks: these are the blocks it quantized, in the
+    order the release's values have them. Rows the head count does not fit stay as stored (and cannot match)."""
+    import numpy as np
+
+    blocks = np.frombuffer(stored, dtype=np.uint8).reshape(rows, -1)
+    ordered = np.ascontiguousarray(permuted(hugging_face_rows, blocks, heads, "", []))
+    return blake3(ordered.data).hexdigest()
 
 
 __all__ = ["NOTE", "GgufKeyValues", "GgufToHuggingFace", "hugging_face_name"]
