@@ -32,6 +32,9 @@ from tests.support.llama import gguf_download, meta_rows, write_llama_gguf
 
 Run = Callable[..., CliResult]
 KINDS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+PLAIN: tuple[
+    str, ...
+] = ()  # fingerprint's flags for a manifest without sketches (`--no-sketches` once sketched is the default)
 NUMPY = {"F16": np.float16, "BF16": ml_dtypes.bfloat16, "F32": np.float32}
 
 
@@ -89,7 +92,7 @@ def all_kinds(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from manifests.io import dump_json
 
     path = tmp_path_factory.mktemp("quants") / "release.json"
-    checkpoint = provenance.fingerprint(release_dir, quant_digests=KINDS)
+    checkpoint = provenance.fingerprint(release_dir, sketches=False, quant_digests=KINDS)
     write_atomic(path, dump_json(build_manifest(checkpoint, "sample-release").statement()))
     return path
 
@@ -309,7 +312,7 @@ def test_the_real_converters_q8_0_is_converted_exactly(
 def test_the_real_converters_q8_0_without_sketches(run_cli: Run, converted: tuple[Path, Path], tmp_path: Path) -> None:
     """The digests need no sketch: every Q8_0 matrix is proven exact by them alone."""
     release, folder = converted
-    manifest = quant_manifest(run_cli, release, tmp_path / "m.json", "Q8_0")
+    manifest = quant_manifest(run_cli, release, tmp_path / "m.json", "Q8_0", *PLAIN)
     _, document = verify(run_cli, folder, manifest)
     quantized = [t for t in document["tensors"] if t["candidate_dtype"] == "Q8_0"]
     assert len(quantized) == 16 and {(t["status"], t["proof"]) for t in quantized} == {("quantized", "exact")}
@@ -326,7 +329,7 @@ def test_the_real_converters_q8_0_against_a_manifest_without_quant_digests(
     assert (code, document["verdict"], document["proof"]) == (1, "converted", "sampled")
     assert _statuses(document) == {("quantized", "sampled"): 16, ("cast", "exact"): 5}
     plain = tmp_path / "plain.json"
-    assert run_cli("fingerprint", release, "-o", plain, "-q").code == 0
+    assert run_cli("fingerprint", release, "-o", plain, "-q", *PLAIN).code == 0
     code, document = verify(run_cli, folder, plain)
     assert (code, document["verdict"]) == (1, "undecided")
 
