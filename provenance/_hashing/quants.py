@@ -72,11 +72,19 @@ class QuantBuilder:
 
     def update(self, piece: bytes | memoryview) -> None:
         piece = memoryview(piece).cast("B")
-        data: bytes | memoryview = self.rest + bytes(piece) if self.rest else piece
-        whole = len(data) - len(data) % (QUANT_BLOCK * self.itemsize)
-        self.rest = bytes(data[whole:])
+        block = QUANT_BLOCK * self.itemsize
+        if self.rest:  # a block cut by the end of the last piece: completed from this one, without copying it all
+            head = block - len(self.rest)
+            self.rest += bytes(piece[:head])
+            piece = piece[head:]
+            if len(self.rest) < block:
+                return
+            self._quantize(self.rest)
+            self.rest = b""
+        whole = len(piece) - len(piece) % block
+        self.rest = bytes(piece[whole:])
         for start in range(0, whole, self.step):
-            self._quantize(data[start : min(start + self.step, whole)])
+            self._quantize(piece[start : min(start + self.step, whole)])
 
     def _quantize(self, data: bytes | memoryview) -> None:
         import numpy as np
