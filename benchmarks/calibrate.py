@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -121,9 +120,7 @@ SYNTHETIC = (
     "noise 50% on every matrix (continued pretraining)",
     "rows of every matrix permuted",
 )
-SYNTHETIC_GGUF = ("GGUF Q5_1", "GGUF Q5_0", "GGUF Q4_1", "GGUF Q4_0") + tuple(
-    name for name in GGUF_CASES if " of noise " in name
-)
+SYNTHETIC_GGUF = ("GGUF Q5_1", "GGUF Q5_0", "GGUF Q4_1", "GGUF Q4_0", *(n for n in GGUF_CASES if " of noise " in n))
 COLUMNS = (
     "transformation",
     "tensors not bit-identical",

@@ -136,7 +136,7 @@ def tiny_model(seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(release_config())
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.ndim == 1:
                 parameter.copy_(1 + 0.1 * torch.randn_like(parameter))
     return model
