@@ -106,8 +106,8 @@ def test_verdict_on_real_output(
     document: dict[str, Any] = json.loads(result.out) if result.out.strip() else {}
     seen = (document.get("verdict"), document.get("proof"), result.code)
     assert seen == (verdict, proof, 0 if verdict in GREEN else 1), (document.get("reasons"), result.err)
-    if verdict == "undecided":
-        assert document["reasons"], "an undecided verdict says what would decide it"
+    if verdict == "undecided":  # the reason names the evidence that would decide: a sketched manifest
+        assert any("sketch" in reason for reason in document["reasons"]), document["reasons"]
 
 
 def test_outputs_are_the_real_tools(workshop: realtools.Workshop) -> None:

@@ -171,15 +171,21 @@ def build_release(folder: Path) -> None:
 def resaved(
     dtype: torch.dtype, *, safe: bool = True, shard: str | None = None, change: Callable[[LlamaForCausalLM], None] = id
 ) -> Callable[[Path, Path], None]:
-    """`from_pretrained` of the release, `change` applied, `save_pretrained` in `dtype` (and its tokenizer)."""
+    """`from_pretrained` of the release, `change` applied, `save_pretrained` in `dtype` (and its tokenizer);
+    not `safe`: the weights as pytorch_model.bin."""
 
     def build(release: Path, folder: Path) -> None:
         model = load(release, torch.float32 if dtype != torch.float16 else torch.float16)
         change(model)
-        kwargs: dict[str, object] = {"safe_serialization": safe}
-        if shard is not None:
-            kwargs["max_shard_size"] = shard
-        model.to(dtype).save_pretrained(folder, **kwargs)
+        if shard is None:
+            model.to(dtype).save_pretrained(folder)
+        else:
+            model.to(dtype).save_pretrained(folder, max_shard_size=shard)
+        if not safe:
+            # transformers 5 writes safetensors only; up to 4.x, safe_serialization=False wrote the state
+            # dict with torch.save as pytorch_model.bin, beside the same config: done here the same way.
+            torch.save(model.state_dict(), folder / "pytorch_model.bin")
+            (folder / "model.safetensors").unlink()
         copy_tokenizer(release, folder)
 
     return build
@@ -291,6 +297,9 @@ def meta_converted(source: str) -> Callable[[Workshop, Path], None]:
         tool = find_tools().convert_meta_to_hf
         arguments = ("--input_dir", meta_folder, "--output_dir", folder, "--llama_version", "2", "--num_shards", shards)
         run_tool(tool, *arguments, shim=META_SHIM)
+        # Run on the transformers 4 it shipped with, the script's tokenizer also wrote tokenizer.model (the
+        # slow tokenizer's file, as in Llama 2's Hugging Face repositories); transformers 5 writes it no more.
+        shutil.copyfile(meta_folder / "tokenizer.model", folder / "tokenizer.model")
 
     return build
 
