@@ -56,8 +56,9 @@ EXPECTED: dict[tuple[str, str, str], tuple[str, str | None]] = {
     # An upcast is proven by casting the candidate back; config.json's dtype agrees with the proven cast.
     ("float32", "release", "sketched"): ("converted", "exact"),
     ("float32", "release", "plain"): ("converted", "exact"),
-    # A lossy cast: within rounding with sketches; without them nothing can tell it from a change.
-    ("bfloat16", "release", "sketched"): ("converted", "sampled"),
+    # A narrowing cast: transformers rounds F16 -> F32 -> BF16 to nearest even, the canonical cast whose digest
+    # a sketched manifest holds (exact); without sketches nothing can tell it from a change.
+    ("bfloat16", "release", "sketched"): ("converted", "exact"),
     ("bfloat16", "release", "plain"): ("undecided", None),
     # Noise on every matrix, the trained norm vectors shared bit for bit: derived and changed, either way.
     ("noise", "release", "sketched"): ("modified", None),
@@ -75,9 +76,9 @@ EXPECTED: dict[tuple[str, str, str], tuple[str, str | None]] = {
     ("gguf-f16", "release", "plain"): ("converted", "exact"),
     ("gguf-f32", "release", "sketched"): ("converted", "exact"),
     ("gguf-f32", "release", "plain"): ("converted", "exact"),
-    ("gguf-bf16", "release", "sketched"): ("converted", "sampled"),
+    ("gguf-bf16", "release", "sketched"): ("converted", "exact"),  # gguf-py rounds to nearest even too
     ("gguf-bf16", "release", "plain"): ("undecided", None),
-    ("gguf-q8_0", "release", "sketched"): ("converted", "sampled"),
+    ("gguf-q8_0", "release", "sketched"): ("converted", "sampled"),  # the grid check; with Q8_0 digests, exact
     ("gguf-q8_0", "release", "plain"): ("undecided", None),
     ("gguf-q8_0", "release", "quant-digests"): ("converted", "exact"),
     # Meta's shards and their transformers conversion hold the same bfloat16 numbers: both ways.

@@ -204,7 +204,7 @@ def optimizer_steps(model: LlamaForCausalLM) -> None:
     """A fine-tune by a few AdamW steps on a few tokens, in float32 (every parameter moves, norms included)."""
     torch.manual_seed(2)
     model.float().train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tokens = torch.randint(3, VOCAB, (2, 16))
     for _ in range(3):
         loss = model(input_ids=tokens, labels=tokens).loss
