@@ -168,8 +168,16 @@ def build_release(folder: Path) -> None:
     write_tokenizer(folder)
 
 
+def unchanged(model: LlamaForCausalLM) -> None:
+    """No change: a plain re-save."""
+
+
 def resaved(
-    dtype: torch.dtype, *, safe: bool = True, shard: str | None = None, change: Callable[[LlamaForCausalLM], None] = id
+    dtype: torch.dtype,
+    *,
+    safe: bool = True,
+    shard: str | None = None,
+    change: Callable[[LlamaForCausalLM], None] = unchanged,
 ) -> Callable[[Path, Path], None]:
     """`from_pretrained` of the release, `change` applied, `save_pretrained` in `dtype` (and its tokenizer);
     not `safe`: the weights as pytorch_model.bin."""
@@ -275,8 +283,8 @@ def write_meta(folder: Path, shards: int) -> None:
     put("rope.freqs", (1.0 / (10000.0 ** (torch.arange(0, head, 2).float() / head))).to(torch.bfloat16), None)
     for i, piece in enumerate(pieces):
         torch.save(piece, folder / f"consolidated.{i:02d}.pth")
-    params = {"dim": HIDDEN, "multiple_of": 32, "n_heads": HEADS, "n_kv_heads": KV_HEADS, "n_layers": LAYERS}
-    params |= {"norm_eps": 1e-05, "vocab_size": -1}
+    params: dict[str, float] = {"dim": HIDDEN, "multiple_of": 32, "n_heads": HEADS, "n_kv_heads": KV_HEADS}
+    params |= {"n_layers": LAYERS, "norm_eps": 1e-05, "vocab_size": -1}
     (folder / "params.json").write_text(json.dumps(params))
     shutil.copyfile(TOKENIZER, folder / "tokenizer.model")
 
