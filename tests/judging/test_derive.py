@@ -303,7 +303,7 @@ def test_a_lossy_cast_against_a_manifest_without_sketches_is_undecided(
     folder = variant(tmp_path, "f16", lambda k, v: v.astype(np.float16) if v.dtype == ml_dtypes.bfloat16 else v)
     code, document = verify(run_cli, folder, plain_reference)
     assert (code, document["verdict"]) == (1, "undecided")
-    assert "a manifest made with sketches would decide" in document["reasons"][-1]
+    assert "a sketched manifest (fingerprint without --no-sketches) would decide" in document["reasons"][-1]
 
 
 def test_lossless_is_recorded_and_absent_means_unknown(tmp_path: Path) -> None:

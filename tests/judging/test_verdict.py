@@ -110,7 +110,7 @@ def test_a_missing_shard_beside_a_cast_nothing_can_judge_is_undecided() -> None:
     report = compare(RELEASE, Checkpoint((cast, CONFIG)))
     assert report.verdict is Verdict.UNDECIDED
     assert report.reasons[:2] == ("1 file missing: b.safetensors", "1 tensor missing with their shard: w2")
-    assert report.reasons[-1].endswith("a manifest made with sketches would decide")
+    assert report.reasons[-1].endswith("a sketched manifest (fingerprint without --no-sketches) would decide")
 
 
 def test_a_missing_shard_beside_a_setting_not_checked_is_undecided() -> None:
