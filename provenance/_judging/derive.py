@@ -20,8 +20,9 @@ WINDOW = 64 << 20
 
 def sketch_mismatches(reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
     """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
-    and differs from it, or is a narrower dtype the candidate's F32 copy may be an upcast of: its cast back
-    to that dtype (and whether every value survives it) proves the upcast without the reference's sketch.
+    and differs from it, or is a narrower dtype the candidate's F32 or F64 copy may be an upcast of: its cast
+    back to that dtype (and whether every value survives it) proves the upcast without the reference's
+    sketch; and on the vectors that match an unsketched reference's when nothing else shows derivation.
     Those tensors are read again from the candidate's root."""
     wider = {t.name: t.dtype for f in candidate.files for t in f.tensors if t.dtype in ("F32", "F64")}
     ref_tensors = {
@@ -31,9 +32,18 @@ def sketch_mismatches(reference: Checkpoint, candidate: Checkpoint) -> Checkpoin
         if t.sketch is not None or (t.name in wider and upcast(t.dtype, wider[t.name]))  # an upcast is cast back
     }
     root = candidate.require_root("sketching mismatches")
-    plain_vectors = {t.name: t for f in reference.files for t in f.tensors if t.sketch is None and len(t.shape) < 2}
     differing = _sketch_where(root, candidate, ref_tensors)
-    return _sketch_where(root, differing, plain_vectors, same=True)
+    return _sketch_where(root, differing, _vectors_to_weigh(reference, candidate), same=True)
+
+
+def _vectors_to_weigh(reference: Checkpoint, candidate: Checkpoint) -> dict[str, TensorFingerprint]:
+    """The reference's unsketched vectors, when no matrix matches bit for bit: whether the candidate's copy
+    of one is a trained norm (derivation shown) or one value repeated (no evidence) is then what the verdict
+    weighs, so each is read again (vectors are small); a matching matrix settles it without them."""
+    matrices = {(t.name, t.blake3, t.dtype, t.shape) for f in reference.files for t in f.tensors if len(t.shape) >= 2}
+    if any((t.name, t.blake3, t.dtype, t.shape) in matrices for f in candidate.files for t in f.tensors):
+        return {}
+    return {t.name: t for f in reference.files for t in f.tensors if t.sketch is None and len(t.shape) < 2}
 
 
 def sketch_differences(a: Checkpoint, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
