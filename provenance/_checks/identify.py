@@ -2,7 +2,8 @@
 
 The candidate is read once with every digest any reference may need (BLAKE3 per tensor, and whole-file
 SHA-256, MD5 and BLAKE3 for references that only list files); each reference then costs a comparison,
-not a read. Exact matches (tensor digests, cast digests of sketched manifests) count first; then, for a
+not a read. Exact matches (tensor digests, cast digests of sketched manifests, upcasts cast back to the
+release's dtype) count first; then, for a
 sketched reference whose tensors the candidate holds by name and shape but not bit for bit, the sketches'
 samples tell a fine-tune (correlated values) from an unrelated model. A candidate in another layout (Meta's
 shards, llama.cpp GGUF) is read in each reference's layout first. A reference that only lists files is
@@ -108,8 +109,8 @@ def identify_checkpoint(candidate: Checkpoint, references: Iterable[tuple[str, s
         if adapted is None:
             adapted = in_reference_layout(candidate, reference, sketch_all=sketched)
         mine, theirs = adapted.candidate, comparable(adapted, reference)
-        if _sketched(theirs):
-            mine = sketch_mismatches(theirs, mine)  # the located tensors that differ, read once
+        if theirs.tensor_level:  # the located tensors that differ (or may be upcasts cast back), read once
+            mine = sketch_mismatches(theirs, mine)
         rebuilt[key] = dataclasses.replace(adapted, candidate=mine)
         if not adapted.note:
             candidate = mine  # the same layout: the sketches serve references of any other layout too

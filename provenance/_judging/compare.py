@@ -128,13 +128,13 @@ class _Compared:
 
     def findings(self) -> Findings:
         changes = tuple(self._changes())
-        blind = self._blind()
+        blind = self.blind
         return Findings(
             unrelated=None if blind else self._unrelated(),
             changes=() if blind else changes,  # derived or not: what differs cannot be called a modification
             facts=changes[1 if self.changed else 0 :] if blind else (),  # the changed tensors: named in the doubt
             losses=tuple(self._losses()),
-            doubts=(*([blind] if blind else []), *self._doubts()),
+            doubts=(*self._unplaced(), *self._doubts()),
             conversion=self._conversion(),
             equivalence=self._equivalence(),
             identity="every reference file is present and byte-identical",
@@ -178,16 +178,19 @@ class _Compared:
         the release's, the release's numbers under another name all show derivation."""
         ref_tensors, outcome = self.ref_tensors, self.outcome
         has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
-        found = [t for t in ref_tensors if t.status in FOUND and (t.name in outcome.telling or not has_matrices)]
         derived = [  # fine-tuned: sampled values that track the release's, or values that round to them
             t for t in ref_tensors if (t.correlation is not None and t.correlation >= DERIVED) or t.proven is True
         ]
+        found = [t for t in ref_tensors if t.status in FOUND]
+        telling = [t for t in [*found, *derived] if t.name in outcome.telling or not has_matrices]
         moved_names = {name for name, _ in outcome.renamed}
         moved = [t for t in ref_tensors if t.name in moved_names]  # the release's numbers, under other names
-        evidence = [
-            t for t in [*derived, *moved, *self.unjudged] if not has_matrices or (len(t.shape) >= 2 and all(t.shape))
-        ]
-        if not ref_tensors or not self.cand_intact or found or evidence:
+        if (
+            not ref_tensors
+            or not self.cand_intact
+            or telling
+            or any(not has_matrices or len(t.shape) >= 2 for t in moved)
+        ):
             return False
         return bool(self.changed or outcome.added or not outcome.lost)
 
@@ -200,12 +203,18 @@ class _Compared:
             " (apart from trivial tensors any model of this shape may share)" if found else ""
         )
 
-    def _blind(self) -> str | None:
-        """Nothing shows derivation, but tensors of the release's dtype and shape differ without samples to
-        compare: a fine-tune and other weights of that shape look alike, so neither is claimed."""
+    @cached_property
+    def blind(self) -> bool:
+        """Nothing shows derivation, and tensors differ that no sample compares (of the release's dtype and
+        shape) or that the reference cannot judge (another dtype): a fine-tune, a lossy cast and other weights
+        of that shape look alike, so neither `modified` nor `unrelated` is claimed."""
+        return self.underived and bool(self.outcome.unsampled or self.unjudged)
+
+    def _unplaced(self) -> list[str]:
+        """The doubt about tensors of the release's dtype and shape that differ, when nothing places them."""
         unsampled = self.outcome.unsampled
-        if not self.underived or not unsampled:
-            return None
+        if not self.blind or not unsampled:
+            return []
         ref_by_name = {t.name: t for f in self.reference.files for t in f.tensors}
         plain = any(ref_by_name[name].sketch is None for name in unsampled if name in ref_by_name)
         would = (
@@ -213,11 +222,11 @@ class _Compared:
             if plain
             else "the candidate's tensors have no sketches: verifying the files themselves would decide"
         )
-        return (
+        return [
             f"{plural(len(unsampled), 'tensor')} differ from the release's in the same dtype and shape and no "
             f"other tensor shows derivation ({names(unsampled)}): a fine-tune of the release cannot be told from "
             f"other weights of its shape; {would}"
-        )
+        ]
 
     def _changes(self) -> list[str]:
         """Tensors changed, moved, added or removed; what a loader would load instead; other files changed."""

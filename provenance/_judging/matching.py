@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from manifests.records import Checkpoint, FileFingerprint, Role, Sketch, TensorFingerprint, TreePath
-from provenance._judging.classify import Figures, classify, finite, renamed
+from provenance._judging.classify import DERIVED, Figures, classify, finite, renamed
 from provenance.report import FileStatus, TensorResult, TensorStatus
 
 FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)  # statuses of a tensor that is there
@@ -43,7 +43,8 @@ class TensorOutcome:
     # Names of changed tensors of the release's dtype and shape whose values no sample compared: a fine-tune
     # of the release or other weights of its shape, which only sketches tell apart
     unsampled: list[str] = field(default_factory=list)
-    telling: set[str] = field(default_factory=set)  # names of found tensors that show derivation (not trivial)
+    # names of tensors found, or changed but derived, that show derivation (not trivial)
+    telling: set[str] = field(default_factory=set)
 
 
 class _Claims:
@@ -137,7 +138,8 @@ def _judge(f: FileFingerprint, t: TensorFingerprint, claims: _Claims, outcome: T
         proven = loose[0] if loose else None
         if status is TensorStatus.MODIFIED and figures is None and proven is None and _same_kind(t, c.tensor):
             outcome.unsampled.append(t.name)
-    if status in FOUND and _telling(t, c.tensor):
+    derived = proven is True or (figures is not None and figures[1] >= DERIVED)  # a change of the release's
+    if (status in FOUND or derived) and _telling(t, c.tensor):
         outcome.telling.add(t.name)
     outcome.results.append(
         TensorResult(
@@ -163,7 +165,7 @@ def _same_kind(ref: TensorFingerprint, cand: TensorFingerprint) -> bool:
 
 
 def _telling(ref: TensorFingerprint, cand: TensorFingerprint) -> bool:
-    """Whether a found tensor shows that the candidate derives from the release: not when it is trivial (one
+    """Whether a tensor found or derived shows that the candidate derives from the release: not when it is trivial (one
     value repeated, as norms at initialisation, or empty), which unrelated models of one shape share. Known
     from a sketch on either side; without one, only a matrix counts (a vector may be such a constant)."""
     sketch = ref.sketch or cand.sketch

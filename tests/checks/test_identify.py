@@ -280,3 +280,20 @@ def test_constant_norms_count_toward_no_share(run_cli: Run, tmp_path: Path, sket
     verdict = "unrelated" if sketches else "undecided"
     assert (best["release"], best["verdict"], best["share"]) == ("release-init", verdict, 0.0)
     assert best["how"] == "9 of 39 tensors bit-identical"
+
+
+def test_an_upcast_is_identified_against_a_plain_manifest(run_cli: Run, tmp_path: Path) -> None:
+    """No sketches in the registry: the float32 copy cast back to float16 is the release's, digest for digest."""
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    for seed in (0, 1):
+        write_sharded(tmp_path / f"plain-{seed}", sample_tensors(seed), 2)
+        write_release_manifest(tmp_path / f"plain-{seed}", folder / f"plain-{seed}.json", name=f"plain-{seed}")
+    write_sharded(tmp_path / "f32", changed(1, lambda k, v: v.astype(np.float32)), 2)
+    result = run_cli("identify", tmp_path / "f32", "--registry", folder, "--json", "-q")
+    matches = [m for m in json.loads(result.out)["matches"] if m["release"].startswith("plain-")]
+    assert [(m["release"], m["verdict"], m["share"]) for m in matches] == [
+        ("plain-1", "converted", 1.0),
+        ("plain-0", "undecided", 0.0),
+    ]
+    assert matches[0]["how"] == "9 of 39 tensors bit-identical, 30 cast"
