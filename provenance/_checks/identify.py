@@ -2,7 +2,8 @@
 
 The candidate is read once with every digest any reference may need (BLAKE3 per tensor, and whole-file
 SHA-256, MD5 and BLAKE3 for references that only list files); each reference then costs a comparison,
-not a read. Exact matches (tensor digests, cast digests of sketched manifests) count first; then, for a
+not a read. Exact matches (tensor digests, cast digests of sketched manifests, upcasts cast back to the
+release's dtype) count first; then, for a
 sketched reference whose tensors the candidate holds by name and shape but not bit for bit, the sketches'
 samples tell a fine-tune (correlated values) from an unrelated model. A candidate in another layout (Meta's
 shards, llama.cpp GGUF) is read in each reference's layout first. A reference that only lists files is
@@ -22,11 +23,12 @@ from manifests.reference import REGISTRY_PREFIX, registry_names
 from provenance._checks.common import ReadOptions, open_checked
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.scan import ProgressReporter, scan
-from provenance._judging.compare import DERIVED, compare
+from provenance._judging.compare import DERIVED, FOUND, compare
 from provenance._judging.derive import sketch_mismatches
+from provenance._judging.matching import constant
 from provenance._layouts import Adapted, comparable, in_reference_layout
 from provenance.errors import ProvenanceError
-from provenance.report import FileStatus, Report, TensorStatus, Verdict
+from provenance.report import FileStatus, Report, TensorResult, TensorStatus, Verdict
 
 _RANK = {
     Verdict.IDENTICAL: 0,
@@ -107,15 +109,29 @@ def identify_checkpoint(candidate: Checkpoint, references: Iterable[tuple[str, s
         if adapted is None:
             adapted = in_reference_layout(candidate, reference, sketch_all=sketched)
         mine, theirs = adapted.candidate, comparable(adapted, reference)
-        if _sketched(theirs):
-            mine = sketch_mismatches(theirs, mine)  # the located tensors that differ, read once
+        if theirs.tensor_level:  # the located tensors that differ (or may be upcasts cast back), read once
+            mine = sketch_mismatches(theirs, mine)
         rebuilt[key] = dataclasses.replace(adapted, candidate=mine)
         if not adapted.note:
             candidate = mine  # the same layout: the sketches serve references of any other layout too
         report = compare(theirs, mine, reference_label=release)
         ranked.append(_candidate(release, source, reference, report))
-    ranked.sort(key=lambda c: (-c.share, c.by_files, _RANK[c.verdict], -c.derived, c.distance, c.release))
+    ranked.sort(key=_order)
     return ranked
+
+
+def _order(c: Candidate) -> tuple[object, ...]:
+    """A passing verdict first; then tensor-level evidence before file-level (a shared tokenizer file says
+    little), each by share, verdict, how much derives and how near."""
+    return (
+        _RANK[c.verdict] > _RANK[Verdict.EQUIVALENT],
+        c.by_files,
+        -c.share,
+        _RANK[c.verdict],
+        -c.derived,
+        c.distance,
+        c.release,
+    )
 
 
 def _layout_of(reference: Checkpoint) -> tuple[object, ...]:
@@ -132,27 +148,48 @@ def _sketched(reference: Checkpoint) -> bool:
 
 
 def _candidate(release: str, source: str, reference: Checkpoint, report: Report) -> Candidate:
+    """How the checkpoint relates to one release: the `how` counts every tensor, the share and the
+    derived fraction only those that tell (see _telling)."""
     tensors = [t for t in report.tensors if t.file is not None]
     if tensors:
         exact = sum(1 for t in tensors if t.status is TensorStatus.MATCH)
         cast = sum(1 for t in tensors if t.status is TensorStatus.CAST)
         quantized = sum(1 for t in tensors if t.status is TensorStatus.QUANTIZED)
-        changes = [
-            t.change if t.change is not None else 1.0
-            for t in tensors
-            if t.status is TensorStatus.MODIFIED and (t.correlation or 0) >= DERIVED
-        ]
+        changes = [_change(t) for t in tensors if _derived(t)]
         how = f"{exact} of {len(tensors)} tensors bit-identical" + (f", {cast} cast" if cast else "")
         how += f", {quantized} quantized" if quantized else ""
         if changes:
             how += f", {len(changes)} changed but derived (median change {statistics.median(changes):.1%})"
-        share = (exact + cast + quantized) / len(tensors)
-        distance = statistics.fmean(changes) if changes else 0.0
-        return Candidate(release, source, report.verdict, share, how, False, len(changes) / len(tensors), distance)
+        telling = _telling(reference, tensors)
+        share = sum(1 for t in telling if t.status in FOUND) / len(telling)
+        derived = [_change(t) for t in telling if _derived(t)]
+        distance = statistics.fmean(derived) if derived else 0.0
+        return Candidate(release, source, report.verdict, share, how, False, len(derived) / len(telling), distance)
     files = [f for f in report.files if f.status is not FileStatus.EXTRA]
     matched = sum(1 for f in files if f.status is FileStatus.MATCH)
     share = matched / len(files) if files else 0.0
     return Candidate(release, source, report.verdict, share, f"{matched} of {len(files)} files identical", True)
+
+
+def _derived(t: TensorResult) -> bool:
+    return t.status is TensorStatus.MODIFIED and (t.correlation or 0) >= DERIVED
+
+
+def _change(t: TensorResult) -> float:
+    return t.change if t.change is not None else 1.0
+
+
+def _telling(reference: Checkpoint, tensors: list[TensorResult]) -> list[TensorResult]:
+    """The tensors a share counts: matrices that are not one value repeated (so far as the reference's sketch
+    says). Vectors (norms, biases) and constants are the same in unrelated models of one shape; a reference
+    of vectors only counts them all."""
+    sketches = {t.name: t.sketch for f in reference.files for t in f.tensors}
+    telling = [
+        t
+        for t in tensors
+        if len(t.shape) >= 2 and all(t.shape) and not ((s := sketches.get(t.name)) is not None and constant(s))
+    ]
+    return telling or tensors
 
 
 def identify(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from manifests.records import TensorFingerprint, TreePath
+from provenance._hashing.castback import WIDER
 from provenance._hashing.sketch import compare_samples, not_numbers
 from provenance._judging.quantization import Grid, by_quant_digest, off_grid
 from provenance.report import TensorStatus
@@ -16,7 +17,6 @@ QUANT_TOLERANCE = {"Q6_K": 0.04, "Q5_K": 0.08, "Q4_K": 0.15}
 CAST_TOLERANCE = {"F16": 2.0**-10, "BF16": 2.0**-7, "F32": 2.0**-23, "F64": 2.0**-52}  # half an ulp, relative
 
 
-WIDER = {"F16": ("F32", "F64"), "BF16": ("F32", "F64"), "F32": ("F64",)}  # dtypes that hold every value exactly
 Figures = tuple[float, float] | None  # (relative change, correlation) on the sketches' samples
 Classified = tuple[TensorStatus, str, Figures] | tuple[TensorStatus, str, Figures, bool]  # bool: see `proven`
 DERIVED = 0.5  # a sampled correlation at least this high: the tensor derives from the release's

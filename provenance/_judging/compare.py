@@ -127,11 +127,14 @@ class _Compared:
     outcome: TensorOutcome
 
     def findings(self) -> Findings:
+        changes = tuple(self._changes())
+        blind = self.blind
         return Findings(
-            unrelated=self._unrelated(),
-            changes=tuple(self._changes()),
+            unrelated=None if blind else self._unrelated(),
+            changes=() if blind else changes,  # derived or not: what differs cannot be called a modification
+            facts=changes[1 if self.changed else 0 :] if blind else (),  # the changed tensors: named in the doubt
             losses=tuple(self._losses()),
-            doubts=tuple(self._doubts()),
+            doubts=(*self._unplaced(), *self._doubts()),
             conversion=self._conversion(),
             equivalence=self._equivalence(),
             identity="every reference file is present and byte-identical",
@@ -163,29 +166,67 @@ class _Compared:
     def casts(self) -> list[TensorResult]:
         return [t for t in self.ref_tensors if t.status in (TensorStatus.CAST, TensorStatus.QUANTIZED)]
 
-    def _unrelated(self) -> str | None:
-        """Nothing of the candidate matches or derives from the reference. Vectors and empty tensors (norms at
-        init, rotary frequencies, biases) are shared by unrelated models of one architecture; only a matching
-        matrix is evidence that the weights derive from the reference."""
+    @cached_property
+    def cand_intact(self) -> int:
+        return sum(1 for f in self.candidate.files for t in f.tensors if t.intact)
+
+    @cached_property
+    def underived(self) -> bool:
+        """Nothing shows that the candidate derives from the reference, and something differs. Trivial tensors
+        (one value repeated, as norms at initialisation; empty ones) are shared by unrelated models of one
+        shape; a found tensor that is not (a trained norm, any matrix), a proven cast, sampled values that track
+        the release's, the release's numbers under another name all show derivation."""
         ref_tensors, outcome = self.ref_tensors, self.outcome
-        found = [t for t in ref_tensors if t.status in FOUND]
-        cand_intact = sum(1 for f in self.candidate.files for t in f.tensors if t.intact)
         has_matrices = any(len(t.shape) >= 2 and all(t.shape) for t in ref_tensors)
         derived = [  # fine-tuned: sampled values that track the release's, or values that round to them
             t for t in ref_tensors if (t.correlation is not None and t.correlation >= DERIVED) or t.proven is True
         ]
+        found = [t for t in ref_tensors if t.status in FOUND]
+        telling = [t for t in [*found, *derived] if t.name in outcome.telling or not has_matrices]
         moved_names = {name for name, _ in outcome.renamed}
         moved = [t for t in ref_tensors if t.name in moved_names]  # the release's numbers, under other names
-        evidence = [
-            t
-            for t in [*found, *derived, *moved, *self.unjudged]
-            if not has_matrices or (len(t.shape) >= 2 and all(t.shape))
-        ]
-        if not ref_tensors or not cand_intact or evidence or not (self.changed or outcome.added or not outcome.lost):
+        if (
+            not ref_tensors
+            or not self.cand_intact
+            or telling
+            or any(not has_matrices or len(t.shape) >= 2 for t in moved)
+        ):
+            return False
+        return bool(self.changed or outcome.added or not outcome.lost)
+
+    def _unrelated(self) -> str | None:
+        """Nothing of the candidate matches or derives from the reference, and the samples say so."""
+        if not self.underived:
             return None
-        return f"none of the candidate's {plural(cand_intact, 'tensor')} matches a reference tensor" + (
-            " (apart from vectors any model of this shape may share)" if found else ""
+        found = any(t.status in FOUND for t in self.ref_tensors)
+        return f"none of the candidate's {plural(self.cand_intact, 'tensor')} matches a reference tensor" + (
+            " (apart from trivial tensors any model of this shape may share)" if found else ""
         )
+
+    @cached_property
+    def blind(self) -> bool:
+        """Nothing shows derivation, and tensors differ that no sample compares (of the release's dtype and
+        shape) or that the reference cannot judge (another dtype): a fine-tune, a lossy cast and other weights
+        of that shape look alike, so neither `modified` nor `unrelated` is claimed."""
+        return self.underived and bool(self.outcome.unsampled or self.unjudged)
+
+    def _unplaced(self) -> list[str]:
+        """The doubt about tensors of the release's dtype and shape that differ, when nothing places them."""
+        unsampled = self.outcome.unsampled
+        if not self.blind or not unsampled:
+            return []
+        ref_by_name = {t.name: t for f in self.reference.files for t in f.tensors}
+        plain = any(ref_by_name[name].sketch is None for name in unsampled if name in ref_by_name)
+        would = (
+            "the manifest has no sketches: a sketched manifest (fingerprint without --no-sketches) would decide"
+            if plain
+            else "the candidate's tensors have no sketches: verifying the files themselves would decide"
+        )
+        return [
+            f"{plural(len(unsampled), 'tensor')} differ from the release's in the same dtype and shape and no "
+            f"other tensor shows derivation ({names(unsampled)}): a fine-tune of the release cannot be told from "
+            f"other weights of its shape; {would}"
+        ]
 
     def _changes(self) -> list[str]:
         """Tensors changed, moved, added or removed; what a loader would load instead; other files changed."""
@@ -269,7 +310,8 @@ class _Compared:
             doubts.append(
                 f"{plural(len(self.unjudged), 'tensor')} in another dtype than the release's, which the reference "
                 f"has no sketch of: a conversion cannot be told from a change "
-                f"({names([t.name for t in self.unjudged])}); a manifest made with sketches would decide"
+                f"({names([t.name for t in self.unjudged])}); the manifest has no sketches: a sketched manifest "
+                f"(fingerprint without --no-sketches) would decide"
             )
         loose = [t.name for t in self.casts if t.proven is False]
         if loose:

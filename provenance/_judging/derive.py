@@ -12,24 +12,38 @@ import mmap
 from pathlib import Path
 
 from manifests.records import Checkpoint, FileFingerprint, TensorFingerprint
-from provenance._hashing.sketch import CAST_TARGETS, FLOAT_DTYPES, SketchBuilder
+from provenance._hashing.castback import CastBack, needs_cast_back, upcast
+from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder
 
 WINDOW = 64 << 20
 
 
 def sketch_mismatches(reference: Checkpoint, candidate: Checkpoint) -> Checkpoint:
     """The candidate with a sketch on every intact float tensor whose same-named reference tensor has one
-    and differs from it, or is a narrower dtype the candidate's F32 copy may be an upcast of: its cast back
-    to that dtype (and whether every value survives it) proves the upcast without the reference's sketch.
+    and differs from it, or is a narrower dtype the candidate's F32 or F64 copy may be an upcast of: its cast
+    back to that dtype (and whether every value survives it) proves the upcast without the reference's
+    sketch; and on the vectors that match an unsketched reference's when nothing else shows derivation.
     Those tensors are read again from the candidate's root."""
-    wider = {t.name for f in candidate.files for t in f.tensors if t.dtype == "F32"}
+    wider = {t.name: t.dtype for f in candidate.files for t in f.tensors if t.dtype in ("F32", "F64")}
     ref_tensors = {
         t.name: t
         for f in reference.files
         for t in f.tensors
-        if t.sketch is not None or (t.dtype in CAST_TARGETS and t.name in wider)  # an upcast is cast back
+        if t.sketch is not None or (t.name in wider and upcast(t.dtype, wider[t.name]))  # an upcast is cast back
     }
-    return _sketch_where(candidate.require_root("sketching mismatches"), candidate, ref_tensors)
+    root = candidate.require_root("sketching mismatches")
+    differing = _sketch_where(root, candidate, ref_tensors)
+    return _sketch_where(root, differing, _vectors_to_weigh(reference, candidate), same=True)
+
+
+def _vectors_to_weigh(reference: Checkpoint, candidate: Checkpoint) -> dict[str, TensorFingerprint]:
+    """The reference's unsketched vectors, when no matrix matches bit for bit: whether the candidate's copy
+    of one is a trained norm (derivation shown) or one value repeated (no evidence) is then what the verdict
+    weighs, so each is read again (vectors are small); a matching matrix settles it without them."""
+    matrices = {(t.name, t.blake3, t.dtype, t.shape) for f in reference.files for t in f.tensors if len(t.shape) >= 2}
+    if any((t.name, t.blake3, t.dtype, t.shape) in matrices for f in candidate.files for t in f.tensors):
+        return {}
+    return {t.name: t for f in reference.files for t in f.tensors if t.sketch is None and len(t.shape) < 2}
 
 
 def sketch_differences(a: Checkpoint, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
@@ -44,8 +58,12 @@ def sketch_differences(a: Checkpoint, b: Checkpoint) -> tuple[Checkpoint, Checkp
     return sketched_a, _sketch_where(root_b, b, by_name_a)
 
 
-def _sketch_where(root: Path, checkpoint: Checkpoint, others: dict[str, TensorFingerprint]) -> Checkpoint:
-    """Sketch the intact float tensors of `checkpoint` that differ from the same-named one in `others`."""
+def _sketch_where(
+    root: Path, checkpoint: Checkpoint, others: dict[str, TensorFingerprint], *, same: bool = False
+) -> Checkpoint:
+    """Sketch the intact float tensors of `checkpoint` that differ from the same-named one in `others` (with
+    `same`, those bit-identical to it instead: a vector's sketch says whether it is one value repeated, which
+    unrelated models share, or trained values, which show derivation)."""
     if not others:
         return checkpoint
     files: list[FileFingerprint] = []
@@ -59,7 +77,7 @@ def _sketch_where(root: Path, checkpoint: Checkpoint, others: dict[str, TensorFi
             and not t.view
             and t.dtype in FLOAT_DTYPES
             and (r := others.get(t.name)) is not None
-            and (r.blake3, r.dtype) != (t.blake3, t.dtype)
+            and ((r.blake3, r.dtype) == (t.blake3, t.dtype)) is same
             and r.shape == t.shape
         ]
         if not wanted:
@@ -68,13 +86,16 @@ def _sketch_where(root: Path, checkpoint: Checkpoint, others: dict[str, TensorFi
         tensors = list(f.tensors)
         with open(root / f.path, "rb", buffering=0) as stream:
             for i in wanted:
-                tensors[i] = _sketched(stream.fileno(), tensors[i])
+                tensors[i] = _sketched(stream.fileno(), tensors[i], others[tensors[i].name].dtype)
         files.append(dataclasses.replace(f, tensors=tuple(tensors)))
     return dataclasses.replace(checkpoint, files=tuple(files))
 
 
-def _sketched(fd: int, tensor: TensorFingerprint) -> TensorFingerprint:
+def _sketched(fd: int, tensor: TensorFingerprint, release: str) -> TensorFingerprint:
+    """The tensor's sketch, in one read; with the cast back to the `release` dtype when it may be an upcast
+    the sketch's own casts do not cover (from float64, or to float32)."""
     builder = SketchBuilder(tensor.name, tensor.dtype, tensor.shape)
+    back = CastBack(tensor.dtype, release) if needs_cast_back(release, tensor.dtype) else None
     offset = tensor.start
     while offset < tensor.end:
         aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
@@ -83,7 +104,10 @@ def _sketched(fd: int, tensor: TensorFingerprint) -> TensorFingerprint:
             view = memoryview(window)
             try:
                 builder.update(view[offset - aligned : length])
+                if back is not None:
+                    back.update(view[offset - aligned : length])
             finally:
                 view.release()
         offset = aligned + length
-    return tensor._replace(sketch=builder.finish())
+    sketch = builder.finish()
+    return tensor._replace(sketch=sketch if back is None else back.added_to(sketch))

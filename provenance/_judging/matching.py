@@ -13,8 +13,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerprint, TreePath
-from provenance._judging.classify import Figures, classify, finite, renamed
+from manifests.records import Checkpoint, FileFingerprint, Role, Sketch, TensorFingerprint, TreePath
+from provenance._judging.classify import DERIVED, Figures, classify, finite, renamed
 from provenance.report import FileStatus, TensorResult, TensorStatus
 
 FOUND = (TensorStatus.MATCH, TensorStatus.CAST, TensorStatus.QUANTIZED)  # statuses of a tensor that is there
@@ -40,6 +40,11 @@ class TensorOutcome:
     hits: set[_Key] = field(default_factory=set)  # (file, name) of each candidate copy judged
     harmless: set[_Key] = field(default_factory=set)  # (file, name) of leftover copies of the release's
     foreign: dict[str, list[str]] = field(default_factory=dict)  # file -> tensors that are not the release's
+    # Names of changed tensors of the release's dtype and shape whose values no sample compared: a fine-tune
+    # of the release or other weights of its shape, which only sketches tell apart
+    unsampled: list[str] = field(default_factory=list)
+    # names of tensors found, or changed but derived, that show derivation (not trivial)
+    telling: set[str] = field(default_factory=set)
 
 
 class _Claims:
@@ -131,6 +136,11 @@ def _judge(f: FileFingerprint, t: TensorFingerprint, claims: _Claims, outcome: T
         # False: a quantization within a searching quantizer's error, or a cast nothing can judge; True: a
         # change proven to derive from the release (its values round to the release's)
         proven = loose[0] if loose else None
+        if status is TensorStatus.MODIFIED and figures is None and proven is None and _same_kind(t, c.tensor):
+            outcome.unsampled.append(t.name)
+    derived = proven is True or (figures is not None and figures[1] >= DERIVED)  # a change of the release's
+    if (status in FOUND or derived) and _telling(t, c.tensor):
+        outcome.telling.add(t.name)
     outcome.results.append(
         TensorResult(
             t.name,
@@ -148,6 +158,25 @@ def _judge(f: FileFingerprint, t: TensorFingerprint, claims: _Claims, outcome: T
         )
     )
     return status
+
+
+def _same_kind(ref: TensorFingerprint, cand: TensorFingerprint) -> bool:
+    return (cand.dtype, cand.shape) == (ref.dtype, ref.shape)
+
+
+def _telling(ref: TensorFingerprint, cand: TensorFingerprint) -> bool:
+    """Whether a tensor found or derived shows that the candidate derives from the release: not when it is trivial (one
+    value repeated, as norms at initialisation, or empty), which unrelated models of one shape share. Known
+    from a sketch on either side; without one, only a matrix counts (a vector may be such a constant)."""
+    sketch = ref.sketch or cand.sketch
+    if sketch is None:
+        return len(ref.shape) >= 2 and all(ref.shape)
+    return not constant(sketch)
+
+
+def constant(sketch: Sketch) -> bool:
+    """One value repeated (or none): what any model of the shape may hold."""
+    return sketch.count <= 1 or (sketch.min == sketch.max and sketch.nans + sketch.infs == 0)
 
 
 def _why_missing(

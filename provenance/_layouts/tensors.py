@@ -11,6 +11,7 @@ from blake3 import blake3
 
 from manifests.dtypes import DTYPE_BITS
 from manifests.records import TensorFingerprint
+from provenance._hashing.castback import CastBack, needs_cast_back, upcast
 from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder
 
 
@@ -56,9 +57,9 @@ def rebuilt(
     name: str, dtype: str, values: Any, reference: TensorFingerprint | None, *, sketch_all: bool = False
 ) -> TensorFingerprint:
     """A rebuilt tensor's fingerprint: the BLAKE3 of its elements in order, and, when the reference's
-    tensor of that name is sketched and differs (or `sketch_all`, for a candidate compared with several
-    references), the same sketch taken of these values: a rebuilt tensor has no place in a file to be
-    read again from."""
+    tensor of that name is sketched and differs, or may be widened from it (or `sketch_all`, for a candidate
+    compared with several references), the same sketch taken of these values, with the cast back to the
+    reference's dtype: a rebuilt tensor has no place in a file to be read again from."""
     import numpy as np
 
     data = np.ascontiguousarray(values)
@@ -68,12 +69,17 @@ def rebuilt(
     tensor = TensorFingerprint(name, dtype, shape, 0, 0, digest, True)
     differs = (
         reference is not None
-        and reference.sketch is not None
         and reference.shape == shape
         and (reference.blake3, reference.dtype) != (digest, dtype)
+        and (reference.sketch is not None or upcast(reference.dtype, dtype))  # an upcast is proven by its cast back
     )
     if dtype in FLOAT_DTYPES and (sketch_all or differs):
         builder = SketchBuilder(name, dtype, shape)
         builder.update(raw.data)
-        tensor = tensor._replace(sketch=builder.finish())
+        sketch = builder.finish()
+        if reference is not None and needs_cast_back(reference.dtype, dtype):
+            back = CastBack(dtype, reference.dtype)
+            back.update(raw.data)
+            sketch = back.added_to(sketch)
+        tensor = tensor._replace(sketch=sketch)
     return tensor

@@ -137,12 +137,14 @@ def test_other_layouts_rank_their_release_first(
 
 
 def test_a_row_permuted_copy_is_not_a_match(run_cli: Run, registry: Path, tmp_path: Path) -> None:
+    """Its trained norms are the release's, so it derives from it (`modified`), but no matrix matches: the
+    norm vectors count toward no share."""
     write_sharded(tmp_path / "permuted", changed(2, lambda k, v: v[::-1].copy() if v.ndim == 2 else v), 2)
     code, matches = ranked(run_cli, tmp_path / "permuted", registry)
     assert code == 1
-    assert matches[0]["release"] == "release-2"  # its norms are the release's: it ranks first, but matches nothing
-    assert matches[0]["verdict"] == "unrelated"
+    assert (matches[0]["release"], matches[0]["verdict"], matches[0]["share"]) == ("release-2", "modified", 0.0)
     assert matches[0]["how"] == "9 of 39 tensors bit-identical"
+    assert {m["verdict"] for m in matches[1:]} == {"unrelated"}
 
 
 def test_unrelated_weights_match_nothing(run_cli: Run, registry: Path, tmp_path: Path) -> None:
@@ -231,3 +233,67 @@ def test_identify_refuses_an_older_signed_manifest(run_cli: Run, dated: dict[str
     refused_as_older(run_cli("identify", release_dir, "--registry", dated["old"].parent, "--json", "-q"))
     result = run_cli("identify", release_dir, "--registry", dated["old"].parent, "--json", "-q", "--allow-older")
     assert (result.code, json.loads(result.out)["matches"][0]["verdict"]) == (0, "identical")
+
+
+def test_tensor_level_evidence_ranks_above_a_matching_file(run_cli: Run, tmp_path: Path) -> None:
+    """A checksum list of three files of which only the tokenizer is the checkpoint's ranks below a sketched
+    release that every matrix of the checkpoint derives from (none bit-identical)."""
+    import hashlib
+
+    base = sample_tensors(3)
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    release = tmp_path / "release"
+    write_sharded(release, base, 1)
+    write_release_manifest(release, folder / "tuned-from.json", sketches=True, name="tuned-from")
+    tuned = tmp_path / "tuned"
+    write_sharded(tuned, changed(3, noisy(0.5, "")), 1)
+    (tuned / "tokenizer.json").write_text('{"model": {"vocab": {}}}\n')
+    digest = hashlib.sha256((tuned / "tokenizer.json").read_bytes()).hexdigest()
+    listing = tmp_path / "SHA256SUMS"
+    listing.write_text(
+        f"{'1' * 64}  config.json\n{digest}  tokenizer.json\n{'2' * 64}  model.safetensors\n", encoding="utf-8"
+    )
+    assert run_cli("import", listing, "-o", folder / "checksums.json").code == 0
+    result = run_cli("identify", tuned, "--registry", folder, "--json", "-q")
+    matches = [m for m in json.loads(result.out)["matches"] if not m["release"].startswith("llama-")]
+    assert [(m["verdict"], m["share"]) for m in matches] == [("modified", 0.0), ("modified", 0.3333)]
+    assert matches[0]["release"] == "tuned-from"
+    assert matches[1]["how"] == "1 of 3 files identical"
+
+
+@pytest.mark.parametrize("sketches", [False, True])
+def test_constant_norms_count_toward_no_share(run_cli: Run, tmp_path: Path, sketches: bool) -> None:
+    """Norms at initialisation (all ones) are the same in every model of the shape: another seed's weights
+    hold none of the release."""
+
+    def at_init(seed: int) -> dict[str, np.ndarray]:
+        return {k: np.ones_like(v) if v.ndim == 1 else v for k, v in sample_tensors(seed).items()}
+
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    write_sharded(tmp_path / "release", at_init(0), 2)
+    write_release_manifest(tmp_path / "release", folder / "release.json", sketches=sketches, name="release-init")
+    write_sharded(tmp_path / "other", at_init(1), 2)
+    result = run_cli("identify", tmp_path / "other", "--registry", folder, "--json", "-q")
+    best = json.loads(result.out)["matches"][0]
+    verdict = "unrelated" if sketches else "undecided"
+    assert (best["release"], best["verdict"], best["share"]) == ("release-init", verdict, 0.0)
+    assert best["how"] == "9 of 39 tensors bit-identical"
+
+
+def test_an_upcast_is_identified_against_a_plain_manifest(run_cli: Run, tmp_path: Path) -> None:
+    """No sketches in the registry: the float32 copy cast back to float16 is the release's, digest for digest."""
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    for seed in (0, 1):
+        write_sharded(tmp_path / f"plain-{seed}", sample_tensors(seed), 2)
+        write_release_manifest(tmp_path / f"plain-{seed}", folder / f"plain-{seed}.json", name=f"plain-{seed}")
+    write_sharded(tmp_path / "f32", changed(1, lambda k, v: v.astype(np.float32)), 2)
+    result = run_cli("identify", tmp_path / "f32", "--registry", folder, "--json", "-q")
+    matches = [m for m in json.loads(result.out)["matches"] if m["release"].startswith("plain-")]
+    assert [(m["release"], m["verdict"], m["share"]) for m in matches] == [
+        ("plain-1", "converted", 1.0),
+        ("plain-0", "undecided", 0.0),
+    ]
+    assert matches[0]["how"] == "9 of 39 tensors bit-identical, 30 cast"

@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from provenance._sample import flip_bit, sample_tensors, write_sharded
-from tests.conftest import REAL_TOKENIZER, CliResult
+from tests.conftest import REAL_TOKENIZER, CliResult, write_release_manifest
 from tests.support.writers import cut_short
 
 SHARD2 = "model-00002-of-00003.safetensors"
@@ -175,10 +175,25 @@ def test_removed_tensor_is_modified(run_cli: Run, copy_of_release: Path, release
     assert any("removed" in r for r in report["reasons"])
 
 
-def test_unrelated_weights_are_unrelated(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
+def test_unrelated_weights_are_undecided_against_a_plain_manifest(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    """Another seed's weights of the release's shape: without sketches a fine-tune looks the same."""
     weights_only(copy_of_release)
     write_sharded(copy_of_release, sample_tensors(seed=1), 3)
     code, report = verify_json(run_cli, copy_of_release, release_manifest)
+    assert (code, report["verdict"]) == (1, "undecided")
+    assert "match" not in statuses(report, "tensors").values()
+    assert report["reasons"][-1].endswith("a sketched manifest (fingerprint without --no-sketches) would decide")
+
+
+def test_unrelated_weights_are_unrelated_against_a_sketched_manifest(
+    run_cli: Run, copy_of_release: Path, release_dir: Path, tmp_path: Path
+) -> None:
+    sketched = write_release_manifest(release_dir, tmp_path / "sketched.json", sketches=True)
+    weights_only(copy_of_release)
+    write_sharded(copy_of_release, sample_tensors(seed=1), 3)
+    code, report = verify_json(run_cli, copy_of_release, sketched)
     assert (code, report["verdict"]) == (1, "unrelated")
     assert "match" not in statuses(report, "tensors").values()
 
@@ -319,17 +334,45 @@ def test_junk_weights_file_does_not_excuse_a_removed_tensor(
     assert any("removed" in r for r in report["reasons"])
 
 
-def test_unrelated_weights_sharing_only_vectors_are_unrelated(
-    run_cli: Run, copy_of_release: Path, release_manifest: Path
+def _ones_for_norms(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.ones_like(v) if v.ndim == 1 else v for name, v in tensors.items()}
+
+
+@pytest.mark.parametrize(("sketches", "verdict"), [(False, "undecided"), (True, "unrelated")])
+def test_unrelated_weights_sharing_only_constant_vectors(
+    run_cli: Run, release_dir: Path, tmp_path: Path, sketches: bool, verdict: str
 ) -> None:
-    """Norms and buffers shared by construction (ones, rotary frequencies) are no evidence of derivation."""
+    """Norms at initialisation (all ones) are shared by construction: no evidence of derivation."""
+    release = tmp_path / "release"
+    release.mkdir()
+    write_sharded(release, _ones_for_norms(sample_tensors(seed=0)), 3)
+    manifest = write_release_manifest(release, tmp_path / "release.json", sketches=sketches)
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    write_sharded(candidate, _ones_for_norms(sample_tensors(seed=1)), 3)
+    code, report = verify_json(run_cli, candidate, manifest)
+    assert (code, report["verdict"]) == (1, verdict)
+    assert {t["name"] for t in report["tensors"] if t["status"] == "match"} == {
+        name for name, v in sample_tensors().items() if v.ndim == 1
+    }
+    if sketches:
+        assert "trivial tensors" in report["reasons"][0]
+
+
+@pytest.mark.parametrize("sketches", [False, True])
+def test_shared_trained_norms_show_derivation(
+    run_cli: Run, copy_of_release: Path, release_dir: Path, tmp_path: Path, sketches: bool
+) -> None:
+    """The release's trained norm vectors (not one value repeated) beside other matrices: derived, so
+    `modified` with or without sketches."""
+    manifest = write_release_manifest(release_dir, tmp_path / "release.json", sketches=sketches)
     weights_only(copy_of_release)
     ours, theirs = sample_tensors(seed=0), sample_tensors(seed=1)
     mixed = {name: (ours[name] if ours[name].ndim == 1 else theirs[name]) for name in ours}
     write_sharded(copy_of_release, mixed, 3)
-    code, report = verify_json(run_cli, copy_of_release, release_manifest)
-    assert (code, report["verdict"]) == (1, "unrelated")
-    assert "vectors" in report["reasons"][0]
+    code, report = verify_json(run_cli, copy_of_release, manifest)
+    assert (code, report["verdict"]) == (1, "modified")
+    assert report["reasons"][0].startswith("30 tensors changed: ")
 
 
 def test_one_matching_matrix_is_evidence(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:

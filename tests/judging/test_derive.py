@@ -303,7 +303,7 @@ def test_a_lossy_cast_against_a_manifest_without_sketches_is_undecided(
     folder = variant(tmp_path, "f16", lambda k, v: v.astype(np.float16) if v.dtype == ml_dtypes.bfloat16 else v)
     code, document = verify(run_cli, folder, plain_reference)
     assert (code, document["verdict"]) == (1, "undecided")
-    assert "a manifest made with sketches would decide" in document["reasons"][-1]
+    assert "a sketched manifest (fingerprint without --no-sketches) would decide" in document["reasons"][-1]
 
 
 def test_lossless_is_recorded_and_absent_means_unknown(tmp_path: Path) -> None:
@@ -334,3 +334,105 @@ def test_lossless_is_recorded_and_absent_means_unknown(tmp_path: Path) -> None:
     manifest.write_text(json.dumps(statement))
     sketches = [t.sketch for f in open_reference(manifest).manifest.checkpoint.files for t in f.tensors]
     assert sketches and all(s is not None and s.lossless is None for s in sketches)
+
+
+# ------------------------------------------- on what transformers' save_pretrained writes, plain and sketched
+
+needs_transformers = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None,
+    reason="transformers and torch write these checkpoints",
+)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny float16 LlamaForCausalLM saved by save_pretrained, with its copies: `.to(float32)`,
+    `.to(bfloat16)`, another seed, a fine-tune by a few optimizer steps in float16 and in float32, and 1%
+    noise on every tensor in float32;
+    each copy's config.json is the release's (config comparison is not what is tested here). Also the plain
+    and the sketched manifests of the release."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("saved")
+    config = LlamaConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    release = LlamaForCausalLM(config)
+    with torch.no_grad():  # trained norms: not the ones of initialisation
+        for parameter in release.parameters():
+            if parameter.ndim == 1:
+                parameter.add_(torch.randn_like(parameter) * 0.01)
+    release.to(torch.float16)
+    weights = {k: v.clone() for k, v in release.state_dict().items()}
+    torch.manual_seed(1)
+    other = {k: v.to(torch.float16) for k, v in LlamaForCausalLM(config).state_dict().items()}
+    tuned = LlamaForCausalLM(config)  # a few optimizer steps from the release, in float32
+    tuned.load_state_dict({k: v.float() for k, v in weights.items()})
+    optimizer = torch.optim.SGD(tuned.parameters(), lr=0.05)
+    tokens = torch.randint(0, 320, (2, 16), generator=torch.Generator().manual_seed(2))
+    for _ in range(3):
+        optimizer.zero_grad()
+        tuned(input_ids=tokens, labels=tokens).loss.backward()
+        optimizer.step()
+    steps = {k: v.detach().clone() for k, v in tuned.state_dict().items()}
+    noise = torch.Generator().manual_seed(3)
+    noisy = {k: v.float() * (1 + 0.01 * torch.randn(v.shape, generator=noise)) for k, v in weights.items()}
+    copies = {
+        "rel": (weights, torch.float16),
+        "f32": (weights, torch.float32),
+        "bf16": (weights, torch.bfloat16),
+        "other": (other, torch.float16),
+        "tuned": (steps, torch.float16),
+        "tuned-f32": (steps, torch.float32),
+        "noise-f32": (noisy, torch.float32),
+    }
+    paths: dict[str, Path] = {}
+    for name, (state, dtype) in copies.items():
+        model = LlamaForCausalLM(config).to(dtype)
+        model.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+        paths[name] = root / name
+        model.save_pretrained(paths[name])
+        for side in ("config.json", "generation_config.json"):
+            if name != "rel":
+                shutil.copyfile(paths["rel"] / side, paths[name] / side)
+    paths["plain"] = write_release_manifest(paths["rel"], root / "plain.json", sketches=False, name="rel")
+    paths["sketched"] = write_release_manifest(paths["rel"], root / "sketched.json", sketches=True, name="rel")
+    return paths
+
+
+SAVED = [  # (copy, verdict against a plain manifest, verdict against a sketched one)
+    ("f32", "converted", "converted"),
+    ("bf16", "undecided", "converted"),  # the release's bfloat16 cast digests prove it when sketched
+    ("other", "undecided", "unrelated"),
+    ("tuned", "modified", "modified"),  # some tensors' float16 values survive three steps: derived
+    # the few steps moved two norms within float16's rounding only: they round back to the release's, which
+    # proves the copy derives from it, and changed
+    ("tuned-f32", "modified", "modified"),
+    ("noise-f32", "undecided", "modified"),  # 1% on every tensor, in float32: nothing rounds back
+]
+
+
+@needs_transformers
+@pytest.mark.parametrize(("copy", "plain", "sketched"), SAVED, ids=[c[0] for c in SAVED])
+def test_what_save_pretrained_writes(
+    run_cli: Run, saved: dict[str, Path], copy: str, plain: str, sketched: str
+) -> None:
+    for manifest, verdict in (("plain", plain), ("sketched", sketched)):
+        code, document = verify(run_cli, saved[copy], saved[manifest])
+        assert (code, document["verdict"]) == (1, verdict), (manifest, document["reasons"])
+        if verdict == "undecided":
+            assert document["reasons"][-1].endswith(
+                "the manifest has no sketches: a sketched manifest (fingerprint without --no-sketches) would decide"
+            )
+        if verdict == "converted":
+            assert document["proof"] == "exact"

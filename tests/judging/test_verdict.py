@@ -110,7 +110,7 @@ def test_a_missing_shard_beside_a_cast_nothing_can_judge_is_undecided() -> None:
     report = compare(RELEASE, Checkpoint((cast, CONFIG)))
     assert report.verdict is Verdict.UNDECIDED
     assert report.reasons[:2] == ("1 file missing: b.safetensors", "1 tensor missing with their shard: w2")
-    assert report.reasons[-1].endswith("a manifest made with sketches would decide")
+    assert report.reasons[-1].endswith("a sketched manifest (fingerprint without --no-sketches) would decide")
 
 
 def test_a_missing_shard_beside_a_setting_not_checked_is_undecided() -> None:
@@ -131,6 +131,101 @@ def test_a_change_outranks_a_doubt_and_a_loss() -> None:
     report = compare(RELEASE, Checkpoint((cast, changed)))
     assert report.verdict is Verdict.MODIFIED
     assert report.reasons[0].startswith("config.json differs")
+
+
+SKETCHED_WOULD = "the manifest has no sketches: a sketched manifest (fingerprint without --no-sketches) would decide"
+
+
+def test_weights_of_the_releases_shape_that_a_plain_manifest_cannot_place_are_undecided() -> None:
+    """Every tensor differs in the release's dtype and shape, nothing is bit-identical, and the reference has
+    no samples: a fine-tune and other weights look alike, so neither `modified` nor `unrelated`."""
+    other = Checkpoint((_weights("a.safetensors", "w1", "x1"), _weights("b.safetensors", "w2", "x2"), CONFIG))
+    report = compare(RELEASE, other)
+    assert report.verdict is Verdict.UNDECIDED
+    assert report.reasons == (
+        "2 tensors differ from the release's in the same dtype and shape and no other tensor shows derivation "
+        f"(w1, w2): a fine-tune of the release cannot be told from other weights of its shape; {SKETCHED_WOULD}",
+    )
+
+
+def test_an_addition_beside_weights_nothing_places_is_said_but_undecided() -> None:
+    added = dataclasses.replace(
+        _weights("b.safetensors", "w2", "x2"),
+        tensors=(
+            TensorFingerprint("w2", "F32", (2, 2), 8, 24, "x2"),
+            TensorFingerprint("new", "F32", (2,), 24, 32, "n"),
+        ),
+    )
+    report = compare(RELEASE, Checkpoint((_weights("a.safetensors", "w1", "x1"), added, CONFIG)))
+    assert report.verdict is Verdict.UNDECIDED
+    assert report.reasons[0] == "1 tensor added: new"
+    assert report.reasons[-1].endswith(SKETCHED_WOULD)
+
+
+def test_a_matching_matrix_makes_the_other_changes_modifications() -> None:
+    """One tensor bit-identical (a matrix: not a constant any model shares): the candidate derives from the
+    release, so the tensor that differs is a change, however little the manifest samples."""
+    report = compare(
+        RELEASE, Checkpoint((_weights("a.safetensors", "w1", "d1"), _weights("b.safetensors", "w2", "x2"), CONFIG))
+    )
+    assert (report.verdict, report.reasons[0]) == (Verdict.MODIFIED, "1 tensor changed: w2")
+
+
+def test_a_change_beside_a_cast_nothing_can_judge_is_modified() -> None:
+    """Mixed: a tensor proven changed (its release-dtype values differ while another tensor matches) and one
+    in another dtype the reference cannot judge: the change decides."""
+    three = Checkpoint((*RELEASE.files[:2], _weights("c.safetensors", "w3", "d3"), CONFIG))
+    candidate = Checkpoint(
+        (
+            _weights("a.safetensors", "w1", "x1"),
+            _weights("b.safetensors", "w2", "cast", dtype="F16"),
+            _weights("c.safetensors", "w3", "d3"),
+            CONFIG,
+        )
+    )
+    report = compare(three, candidate)
+    assert report.verdict is Verdict.MODIFIED
+    assert report.reasons[0] == "1 tensor changed: w1"
+
+
+def test_unrelated_needs_samples_that_show_no_correlation() -> None:
+    """With no derivation shown and figures for every changed tensor, `unrelated` stands; the plain-manifest
+    case above is the same candidate without them."""
+    from provenance._judging.compare import _Compared
+    from provenance._judging.matching import TensorOutcome
+    from provenance.report import TensorResult, TensorStatus
+
+    results = [
+        TensorResult(
+            "w1",
+            TensorStatus.MODIFIED,
+            "a.safetensors",
+            "F32",
+            (2, 2),
+            detail="values differ",
+            change=1.4,
+            correlation=0.01,
+        ),
+        TensorResult(
+            "w2",
+            TensorStatus.MODIFIED,
+            "b.safetensors",
+            "F32",
+            (2, 2),
+            detail="values differ",
+            change=1.3,
+            correlation=-0.02,
+        ),
+    ]
+    candidate = Checkpoint((_weights("a.safetensors", "w1", "x1"), _weights("b.safetensors", "w2", "x2"), CONFIG))
+    status = {
+        "a.safetensors": FileStatus.MODIFIED,
+        "b.safetensors": FileStatus.MODIFIED,
+        "config.json": FileStatus.MATCH,
+    }
+    compared = _Compared(RELEASE, candidate, [], status, TensorOutcome(results=results))
+    verdict, reasons = decide(compared.findings())
+    assert (verdict, reasons[0]) == (Verdict.UNRELATED, "none of the candidate's 2 tensors matches a reference tensor")
 
 
 # ---------------------------------------------------------------- a hub mirror (below --full)
