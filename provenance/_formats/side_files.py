@@ -242,9 +242,10 @@ def _sentencepiece_meaning(data: bytes, folder: dict[str, Any]) -> dict[str, Any
     return summary
 
 
-def _tokenizer_json_meaning(document: Any) -> dict[str, Any]:
+def _tokenizer_json_meaning(document: Any, folder: dict[str, Any]) -> dict[str, Any]:
     """tokenizer.json's vocabulary by id (its model's vocab and added tokens), types as the converter
-    gives them (added special: control; added otherwise: user-defined), and its merges."""
+    gives them (added special: control; added otherwise: user-defined; ids without a token: unused, up
+    to config.json's vocab_size), and its merges."""
     if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
         raise _Malformed
     model = document["model"]
@@ -260,7 +261,8 @@ def _tokenizer_json_meaning(document: Any) -> dict[str, Any]:
             by_id[added["id"]] = (added["content"], CONTROL if added.get("special") else USER_DEFINED)
     if not by_id:
         raise _Malformed
-    count = max(by_id) + 1
+    size = (folder.get("config.json") or {}).get("vocab_size")
+    count = max(max(by_id) + 1, size if type(size) is int and size <= MAX_TOKENS else 0)
     tokens = [by_id.get(i, (f"[PAD{i}]", UNUSED)) for i in range(count)]
     raw_merges = model.get("merges")
     merges = None
@@ -294,12 +296,15 @@ def meanings(root: Path, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
                 continue
             if isinstance(document, dict):
                 read[name] = tokenizer_config_meaning(document) if name == TOKENIZER_CONFIG else document
-        for name, reader in ((SENTENCEPIECE, _sentencepiece_meaning), (TOKENIZER_JSON, None)):
+        for name in (SENTENCEPIECE, TOKENIZER_JSON):
             if name not in names:
                 continue
             try:
                 data = _read(root / names[name], VOCAB_CAP)
-                read[name] = _tokenizer_json_meaning(_json(data)) if reader is None else reader(data, read)
+                if name == SENTENCEPIECE:
+                    read[name] = _sentencepiece_meaning(data, read)
+                else:
+                    read[name] = _tokenizer_json_meaning(_json(data), read)
             except _Malformed:
                 continue
         found.update({names[name]: meaning for name, meaning in read.items()})

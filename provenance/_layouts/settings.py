@@ -3,8 +3,9 @@
 A layout adapter proves the tensors; the model a loader builds also depends on the settings beside them
 (Meta's params.json, Hugging Face's config.json, a GGUF's key-values): the head counts q and k are
 permuted by, the norm epsilon, the rotary base, the activation. These are compared by meaning, the way
-the converters write one from the other. A manifest records the release's settings file by digest only,
-so its content is known only when the candidate carries the very same file.
+the converters write one from the other. A manifest records the meaning of the release's settings file
+(older ones its digest only, so that its content is known only when the candidate carries the very same
+file).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import struct
 from typing import Any
 
 from manifests.records import Checkpoint, Role
+from provenance._formats.side_files import PARSED
 
 ROPE_BASE = 10000.0  # what both Meta's code and transformers use when nothing says otherwise
 META_MULTIPLE_OF = 256  # Meta's ModelArgs default
@@ -28,12 +30,15 @@ def recorded(reference: Checkpoint, name: str) -> bool:
 
 
 def release_document(candidate: Checkpoint, reference: Checkpoint, name: str) -> dict[str, Any] | None:
-    """The release's settings file `name`, read from the candidate's copy (under its root) when its digest
-    is the release's; None when the candidate has no such copy (the manifest holds the digest, not the content)."""
+    """The release's settings file `name`: its meaning as the manifest records it, else read from the
+    candidate's copy (under its root) when its digest is the release's; None when neither is at hand (an
+    older manifest holds the digest, not the content)."""
     from provenance._layouts.llama import _read_json
 
     root = candidate.require_root(f"reading the release's {name}")
     released = [f for f in reference.files if f.path == name and f.role is Role.OTHER]
+    if released and released[0].meaning is not None and name in PARSED:
+        return dict(released[0].meaning)
     carried = [f for f in candidate.files if f.path == name and f.error is None]
     if not released or not carried or not (root / name).is_file():  # not there: a stand-in of another adapter
         return None

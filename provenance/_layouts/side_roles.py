@@ -1,0 +1,124 @@
+"""The release's settings and tokenizer files, when the candidate holds their content in another form.
+
+A GGUF carries its config and tokenizer in its key-values; Meta's layout has params.json for config.json
+and tokenizer.model for every Hugging Face tokenizer file. When the counterpart agrees with the release's
+file by meaning (the manifest records what each file means), the release's file is not missing: it is put
+in the candidate as it was released (a stand-in), and the report's layout line says what plays its role.
+Where they disagree, the change is named; where nothing can tell (an older manifest, or a counterpart that
+holds more than the release's file says), the file stays missing or the doubt is said.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from manifests.records import Checkpoint, FileFingerprint, Role
+
+# Hugging Face files no other layout has: transformers' generation defaults, and lists of the special and
+# added tokens that the vocabulary (compared) and tokenizer_config.json (compared) already hold.
+HF_ONLY = ("generation_config.json", "special_tokens_map.json", "added_tokens.json")
+TOKENIZER_MODEL, TOKENIZER_JSON = "tokenizer.model", "tokenizer.json"
+TOKENIZER_CONFIG, CHAT_TEMPLATE = "tokenizer_config.json", "chat_template.jinja"
+VOCABULARY_KEYS = ("count", "tokens", "scores", "types", "merges")
+
+
+@dataclass
+class Roles:
+    """What the comparison of counterparts found: stand-ins for the release's files, and sentences."""
+
+    stand_ins: list[FileFingerprint] = field(default_factory=list)
+    played: list[str] = field(default_factory=list)  # "config.json by model.gguf's key-values"
+    changes: list[str] = field(default_factory=list)
+    doubts: list[str] = field(default_factory=list)
+
+    def stand_in(self, released: FileFingerprint, by: str) -> None:
+        self.stand_ins.append(released)
+        self.played.append(f"{released.path} by {by}")
+
+    def note(self) -> str:
+        return f"playing the release's files' roles: {', '.join(self.played)}" if self.played else ""
+
+
+def released(reference: Checkpoint, candidate: Checkpoint) -> dict[str, FileFingerprint]:
+    """The release's settings files (top folder) that the candidate does not have, by name."""
+    present = {f.path for f in candidate.files}
+    return {
+        f.path: f
+        for f in reference.files
+        if f.role is Role.OTHER and "/" not in f.path and f.path not in present and posixpath.basename(f.path)
+    }
+
+
+def _vocabulary_differs(ours: dict[str, Any], theirs: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if k in ours and k in theirs and ours[k] != theirs[k]]
+
+
+def gguf_roles(
+    gguf: str, summary: dict[str, Any], config_agrees: bool | None, reference: Checkpoint, candidate: Checkpoint
+) -> Roles:
+    """A GGUF's key-values held against the release's config and tokenizer files it plays the role of.
+    `config_agrees` is None when the release's config.json cannot be read (recorded by digest only)."""
+    roles = Roles()
+    missing = released(reference, candidate)
+    kv = f"{gguf}'s key-values"
+    config = missing.get("config.json")
+    if config is not None and config_agrees:
+        roles.stand_in(config, kv)
+    vocabulary = summary.get("vocabulary") or {}
+    sentencepiece = summary.get("model") == "llama"
+    checked: set[str] = set()  # what of the GGUF's vocabulary a release file vouches for
+    for name, keys in ((TOKENIZER_MODEL, VOCABULARY_KEYS), (TOKENIZER_JSON, ("count", "tokens", "merges"))):
+        file = missing.get(name)
+        if file is None or file.meaning is None or "tokens" not in file.meaning:
+            continue
+        if name == TOKENIZER_JSON and not sentencepiece:
+            keys = (*keys, "types")  # the converter's types come from tokenizer.json's added tokens
+        differ = _vocabulary_differs(file.meaning, vocabulary, keys) or (
+            ["tokens"] if "tokens" not in vocabulary else []
+        )
+        if differ:
+            roles.changes.append(
+                f"{gguf}: its tokenizer.ggml {', '.join(differ)} differ from the release's {name} (llama.cpp "
+                f"tokenizes with the key-values)"
+            )
+            continue
+        checked.update(k for k in keys if k in file.meaning)
+        roles.stand_in(file, kv)
+    unchecked = [k for k in ("scores", "types", "merges") if k in vocabulary and k not in checked]
+    if checked and unchecked:  # the tokens agree, but llama.cpp also tokenizes by what no release file says
+        roles.doubts.append(
+            f"{gguf}'s tokenizer.ggml {', '.join(unchecked)} have no counterpart in the release's tokenizer files: "
+            f"a change of them cannot be ruled out; the release's {TOKENIZER_MODEL} or {TOKENIZER_JSON} "
+            f"recording them would decide"
+        )
+    _templates(gguf, summary, missing, roles, kv)
+    for name in HF_ONLY:
+        if name in missing:
+            roles.stand_in(missing[name], "nothing: a Hugging Face file llama.cpp does not read")
+    return roles
+
+
+def _templates(gguf: str, summary: dict[str, Any], missing: dict[str, FileFingerprint], roles: Roles, kv: str) -> None:
+    """tokenizer_config.json's special tokens and BOS/EOS flags, and the chat template (chat_template.jinja's
+    when the release has one, as transformers prefers it, else tokenizer_config.json's), held against the
+    GGUF's: a template the GGUF adds where the release has none is a change (llama.cpp applies it)."""
+    files = {n: f for n in (TOKENIZER_CONFIG, CHAT_TEMPLATE) if (f := missing.get(n)) is not None and f.meaning}
+    source = files.get(CHAT_TEMPLATE) or files.get(TOKENIZER_CONFIG)
+    expected = source.meaning.get("chat_template") if source is not None and source.meaning else None
+    same_template = expected == summary.get("chat_template")
+    for name, file in files.items():
+        meaning = file.meaning or {}
+        differ = [] if same_template or file is not source else ["the chat template"]
+        if name == TOKENIZER_CONFIG:
+            differ += [k for k, v in (summary.get("special") or {}).items() if k in meaning and meaning[k] != v]
+            differ += [
+                k
+                for k in ("add_bos_token", "add_eos_token")
+                if meaning.get(k) is not None and summary.get(k) is not None and meaning[k] != summary[k]
+            ]
+        if differ:
+            roles.changes.append(f"{gguf}: {', '.join(differ)} differ from the release's {name}")
+        else:
+            roles.stand_in(file, kv)
