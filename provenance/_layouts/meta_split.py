@@ -28,6 +28,7 @@ from provenance._layouts.llama import (
     wants_hugging_face,
 )
 from provenance._layouts.settings import config_against_params, recorded, release_document
+from provenance._layouts.side_roles import meta_roles
 from provenance._layouts.tensors import elements, meta_rows, permuted, rebuilt
 
 NOTE = (
@@ -75,8 +76,14 @@ class HuggingFaceToMeta:
             files.append(FileFingerprint(ref.path, None, Role.WEIGHTS, format="pytorch", tensors=tensors, rebuilt=True))
         if not any(f.path == PARAMS for f in candidate.files):
             files.extend(stand_ins(reference, PARAMS))
+        roles = meta_roles(reference, dataclasses.replace(candidate, files=tuple(files)))
+        files.extend(roles.stand_ins)
+        settings = settings._replace(
+            changes=(*settings.changes, *roles.changes), doubts=(*settings.doubts, *roles.doubts)
+        )
         adapted = in_layout(candidate, files, splitting.lost, settings)
-        return Adapted(adapted, self.comparable(reference), "; ".join([NOTE, *splitting.problems]), (self.name,))
+        note = "; ".join([NOTE, *([roles.note()] if roles.played else []), *splitting.problems])
+        return Adapted(adapted, self.comparable(reference), note, (self.name,))
 
 
 def _settings(root: Path, candidate: Checkpoint, reference: Checkpoint) -> tuple[dict[str, Any], Settings]:

@@ -122,3 +122,56 @@ def _templates(gguf: str, summary: dict[str, Any], missing: dict[str, FileFinger
             roles.changes.append(f"{gguf}: {', '.join(differ)} differ from the release's {name}")
         else:
             roles.stand_in(file, kv)
+
+
+HF_TOKENIZER = (TOKENIZER_JSON, TOKENIZER_CONFIG, CHAT_TEMPLATE)
+
+
+def _same_file(a: FileFingerprint, b: FileFingerprint) -> bool:
+    common = [k for k in a.digests if k in b.digests]
+    return bool(common) and all(a.digests[k] == b.digests[k] for k in common) and a.size == b.size
+
+
+def _tokens_agree(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> bool | None:
+    """Whether two vocabularies hold the same tokens in the same order; None when either is not known."""
+    if not ours or not theirs or "tokens" not in ours or "tokens" not in theirs:
+        return None
+    return bool(ours["count"] == theirs["count"] and ours["tokens"] == theirs["tokens"])
+
+
+def meta_roles(reference: Checkpoint, candidate: Checkpoint) -> Roles:
+    """Meta's layout (tokenizer.model alone) against a Hugging Face release, or the other way: the Hugging
+    Face tokenizer files are Meta's tokenizer.model in another form. When the candidate carries the release's
+    very tokenizer.model, they are not missing; when only one side has a tokenizer.model, the vocabularies'
+    tokens are compared (a differing one is a change; agreeing ones leave the scores unchecked, a doubt)."""
+    roles = Roles()
+    missing = released(reference, candidate)
+    theirs = {f.path: f for f in candidate.files}
+    ref_model = next((f for f in reference.files if f.path == TOKENIZER_MODEL), None)
+    cand_model = theirs.get(TOKENIZER_MODEL)
+    if ref_model is not None and cand_model is not None and _same_file(ref_model, cand_model):
+        for name in HF_TOKENIZER:
+            if name in missing:
+                roles.stand_in(missing[name], f"{TOKENIZER_MODEL}, the release's own")
+    else:
+        pairs = [  # (the release's vocabulary file, the candidate's in the other form)
+            (missing.get(TOKENIZER_JSON), cand_model),
+            (missing.get(TOKENIZER_MODEL), theirs.get(TOKENIZER_JSON)),
+        ]
+        for ref_file, cand_file in pairs:
+            if ref_file is None or cand_file is None:
+                continue
+            agree = _tokens_agree(ref_file.meaning, cand_file.meaning)
+            if agree is False:
+                roles.changes.append(f"{cand_file.path}'s tokens differ from the release's {ref_file.path}")
+            elif agree:
+                roles.stand_in(ref_file, cand_file.path)
+                roles.doubts.append(
+                    f"{cand_file.path} holds the release's {ref_file.path} tokens, but its scores (how it splits "
+                    f"text) have no counterpart in the release: a change of them cannot be ruled out; the "
+                    f"release's own {TOKENIZER_MODEL} would decide"
+                )
+    for name in HF_ONLY:
+        if name in missing:
+            roles.stand_in(missing[name], "nothing: a Hugging Face file Meta's layout has no counterpart of")
+    return roles
