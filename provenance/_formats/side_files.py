@@ -29,6 +29,7 @@ JSON_BUDGET = 64 << 20  # bytes a parse may allocate (manifests.io's estimate)
 
 PARSED = ("config.json", "generation_config.json", "params.json")
 TOKENIZER_CONFIG = "tokenizer_config.json"
+SPECIAL_MAP = "special_tokens_map.json"
 CHAT_TEMPLATE = "chat_template.jinja"
 SENTENCEPIECE = "tokenizer.model"
 TOKENIZER_JSON = "tokenizer.json"
@@ -239,6 +240,7 @@ def _sentencepiece_meaning(data: bytes, folder: dict[str, Any]) -> dict[str, Any
     summary = vocabulary(tokens, scores, types, None)
     summary["scheme"] = "sentencepiece"
     summary["special"] = {k: v for k, v in special.items() if 0 <= v < size}
+    summary["special_tokens"] = {f"{k}_token": tokens[v].decode() for k, v in summary["special"].items()}
     return summary
 
 
@@ -283,7 +285,7 @@ def meanings(root: Path, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for names in by_folder.values():
         read: dict[str, Any] = {}
-        for name in (*PARSED, TOKENIZER_CONFIG, ADDED_TOKENS, CHAT_TEMPLATE):
+        for name in (*PARSED, TOKENIZER_CONFIG, SPECIAL_MAP, ADDED_TOKENS, CHAT_TEMPLATE):
             if name not in names:
                 continue
             try:
@@ -295,7 +297,8 @@ def meanings(root: Path, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
             except (_Malformed, UnicodeDecodeError):
                 continue
             if isinstance(document, dict):
-                read[name] = tokenizer_config_meaning(document) if name == TOKENIZER_CONFIG else document
+                tokenizer = name in (TOKENIZER_CONFIG, SPECIAL_MAP)
+                read[name] = tokenizer_config_meaning(document) if tokenizer else document
         for name in (SENTENCEPIECE, TOKENIZER_JSON):
             if name not in names:
                 continue

@@ -175,3 +175,43 @@ def meta_roles(reference: Checkpoint, candidate: Checkpoint) -> Roles:
         if name in missing:
             roles.stand_in(missing[name], "nothing: a Hugging Face file Meta's layout has no counterpart of")
     return roles
+
+
+def _special_pieces(model: FileFingerprint | None) -> dict[str, Any]:
+    return dict((model.meaning or {}).get("special_tokens") or {}) if model is not None else {}
+
+
+def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[set[str], Roles]:
+    """A Hugging Face download against Meta's release: the Hugging Face side files it adds, judged against
+    Meta's tokenizer.model. tokenizer.json with the release's tokens (its merges unchecked: a doubt),
+    tokenizer_config.json and special_tokens_map.json naming the release's special tokens and no chat
+    template, and generation_config.json (transformers' generation defaults) are the release's in another
+    form, not files added; the names of those to leave out of the comparison, and what was found."""
+    roles = Roles()
+    ref_paths = {f.path for f in reference.files}
+    model = next((f for f in reference.files if f.path == TOKENIZER_MODEL), None)
+    accepted: set[str] = set()
+    for f in candidate.files:
+        if f.path in ref_paths or f.meaning is None:
+            continue
+        if f.path == TOKENIZER_JSON and model is not None:
+            agree = _tokens_agree(model.meaning, f.meaning)
+            if agree:
+                accepted.add(f.path)
+                roles.played.append(f"{TOKENIZER_MODEL} by {f.path} (the same tokens)")
+                roles.doubts.append(
+                    f"{f.path} holds the release's {TOKENIZER_MODEL} tokens, but its merges (how it splits text) "
+                    f"cannot be checked against the release's scores: a change of them cannot be ruled out"
+                )
+            elif agree is False:
+                roles.changes.append(f"{f.path}'s tokens differ from the release's {TOKENIZER_MODEL}")
+        elif f.path in ("tokenizer_config.json", "special_tokens_map.json") and model is not None:
+            pieces = _special_pieces(model)
+            named = {k: v for k, v in f.meaning.items() if k.endswith("_token") and k in pieces}
+            if "chat_template" not in f.meaning and all(pieces[k] == v for k, v in named.items()):
+                accepted.add(f.path)
+                roles.played.append(f"{f.path}'s special tokens by the release's {TOKENIZER_MODEL}")
+        elif f.path == "generation_config.json":
+            accepted.add(f.path)
+            roles.played.append(f"{f.path} by nothing: transformers' generation defaults, which Meta's layout has not")
+    return accepted, roles

@@ -314,3 +314,68 @@ def test_the_real_llama_cpp_vocabulary_summarises_as_the_real_tokenizer_model(tm
     assert vocabulary == {k: summary[k] for k in ("count", "tokens", "scores", "types")}
     reader = gguf.GGUFReader(str(path))  # the official reader: the count is its token list's
     assert summary["count"] == len(reader.fields["tokenizer.ggml.tokens"].data)
+
+
+# -- Meta's layout against its Hugging Face conversion, both ways ------------------------------------------
+
+
+def meta_release(folder: Path) -> Path:
+    """The sample model as Meta ships it: consolidated shards, params.json and the real tokenizer.model."""
+    from tests.support.llama import GOLDEN
+
+    shutil.copytree(GOLDEN / "meta", folder)
+    shutil.copyfile(REAL_TOKENIZER, folder / "tokenizer.model")
+    return folder
+
+
+@needs_shared
+def test_meta_shards_play_the_hugging_face_side_files(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    code, document = verify(run_cli, meta_release(tmp_path / "LLaMA"), hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (0, "equivalent")
+    statuses = {f["name"]: f["status"] for f in document["files"] if f["role"] == "other"}
+    assert statuses == {
+        "config.json": "match",
+        "generation_config.json": "match",
+        "special_tokens_map.json": "match",
+        "tokenizer.model": "match",
+        "tokenizer_config.json": "match",
+    }
+    (layout,) = [r for r in document["reasons"] if r.startswith("read in Meta's layout")]
+    assert "tokenizer_config.json by tokenizer.model, the release's own" in layout
+    assert "generation_config.json by nothing: a Hugging Face file Meta's layout has no counterpart of" in layout
+
+
+@needs_shared
+def test_a_hugging_face_conversion_is_equivalent_to_metas_release(
+    run_cli: Run, hf_release: Path, tmp_path: Path
+) -> None:
+    """The Hugging Face files the conversion adds are Meta's in another form when they name the release's
+    special tokens; a chat template Meta's release has no counterpart of is an added file."""
+    release = meta_release(tmp_path / "meta-release")
+    manifest = write_release_manifest(release, tmp_path / "meta.json")
+    candidate = Path(shutil.copytree(hf_release, tmp_path / "hf"))
+    untemplated = {k: v for k, v in TOKENIZER_CONFIG.items() if k != "chat_template"}
+    (candidate / "tokenizer_config.json").write_text(json.dumps(untemplated))
+    code, document = verify(run_cli, candidate, manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
+    assert {f["name"]: f["status"] for f in document["files"] if f["role"] == "other"} == {
+        "params.json": "match",
+        "tokenizer.model": "match",
+    }
+    (layout,) = [r for r in document["reasons"] if r.startswith("read in the Hugging Face layout")]
+    assert "tokenizer_config.json's special tokens by the release's tokenizer.model" in layout
+    code, document = verify(run_cli, hf_release, manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert document["reasons"][0] == "1 file added: tokenizer_config.json"
+
+
+@needs_shared
+def test_a_changed_params_json_in_the_meta_release_is_named(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """The Meta release's params.json, known from the manifest's meaning, describes another model than the
+    Hugging Face candidate's config.json."""
+    release = meta_release(tmp_path / "meta-release")
+    params = json.loads((release / "params.json").read_text())
+    (release / "params.json").write_text(json.dumps({**params, "norm_eps": 1e-6}))
+    manifest = write_release_manifest(release, tmp_path / "meta.json")
+    code, document = verify(run_cli, hf_release, manifest)
+    assert (code, document["verdict"]) == (1, "modified")
