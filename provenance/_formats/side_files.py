@@ -13,7 +13,7 @@ import json
 import math
 import posixpath
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,12 @@ SPECIAL_NAMES = ("bos", "eos", "unk", "pad")
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
-class _Malformed(Exception):
+class NoMeaning(Exception):
     """A side file this module cannot read within its bounds: it gets no meaning."""
+
+
+_Malformed = NoMeaning
+Reader = Callable[[str, int], bytes]  # a file's bytes by path, at most `cap` of them (more: NoMeaning)
 
 
 def _depth_ok(value: Any, depth: int = 0) -> bool:
@@ -104,6 +108,10 @@ def tokenizer_config_meaning(document: dict[str, Any]) -> dict[str, Any]:
     for key in ("add_bos_token", "add_eos_token"):
         if isinstance(document.get(key), bool):
             meaning[key] = document[key]
+    if isinstance(document.get("tokenizer_class"), str):  # the class transformers builds
+        meaning["tokenizer_class"] = document["tokenizer_class"]
+    if "auto_map" in document:  # code from the repository, run with trust_remote_code
+        meaning["auto_map"] = True
     added = document.get("added_tokens_decoder")
     if isinstance(added, dict):
         meaning["added_tokens"] = {
@@ -278,6 +286,11 @@ def _tokenizer_json_meaning(document: Any, folder: dict[str, Any]) -> dict[str, 
 def meanings(root: Path, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The meaning of each side file among `paths` (relative to `root`) that has one; a file too large,
     nested too deeply or malformed has none."""
+    return meanings_read(lambda path, cap: _read(root / path, cap), paths)
+
+
+def meanings_read(reader: Reader, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """`meanings`, each file's bytes from `reader` (a folder on disk, a hub repository)."""
     by_folder: dict[str, dict[str, str]] = {}
     for path in paths:
         folder, name = posixpath.split(path)
@@ -289,7 +302,7 @@ def meanings(root: Path, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
             if name not in names:
                 continue
             try:
-                data = _read(root / names[name], MEANING_CAP)
+                data = reader(names[name], MEANING_CAP)
                 if name == CHAT_TEMPLATE:
                     read[name] = {"chat_template": data.decode()}
                     continue
@@ -303,7 +316,7 @@ def meanings(root: Path, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
             if name not in names:
                 continue
             try:
-                data = _read(root / names[name], VOCAB_CAP)
+                data = reader(names[name], VOCAB_CAP)
                 if name == SENTENCEPIECE:
                     read[name] = _sentencepiece_meaning(data, read)
                 else:

@@ -22,6 +22,7 @@ META_MULTIPLE_OF = 256  # Meta's ModelArgs default
 META_NORM_EPS = 1e-5  # Meta's ModelArgs default
 
 Value = int | float | bool | str | None
+Pair = tuple[str, Value, str, Value]
 
 
 def recorded(reference: Checkpoint, name: str) -> bool:
@@ -62,6 +63,33 @@ def _rope_scaled(config: dict[str, Any]) -> bool:
         if isinstance(value, dict) and value.get("rope_type", value.get("type", "default")) not in (None, "default"):
             return True
     return False
+
+
+def _rope_type(config: dict[str, Any]) -> str:
+    """The config's rotary scaling as llama.cpp names it ("none" for the default embedding)."""
+    for key in ("rope_scaling", "rope_parameters"):
+        value = config.get(key)
+        if isinstance(value, dict):
+            kind = value.get("rope_type", value.get("type", "default"))
+            return "none" if kind in (None, "default") else str(kind)
+    return "none"
+
+
+def _rope_scaling_pairs(values: dict[str, int | float | bool | str], config: dict[str, Any]) -> list[Pair]:
+    """The GGUF's rotary scaling type and factor against the config's: the converter writes linear and yarn
+    scaling as key-values (Llama 3's scaling as a rope_freqs tensor, compared as a tensor)."""
+    ours = values.get("llama.rope.scaling.type", "none")
+    theirs = _rope_type(config)
+    if ours == "none" and theirs not in ("linear", "yarn"):
+        return []
+    pairs: list[Pair] = [("llama.rope.scaling.type", ours, "rope_scaling type", theirs)]
+    scaling = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    if "llama.rope.scaling.factor" in values or (isinstance(scaling, dict) and "factor" in scaling):
+        factor = scaling.get("factor") if isinstance(scaling, dict) else None
+        pairs.append(
+            ("llama.rope.scaling.factor", _float32(values.get("llama.rope.scaling.factor")), "factor", _float32(factor))
+        )
+    return pairs
 
 
 def _intermediate(params: dict[str, Any]) -> Value:
@@ -159,6 +187,8 @@ def gguf_against_config(values: dict[str, int | float | bool | str], config: dic
         if key in values and config_key in config:
             theirs = _float32(config[config_key]) if key.endswith("epsilon") else config[config_key]  # GGUF: F32
             pairs.append((key, values[key], config_key, theirs))
+    pairs.append(("(llama.cpp's SwiGLU)", "silu", "hidden_act", config.get("hidden_act", "silu")))
+    pairs += _rope_scaling_pairs(values, config)
     return [
         f"the GGUF's {key} = {ours!r} where the release's config.json gives {theirs_key} = {theirs!r}"
         for key, ours, theirs_key, theirs in pairs

@@ -181,6 +181,27 @@ def _special_pieces(model: FileFingerprint | None) -> dict[str, Any]:
     return dict((model.meaning or {}).get("special_tokens") or {}) if model is not None else {}
 
 
+LLAMA_TOKENIZERS = ("LlamaTokenizer", "LlamaTokenizerFast")
+
+
+def _like_metas(meaning: dict[str, Any], model: FileFingerprint) -> bool:
+    """Whether a Hugging Face tokenizer_config.json or special_tokens_map.json says only what Meta's
+    tokenizer.model does: its special tokens, tokens added only where the model has them, BOS added and EOS
+    not (Meta's code), a Llama tokenizer class, no chat template and no code of its own."""
+    pieces = _special_pieces(model)
+    named = {k: v for k, v in meaning.items() if k.endswith("_token")}
+    by_id = {str(v): pieces.get(f"{k}_token") for k, v in ((model.meaning or {}).get("special") or {}).items()}
+    return (
+        all(pieces.get(k) == v for k, v in named.items())
+        and all(by_id.get(i) == text for i, (text, _) in (meaning.get("added_tokens") or {}).items())
+        and meaning.get("add_bos_token", True) is True
+        and meaning.get("add_eos_token", False) is False
+        and meaning.get("tokenizer_class", LLAMA_TOKENIZERS[0]) in LLAMA_TOKENIZERS
+        and "chat_template" not in meaning
+        and "auto_map" not in meaning
+    )
+
+
 def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[set[str], Roles]:
     """A Hugging Face download against Meta's release: the Hugging Face side files it adds, judged against
     Meta's tokenizer.model. tokenizer.json with the release's tokens (its merges unchecked: a doubt),
@@ -206,9 +227,7 @@ def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[s
             elif agree is False:
                 roles.changes.append(f"{f.path}'s tokens differ from the release's {TOKENIZER_MODEL}")
         elif f.path in ("tokenizer_config.json", "special_tokens_map.json") and model is not None:
-            pieces = _special_pieces(model)
-            named = {k: v for k, v in f.meaning.items() if k.endswith("_token") and k in pieces}
-            if "chat_template" not in f.meaning and all(pieces[k] == v for k, v in named.items()):
+            if _like_metas(f.meaning, model):
                 accepted.add(f.path)
                 roles.played.append(f"{f.path}'s special tokens by the release's {TOKENIZER_MODEL}")
         elif f.path == "generation_config.json":
