@@ -379,3 +379,66 @@ def test_a_changed_params_json_in_the_meta_release_is_named(run_cli: Run, hf_rel
     manifest = write_release_manifest(release, tmp_path / "meta.json")
     code, document = verify(run_cli, hf_release, manifest)
     assert (code, document["verdict"]) == (1, "modified")
+
+
+def test_a_bpe_tokenizer_json_summarises_as_the_gguf_the_converter_writes(tmp_path: Path) -> None:
+    """tokenizer.json written by the tokenizers library (through transformers' save_pretrained) and a GGUF
+    holding what convert_hf_to_gguf.py's gpt2 path writes from it (tokens by id padded to the config's
+    vocab_size, added special tokens as control tokens, the merges): the same summary."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+
+    from provenance._formats.gguf_vocabulary import tokenizer_summary
+
+    vocab = {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4}
+    backend = Tokenizer(BPE(vocab=vocab, merges=[("a", "b"), ("ab", "c")]))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>")
+    folder = tmp_path / "release"
+    fast.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"vocab_size": 10}))
+    found = meanings(folder, [p.name for p in folder.iterdir()])
+    summary = found["tokenizer.json"]
+
+    ids = {**vocab, **{t.content: i for i, t in fast.added_tokens_decoder.items()}}
+    by_id = {i: t for t, i in ids.items()}
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(10)]
+    types = [
+        gguf.TokenType.UNUSED
+        if i not in by_id
+        else gguf.TokenType.CONTROL
+        if by_id[i] in ("<s>", "</s>")
+        else gguf.TokenType.NORMAL
+        for i in range(10)
+    ]
+    writer = gguf.GGUFWriter(str(tmp_path / "vocab.gguf"), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(["a b", "ab c"])
+    writer.add_bos_token_id(ids["<s>"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    path = tmp_path / "vocab.gguf"
+    with open(path, "rb") as stream:
+        written = tokenizer_summary(stream, path.stat().st_size, path.name)
+    assert written["vocabulary"] == {k: summary[k] for k in ("count", "tokens", "types", "merges")}
+    assert written["special"] == {"bos_token": "<s>"}
+    assert found["tokenizer_config.json"]["bos_token"] == "<s>"
+
+
+def test_a_gguf_rotary_scaling_is_held_against_the_config() -> None:
+    from provenance._layouts.settings import gguf_against_config
+
+    config = {"num_attention_heads": 4, "rope_scaling": {"rope_type": "linear", "factor": 2.0}}
+    values: dict[str, Any] = {"general.architecture": "llama", "llama.attention.head_count": 4}
+    assert gguf_against_config(values, config) == [
+        "the GGUF's llama.rope.scaling.type = 'none' where the release's config.json gives rope_scaling type = "
+        "'linear'",
+        "the GGUF's llama.rope.scaling.factor = None where the release's config.json gives factor = 2.0",
+    ]
+    values |= {"llama.rope.scaling.type": "linear", "llama.rope.scaling.factor": 2.0}
+    assert gguf_against_config(values, config) == []
+    assert gguf_against_config(values, {**config, "hidden_act": "gelu"}) == [
+        "the GGUF's (llama.cpp's SwiGLU) = 'silu' where the release's config.json gives hidden_act = 'gelu'"
+    ]
