@@ -26,13 +26,30 @@ DTYPE_KEY = "dtype"
 DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64"}
 ROPE_BASE = 10000.0
 _ABSENT = object()
+# Keys whose default, when a config leaves them out, is null: written as null or left out, the same config.
+NULL_DEFAULT = frozenset(
+    {
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "sep_token_id",
+        "decoder_start_token_id",
+        "rope_scaling",
+        "rope_parameters",
+        "head_dim",
+        "sliding_window",
+        "torch_dtype",
+        "dtype",
+        "quantization_config",
+    }
+)
 
 
 def normalised(document: dict[str, Any]) -> dict[str, Any]:
     """A config with transformers 4.x's and 5's spellings made one: `torch_dtype` is `dtype`,
     `rope_parameters` is `rope_theta` plus `rope_scaling` (none for the default rotary embedding); a key
-    set to null is a key left out."""
-    config = {k: v for k, v in document.items() if v is not None}
+    set to null is a key left out where transformers' default is null."""
+    config = {k: v for k, v in document.items() if v is not None or k not in NULL_DEFAULT}
     if "torch_dtype" in config:
         legacy = config.pop("torch_dtype")
         config.setdefault(DTYPE_KEY, legacy)

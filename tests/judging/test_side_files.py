@@ -442,3 +442,19 @@ def test_a_gguf_rotary_scaling_is_held_against_the_config() -> None:
     assert gguf_against_config(values, {**config, "hidden_act": "gelu"}) == [
         "the GGUF's (llama.cpp's SwiGLU) = 'silu' where the release's config.json gives hidden_act = 'gelu'"
     ]
+
+
+def test_null_is_a_key_left_out_only_where_transformers_defaults_to_null() -> None:
+    from provenance._judging.side_files import differing_keys
+
+    assert differing_keys({"a": 1}, {"a": 1, "pad_token_id": None}, None) == []
+    (change,) = differing_keys({"a": 1}, {"a": 1, "tie_word_embeddings": None}, None)
+    assert (change.key, change.reference, change.candidate, change.ignored) == (
+        "tie_word_embeddings",
+        None,
+        "null",
+        None,
+    )
+    (change,) = differing_keys({"n": 1}, {"n": 1.0, "m": True}, None)  # 1 and 1.0 are one number; True is no 1
+    assert change.key == "m"
+    assert [k.key for k in differing_keys({"n": 1}, {"n": True}, None)] == ["n"]
