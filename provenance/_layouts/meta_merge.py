@@ -82,6 +82,7 @@ class MetaToHuggingFace:
         others = [f for f in candidate.files if not SHARD.fullmatch(f.path) and (kept or f.path != PARAMS)]
         extra = [] if any(f.path == CONFIG for f in others) else stand_ins(reference, CONFIG)
         roles = meta_roles(reference, dataclasses.replace(candidate, files=(*candidate.files, *extra)))
+        others = [f for f in others if f.path not in roles.dropped or recorded(reference, f.path)]
         files = (*others, *shards, synthetic, *extra, *roles.stand_ins)
         settings = settings._replace(
             changes=(*settings.changes, *roles.changes), doubts=(*settings.doubts, *roles.doubts)

@@ -32,6 +32,7 @@ class Roles:
     played: list[str] = field(default_factory=list)  # "config.json by model.gguf's key-values"
     changes: list[str] = field(default_factory=list)
     doubts: list[str] = field(default_factory=list)
+    dropped: set[str] = field(default_factory=set)  # the candidate's files that are the release's in another form
 
     def stand_in(self, released: FileFingerprint, by: str) -> None:
         self.stand_ins.append(released)
@@ -166,6 +167,10 @@ def meta_roles(reference: Checkpoint, candidate: Checkpoint) -> Roles:
                 roles.changes.append(f"{cand_file.path}'s tokens differ from the release's {ref_file.path}")
             elif agree:
                 roles.stand_in(ref_file, cand_file.path)
+                roles.dropped.add(cand_file.path)  # not a file added: the release's vocabulary in this layout's form
+                for name in HF_TOKENIZER:
+                    if name in missing and name != ref_file.path:
+                        roles.stand_in(missing[name], f"{cand_file.path}, the release's tokens")
                 roles.doubts.append(
                     f"{cand_file.path} holds the release's {ref_file.path} tokens, but its scores (how it splits "
                     f"text) have no counterpart in the release: a change of them cannot be ruled out; the "

@@ -458,3 +458,41 @@ def test_null_is_a_key_left_out_only_where_transformers_defaults_to_null() -> No
     (change,) = differing_keys({"n": 1}, {"n": 1.0, "m": True}, None)  # 1 and 1.0 are one number; True is no 1
     assert change.key == "m"
     assert [k.key for k in differing_keys({"n": 1}, {"n": True}, None)] == ["n"]
+
+
+@needs_shared
+def test_meta_shards_against_a_release_with_tokenizer_json_only_are_undecided(
+    run_cli: Run, hf_release: Path, tmp_path: Path
+) -> None:
+    """A conversion that wrote tokenizer.json and no tokenizer.model: Meta's tokenizer.model holds the same
+    tokens, but its scores have no counterpart in the release, so nothing green can be said."""
+    release = Path(shutil.copytree(hf_release, tmp_path / "release"))
+    tokens, _, _, _ = parse_sentencepiece(REAL_TOKENIZER.read_bytes())
+    vocab = {t.decode(): i for i, t in enumerate(tokens)}
+    added = [{"id": i, "content": tokens[i].decode(), "special": True} for i in (0, 1, 2)]
+    (release / "tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": added})
+    )
+    (release / "tokenizer.model").unlink()
+    manifest = write_release_manifest(release, tmp_path / "release.json")
+    code, document = verify(run_cli, meta_release(tmp_path / "LLaMA"), manifest)
+    assert (code, document["verdict"]) == (1, "undecided")
+    assert document["reasons"][0].startswith(
+        "tokenizer.model holds the release's tokenizer.json tokens, but its scores (how it splits text) have no "
+        "counterpart in the release"
+    )
+    assert {f["name"]: f["status"] for f in document["files"] if f["role"] == "other"} == {
+        "config.json": "match",
+        "generation_config.json": "match",
+        "special_tokens_map.json": "match",
+        "tokenizer.json": "match",
+        "tokenizer_config.json": "match",
+    }
+    vocab["hello"] = vocab.pop("\u2581the")  # one token another: a change
+    (release / "tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": added})
+    )
+    manifest = write_release_manifest(release, tmp_path / "changed.json")
+    code, document = verify(run_cli, meta_release(tmp_path / "LLaMA2"), manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert "tokenizer.model's tokens differ from the release's tokenizer.json" in document["reasons"]
