@@ -194,7 +194,7 @@ def _like_metas(meaning: dict[str, Any], model: FileFingerprint) -> bool:
     tokenizer.model does: its special tokens, tokens added only where the model has them, BOS added and EOS
     not (Meta's code), a Llama tokenizer class, no chat template and no code of its own."""
     pieces = _special_pieces(model)
-    named = {k: v for k, v in meaning.items() if k.endswith("_token")}
+    named = {k: v for k, v in meaning.items() if k in ("bos_token", "eos_token", "unk_token", "pad_token")}
     by_id = {str(v): pieces.get(f"{k}_token") for k, v in ((model.meaning or {}).get("special") or {}).items()}
     return (
         all(pieces.get(k) == v for k, v in named.items())
