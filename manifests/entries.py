@@ -94,7 +94,35 @@ def file_from_entry(entry: dict[str, Any]) -> FileFingerprint:
     elif not digests:
         raise fail(f"{path}: no digest at all")
     pieces = _pieces_from_entry(entry["btv2"], path, size) if "btv2" in entry else None
-    return FileFingerprint(path, size, role, fmt, digests, tuple(tensors), container, pieces=pieces)
+    meaning = _meaning_from_entry(entry["meaning"], path) if "meaning" in entry else None
+    return FileFingerprint(path, size, role, fmt, digests, tuple(tensors), container, pieces=pieces, meaning=meaning)
+
+
+MEANING_CAP = 1 << 20  # JSON values a file's meaning may hold: a config's, a few thousand
+MEANING_DEPTH = 32
+
+
+def _meaning_from_entry(raw: Any, path: str) -> dict[str, Any]:
+    """A settings file's meaning: a JSON object of bounded size and nesting (it is compared key by key)."""
+    meaning = obj(raw, f"{path}: meaning")
+    budget = [MEANING_CAP]
+
+    def walk(value: Any, depth: int) -> None:
+        budget[0] -= 1
+        if depth > MEANING_DEPTH or budget[0] < 0:
+            raise fail(f"{path}: meaning nests too deeply or holds too many values")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                string(key, f"{path}: meaning key")
+                walk(item, depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, depth + 1)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise fail(f"{path}: meaning holds a number JSON cannot")
+
+    walk(meaning, 0)
+    return meaning
 
 
 def _pieces_from_entry(raw: Any, path: str, size: int | None) -> Pieces:

@@ -122,6 +122,8 @@ def _file_entry(f: FileFingerprint) -> dict[str, Any]:
             "piece_length": f.pieces.piece_length,
             **({"piece_layer": list(f.pieces.layer)} if f.pieces.layer else {}),
         }
+    if f.meaning is not None:
+        entry["meaning"] = f.meaning
     if f.container_blake3 is not None:
         entry["container_blake3"] = f.container_blake3
         entry["tensors"] = [

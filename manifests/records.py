@@ -138,6 +138,9 @@ class FileFingerprint:
     pieces: Pieces | None = None  # BEP 52 pieces root and piece layer, when asked for (`--torrent-v2`)
     rebuilt: bool = False  # a layout adapter's tensor table, made from other files: no bytes of its own
     hazard: str | None = None  # what loading it would run, found without loading it (a pickle's imports)
+    # A small settings or tokenizer file's content as a loader reads it (a config's parsed object, a
+    # vocabulary's summary): what lets it be compared by meaning, and with another layout's counterpart.
+    meaning: dict[str, Any] | None = None
 
     @property
     def has_layout(self) -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from manifests.signing.interface import SignatureInfo
 
@@ -66,6 +67,17 @@ class FileResult:
     size: int | None = None
     expected_size: int | None = None
     detail: str | None = None
+    keys: tuple[KeyChange, ...] = ()  # a settings file compared by meaning: the keys that differ
+
+
+class KeyChange(NamedTuple):
+    """One key of a settings file that differs from the release's, both values as JSON text (absent: None);
+    `ignored` says why it does not change the verdict (it records tooling, or it names a proven cast)."""
+
+    key: str
+    reference: str | None
+    candidate: str | None
+    ignored: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +191,17 @@ def _file_json(f: FileResult) -> dict[str, Any]:
             "expected_size": f.expected_size,
             "detail": f.detail,
         }
-    )
+    ) | ({"keys": [_key_json(k) for k in f.keys]} if f.keys else {})
+
+
+def _key_json(k: KeyChange) -> dict[str, Any]:
+    """A differing key: both values (null where the file has no such key), and why it is ignored if it is."""
+    entry = {
+        "key": k.key,
+        "reference": None if k.reference is None else json.loads(k.reference),
+        "candidate": None if k.candidate is None else json.loads(k.candidate),
+    }
+    return entry | ({"ignored": k.ignored} if k.ignored else {})
 
 
 def _tensor_json(t: TensorResult) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from manifests.model import Manifest, build_manifest
 from manifests.names import DEFAULT_IGNORE, is_ignored
-from manifests.records import Checkpoint, FileFingerprint, is_weights_file, role_of
+from manifests.records import Checkpoint, FileFingerprint, Role, is_weights_file, role_of
 from provenance._checks.audit_mirror import stream_fingerprint
 from provenance._checks.common import ReadOptions
 from provenance._hashing.engine import HashPlan
@@ -83,4 +83,24 @@ def fingerprint_hub(
             )
     if not files:
         raise HubError(f"{ref}: the repository holds no files")
+    files = _with_meaning(Mirror(hub, ref, snapshot), files)
     return build_manifest(Checkpoint(tuple(files)), name or f"{ref.repo_id}@{snapshot.commit[:12]}")
+
+
+def _with_meaning(mirror: Mirror, files: list[FileFingerprint]) -> list[FileFingerprint]:
+    """The repository's small settings and tokenizer files with their meaning, as a local fingerprint has it
+    (their bytes read again: a few KiB each)."""
+    import dataclasses
+
+    from provenance._formats.side_files import NoMeaning, meanings_read
+
+    sizes = {f.path: f.size for f in files if f.role is Role.OTHER}
+
+    def read(path: str, cap: int) -> bytes:
+        size = sizes.get(path)
+        if not size or size > cap:
+            raise NoMeaning(path)
+        return mirror.read_range(path, 0, size)
+
+    found = meanings_read(read, list(sizes))
+    return [dataclasses.replace(f, meaning=found[f.path]) if f.path in found else f for f in files]

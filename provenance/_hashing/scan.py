@@ -139,6 +139,7 @@ def scan(
     # by its own path is taken wherever it leads, as the listing takes it).
     outside = allow_symlinks or not target.is_dir()
     files = _run(root, jobs, strict=strict, progress=progress, label=label, allow_symlinks=outside)
+    files = with_meaning(root, files)
     if strict:
         return _bounded(Checkpoint(files=tuple(files), set_aside=tuple(left_out), root=root), target)
     # A checkpoint under verification: its shard indexes are loading instructions to check, and its
@@ -148,6 +149,15 @@ def scan(
     files = [_with_hazard(root, f) for f in files]
     checkpoint = Checkpoint(tuple(files), weight_map=weight_map, indexes=indexes, set_aside=tuple(left_out), root=root)
     return _bounded(checkpoint, target)
+
+
+def with_meaning(root: Path, files: list[FileFingerprint]) -> list[FileFingerprint]:
+    """Each small settings or tokenizer file with its meaning (parsed, bounded), read after hashing: what
+    lets it be compared key by key, and with another layout's counterpart."""
+    from provenance._formats.side_files import meanings
+
+    found = meanings(root, [f.path for f in files if f.role is Role.OTHER and f.error is None])
+    return [dataclasses.replace(f, meaning=found[f.path]) if f.path in found else f for f in files]
 
 
 def _bounded(checkpoint: Checkpoint, target: Path) -> Checkpoint:

@@ -18,6 +18,7 @@ from provenance._judging.classify import DERIVED
 from provenance._judging.collisions import overrule
 from provenance._judging.loading import loading_problems
 from provenance._judging.matching import FOUND, TensorOutcome, match_tensors
+from provenance._judging.side_files import by_meaning
 from provenance._judging.verdict import Findings, Judgement, decide
 from provenance._judging.wording import names, plural
 from provenance.errors import ProvenanceError
@@ -79,6 +80,7 @@ def judge(reference: Checkpoint, candidate: Checkpoint) -> Judgement:
         raise ProvenanceError("the reference lists no files: nothing can be verified against it")
     files, file_status = _file_results(reference, candidate)
     outcome = match_tensors(reference, candidate, file_status)
+    files = by_meaning(reference, candidate, files, file_status, outcome.results)  # settings files, key by key
     if candidate.in_another_layout:  # the release's files are absent by construction: say when that costs nothing
         lost = {t.file for t in outcome.results if t.file is not None and t.status not in FOUND}
         files = [

@@ -24,6 +24,7 @@ from provenance._judging.quantization import grid_at
 from provenance._layouts.interface import Adapted
 from provenance._layouts.llama import CONFIG, MAX_HEADS, wants_hugging_face
 from provenance._layouts.settings import gguf_against_config, recorded, release_document
+from provenance._layouts.side_roles import Roles, gguf_roles
 from provenance._layouts.tensors import elements, hugging_face_rows, permuted, rebuilt, tensor_bytes
 
 _NAMES = {
@@ -77,6 +78,7 @@ class GgufToHuggingFace:
         problems: list[str] = []
         changes: list[str] = []
         config = release_document(candidate, reference, CONFIG)
+        roles: Roles | None = None
         for f in candidate.files:
             keys = None
             if f.format == "gguf" and any(hugging_face_name(t.name) for t in f.tensors):
@@ -84,21 +86,25 @@ class GgufToHuggingFace:
             if keys is None:  # not a llama GGUF, or one cut short before its key-values could be read
                 files.append(f)
                 continue
-            if config is not None:  # llama.cpp builds the model from the key-values, not from config.json
-                changes.extend(f"{f.path}: {change}" for change in gguf_against_config(keys.values, config))
+            disagree = [] if config is None else gguf_against_config(keys.values, config)
+            changes.extend(f"{f.path}: {change}" for change in disagree)  # llama.cpp builds from the key-values
+            if roles is None and f.error is None:  # the first whole GGUF plays the release's side files
+                roles = _roles(root / f.path, f.path, config is not None and not disagree, reference, candidate)
             tensors = tuple(_mapped(root / f.path, t, keys, wanted, problems, sketch_all) for t in f.tensors)
             files.append(dataclasses.replace(f, tensors=tensors, container_blake3=None, rebuilt=True))
             changed = True
-        note = "; ".join([NOTE, *problems])
+        roles = roles or Roles()
+        note = "; ".join([NOTE, *([roles.note()] if roles.played else []), *problems])
         if not changed:
             return None
         adapted = dataclasses.replace(
             candidate,
-            files=tuple(files),
-            layout_changes=(*candidate.layout_changes, *changes),
+            files=(*files, *roles.stand_ins),
+            layout_changes=(*candidate.layout_changes, *changes, *roles.changes),
             layout_doubts=(
                 *candidate.layout_doubts,
                 *([CONFIG_UNKNOWN] if config is None and recorded(reference, CONFIG) else []),
+                *roles.doubts,
             ),
         )
         return Adapted(adapted, reference, note, (self.name,))
@@ -129,6 +135,19 @@ class GgufKeyValues:
             return None
         adapted = dataclasses.replace(candidate, layout_changes=(*candidate.layout_changes, *changes))
         return Adapted(adapted, reference, "", ())
+
+
+def _roles(path: Path, name: str, config_agrees: bool, reference: Checkpoint, candidate: Checkpoint) -> Roles:
+    """The release's config and tokenizer files this GGUF plays the role of, from its key-values."""
+    from provenance._formats.gguf_vocabulary import tokenizer_summary
+    from provenance.errors import MalformedContainer
+
+    try:
+        with open(path, "rb") as stream:
+            summary = tokenizer_summary(stream, os.fstat(stream.fileno()).st_size, name)
+    except (MalformedContainer, OSError):  # its layout was read: only a changed file fails here
+        return Roles()
+    return gguf_roles(name, summary, config_agrees, reference, candidate)
 
 
 CONFIG_UNKNOWN = (

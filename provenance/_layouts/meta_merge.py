@@ -31,6 +31,7 @@ from provenance._layouts.llama import (
     wants_hugging_face,
 )
 from provenance._layouts.settings import config_against_params, recorded, release_document
+from provenance._layouts.side_roles import meta_roles
 from provenance._layouts.tensors import elements, hugging_face_rows, permuted, rebuilt
 
 MERGED = "consolidated.*.pth (merged, Hugging Face names)"
@@ -80,9 +81,15 @@ class MetaToHuggingFace:
         kept = recorded(reference, PARAMS)  # a release with a params.json of its own: the download's is its copy
         others = [f for f in candidate.files if not SHARD.fullmatch(f.path) and (kept or f.path != PARAMS)]
         extra = [] if any(f.path == CONFIG for f in others) else stand_ins(reference, CONFIG)
-        files = (*others, *shards, synthetic, *extra)
+        roles = meta_roles(reference, dataclasses.replace(candidate, files=(*candidate.files, *extra)))
+        others = [f for f in others if f.path not in roles.dropped or recorded(reference, f.path)]
+        files = (*others, *shards, synthetic, *extra, *roles.stand_ins)
+        settings = settings._replace(
+            changes=(*settings.changes, *roles.changes), doubts=(*settings.doubts, *roles.doubts)
+        )
         adapted = in_layout(candidate, files, {**candidate.weight_map, **merging.lost}, settings)
-        return Adapted(adapted, self.comparable(reference), "; ".join([NOTE, *merging.problems]), (self.name,))
+        note = "; ".join([NOTE, *([roles.note()] if roles.played else []), *merging.problems])
+        return Adapted(adapted, self.comparable(reference), note, (self.name,))
 
 
 def _settings(root: Path, candidate: Checkpoint, reference: Checkpoint) -> Settings:

@@ -28,6 +28,7 @@ from provenance._layouts.llama import (
     wants_hugging_face,
 )
 from provenance._layouts.settings import config_against_params, recorded, release_document
+from provenance._layouts.side_roles import hugging_face_extras, meta_roles
 from provenance._layouts.tensors import elements, meta_rows, permuted, rebuilt
 
 NOTE = (
@@ -68,15 +69,29 @@ class HuggingFaceToMeta:
         splitting.locate(weights)
         splitting.split(candidate.weight_map)
         kept = recorded(reference, CONFIG)  # a release with a config.json of its own: the download's is its copy
-        files = [f for f in candidate.files if (kept or f.path != CONFIG) and f.role is not Role.WEIGHTS]
+        accepted, extras = hugging_face_extras(reference, candidate)  # Hugging Face forms of Meta's files
+        files = [
+            f
+            for f in candidate.files
+            if (kept or f.path != CONFIG) and f.role is not Role.WEIGHTS and f.path not in accepted
+        ]
         files.extend(dataclasses.replace(f, tensors=(), container_blake3=None) for f in weights)  # as files
         for shard, ref in enumerate(ref_shards):
             tensors = tuple(splitting.pieces[shard] + (splitting.rest if shard == 0 else []))
             files.append(FileFingerprint(ref.path, None, Role.WEIGHTS, format="pytorch", tensors=tensors, rebuilt=True))
         if not any(f.path == PARAMS for f in candidate.files):
             files.extend(stand_ins(reference, PARAMS))
+        roles = meta_roles(reference, dataclasses.replace(candidate, files=tuple(files)))
+        roles.played.extend(extras.played)
+        roles.changes.extend(extras.changes)
+        roles.doubts.extend(extras.doubts)
+        files.extend(roles.stand_ins)
+        settings = settings._replace(
+            changes=(*settings.changes, *roles.changes), doubts=(*settings.doubts, *roles.doubts)
+        )
         adapted = in_layout(candidate, files, splitting.lost, settings)
-        return Adapted(adapted, self.comparable(reference), "; ".join([NOTE, *splitting.problems]), (self.name,))
+        note = "; ".join([NOTE, *([roles.note()] if roles.played else []), *splitting.problems])
+        return Adapted(adapted, self.comparable(reference), note, (self.name,))
 
 
 def _settings(root: Path, candidate: Checkpoint, reference: Checkpoint) -> tuple[dict[str, Any], Settings]:

@@ -3,8 +3,9 @@
 A layout adapter proves the tensors; the model a loader builds also depends on the settings beside them
 (Meta's params.json, Hugging Face's config.json, a GGUF's key-values): the head counts q and k are
 permuted by, the norm epsilon, the rotary base, the activation. These are compared by meaning, the way
-the converters write one from the other. A manifest records the release's settings file by digest only,
-so its content is known only when the candidate carries the very same file.
+the converters write one from the other. A manifest records the meaning of the release's settings file
+(older ones its digest only, so that its content is known only when the candidate carries the very same
+file).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import struct
 from typing import Any
 
 from manifests.records import Checkpoint, Role
+from provenance._formats.side_files import PARSED
 
 ROPE_BASE = 10000.0  # what both Meta's code and transformers use when nothing says otherwise
 META_MULTIPLE_OF = 256  # Meta's ModelArgs default
 META_NORM_EPS = 1e-5  # Meta's ModelArgs default
 
 Value = int | float | bool | str | None
+Pair = tuple[str, Value, str, Value]
 
 
 def recorded(reference: Checkpoint, name: str) -> bool:
@@ -28,12 +31,15 @@ def recorded(reference: Checkpoint, name: str) -> bool:
 
 
 def release_document(candidate: Checkpoint, reference: Checkpoint, name: str) -> dict[str, Any] | None:
-    """The release's settings file `name`, read from the candidate's copy (under its root) when its digest
-    is the release's; None when the candidate has no such copy (the manifest holds the digest, not the content)."""
+    """The release's settings file `name`: its meaning as the manifest records it, else read from the
+    candidate's copy (under its root) when its digest is the release's; None when neither is at hand (an
+    older manifest holds the digest, not the content)."""
     from provenance._layouts.llama import _read_json
 
     root = candidate.require_root(f"reading the release's {name}")
     released = [f for f in reference.files if f.path == name and f.role is Role.OTHER]
+    if released and released[0].meaning is not None and name in PARSED:
+        return dict(released[0].meaning)
     carried = [f for f in candidate.files if f.path == name and f.error is None]
     if not released or not carried or not (root / name).is_file():  # not there: a stand-in of another adapter
         return None
@@ -57,6 +63,33 @@ def _rope_scaled(config: dict[str, Any]) -> bool:
         if isinstance(value, dict) and value.get("rope_type", value.get("type", "default")) not in (None, "default"):
             return True
     return False
+
+
+def _rope_type(config: dict[str, Any]) -> str:
+    """The config's rotary scaling as llama.cpp names it ("none" for the default embedding)."""
+    for key in ("rope_scaling", "rope_parameters"):
+        value = config.get(key)
+        if isinstance(value, dict):
+            kind = value.get("rope_type", value.get("type", "default"))
+            return "none" if kind in (None, "default") else str(kind)
+    return "none"
+
+
+def _rope_scaling_pairs(values: dict[str, int | float | bool | str], config: dict[str, Any]) -> list[Pair]:
+    """The GGUF's rotary scaling type and factor against the config's: the converter writes linear and yarn
+    scaling as key-values (Llama 3's scaling as a rope_freqs tensor, compared as a tensor)."""
+    ours = values.get("llama.rope.scaling.type", "none")
+    theirs = _rope_type(config)
+    if ours == "none" and theirs not in ("linear", "yarn"):
+        return []
+    pairs: list[Pair] = [("llama.rope.scaling.type", ours, "rope_scaling type", theirs)]
+    scaling = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    if "llama.rope.scaling.factor" in values or (isinstance(scaling, dict) and "factor" in scaling):
+        factor = scaling.get("factor") if isinstance(scaling, dict) else None
+        pairs.append(
+            ("llama.rope.scaling.factor", _float32(values.get("llama.rope.scaling.factor")), "factor", _float32(factor))
+        )
+    return pairs
 
 
 def _intermediate(params: dict[str, Any]) -> Value:
@@ -154,6 +187,8 @@ def gguf_against_config(values: dict[str, int | float | bool | str], config: dic
         if key in values and config_key in config:
             theirs = _float32(config[config_key]) if key.endswith("epsilon") else config[config_key]  # GGUF: F32
             pairs.append((key, values[key], config_key, theirs))
+    pairs.append(("(llama.cpp's SwiGLU)", "silu", "hidden_act", config.get("hidden_act", "silu")))
+    pairs += _rope_scaling_pairs(values, config)
     return [
         f"the GGUF's {key} = {ours!r} where the release's config.json gives {theirs_key} = {theirs!r}"
         for key, ours, theirs_key, theirs in pairs

@@ -17,6 +17,7 @@ import pytest
 from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.support.llama import GOLDEN, gguf_download
+from tests.support.meanings import without_meanings
 from tests.support.references import refused_as_older
 
 Run = Callable[..., CliResult]
@@ -204,6 +205,15 @@ def test_each_release_is_held_against_its_own_config(run_cli: Run, release_dir: 
         if (release_dir / name).exists():
             shutil.copyfile(release_dir / name, meta / name)
     result = run_cli("identify", meta, "--registry", folder, "--json", "-q")
+    verdicts = {m["release"]: m["verdict"] for m in json.loads(result.out)["matches"]}
+    # Each manifest records what its config.json means: params.json is held against it (the dtype is no
+    # setting of params.json; the tensors say it).
+    assert (verdicts["release-a-other-config"], verdicts["release-b"]) == ("equivalent", "equivalent")
+    older = tmp_path / "older-registry"  # manifests that record config.json by digest only
+    older.mkdir()
+    for manifest in folder.iterdir():
+        without_meanings(manifest, older / manifest.name)
+    result = run_cli("identify", meta, "--registry", older, "--json", "-q")
     verdicts = {m["release"]: m["verdict"] for m in json.loads(result.out)["matches"]}
     # Neither release's config.json is at hand: params.json cannot be held against it.
     assert (verdicts["release-a-other-config"], verdicts["release-b"]) == ("undecided", "undecided")

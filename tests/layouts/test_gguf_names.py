@@ -15,6 +15,7 @@ from provenance._sample import sample_tensors
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 from tests.support.llama import HEADS, gguf_download, meta_rows, write_llama_gguf
+from tests.support.meanings import without_meanings
 
 Run = Callable[..., CliResult]
 
@@ -237,17 +238,23 @@ def test_a_changed_rotary_base_is_modified(run_cli: Run, release_dir: Path, sket
 def test_a_gguf_without_the_releases_config_is_not_green(
     run_cli: Run, release_dir: Path, sketched: Path, tmp_path: Path
 ) -> None:
-    """Without the release's config.json at hand its settings cannot be held against the key-values."""
+    """Without the release's config.json at hand, or its meaning in the manifest, its settings cannot be held
+    against the key-values."""
     folder = gguf_download(release_dir, tmp_path / "alone", None)
     (folder / "config.json").unlink()
-    code, document = verify(run_cli, folder, sketched)
+    code, document = verify(run_cli, folder, sketched)  # the manifest records what config.json means
+    assert (code, document["verdict"]) == (0, "equivalent")
+    assert any("config.json by model.gguf's key-values" in r for r in document["reasons"])
+    older = without_meanings(sketched, tmp_path / "older.json")
+    code, document = verify(run_cli, folder, older)
     # A doubt about what is present outranks the loss: `incomplete` would say everything present matches.
     assert (code, document["verdict"]) == (1, "undecided")
     assert document["reasons"][0] == "1 file missing: config.json"
     assert "the release's config.json beside the GGUF would decide" in document["reasons"][1]
     (folder / "config.json").write_text('{"num_attention_heads": 2}')
-    code, document = verify(run_cli, folder, sketched)
-    assert (code, document["verdict"]) == (1, "modified")
+    for manifest in (sketched, older):
+        code, document = verify(run_cli, folder, manifest)
+        assert (code, document["verdict"]) == (1, "modified")
     assert any(r.startswith("config.json differs") for r in document["reasons"])
 
 

@@ -17,6 +17,7 @@ from provenance._sample import sample_tensors, write_sharded
 from tests.conftest import CliResult, write_release_manifest
 from tests.conftest import verify_json as verify
 from tests.support.llama import GOLDEN
+from tests.support.meanings import without_meanings
 
 Run = Callable[..., CliResult]
 
@@ -444,11 +445,20 @@ def test_a_hugging_face_config_is_held_against_the_releases_params(
         built = LlamaConfig.from_pretrained(folder)
         assert (built.hidden_act, built.rms_norm_eps) == ("relu", 0.5)
 
-    (folder / "params.json").unlink()  # the release's params.json is no longer at hand
+    (folder / "params.json").unlink()  # the release's params.json is no longer at hand: the manifest's meaning
     code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert (
+        "config.json's hidden_act = 'relu' where the release's params.json gives (Meta's SwiGLU) = 'silu'"
+        in (document["reasons"])
+    )
+    older = without_meanings(meta_manifest, tmp_path / "older.json")  # a manifest that records digests only
+    code, document = verify(run_cli, folder, older)
     assert (code, document["verdict"]) == (1, "undecided")
-    (folder / "config.json").write_text(json.dumps(config, indent=2))  # even the genuine config cannot be checked
+    (folder / "config.json").write_text(json.dumps(config, indent=2))  # the genuine config
     code, document = verify(run_cli, folder, meta_manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
+    code, document = verify(run_cli, folder, older)  # against digests only even it cannot be checked
     assert (code, document["verdict"]) == (1, "undecided")
     assert document["reasons"][0].startswith("the release's params.json is recorded by digest only")
 
@@ -467,11 +477,21 @@ def test_meta_params_are_held_against_the_releases_config(
         "params.json's n_heads = 2 where the release's config.json gives num_attention_heads = 4",
     ]
 
-    (meta_copy / "config.json").unlink()
+    (meta_copy / "config.json").unlink()  # the manifest's meaning of config.json still gives the 4 and 2 heads
     code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert {t["status"] for t in document["tensors"]} == {"match"}
+    assert (
+        "params.json's n_heads = 2 where the release's config.json gives num_attention_heads = 4"
+        in (document["reasons"])
+    )
+    older = without_meanings(release_manifest, meta_copy.parent / "older.json")  # digests only
+    code, document = verify(run_cli, meta_copy, older)
     assert (code, document["verdict"]) == (1, "modified")  # un-permuted by the 2 heads it claims: q differs
     (meta_copy / "params.json").write_text(json.dumps(params))
     code, document = verify(run_cli, meta_copy, release_manifest)
+    assert (code, document["verdict"]) == (0, "equivalent")
+    code, document = verify(run_cli, meta_copy, older)
     assert (code, document["verdict"]) == (1, "undecided")
     assert document["reasons"][0].startswith("the release's config.json is recorded by digest only")
 

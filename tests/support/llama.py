@@ -5,6 +5,7 @@ as llama.cpp converts them)."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -41,6 +42,7 @@ def write_llama_gguf(
     imatrix: bool = False,
     heads: int | str = HEADS,
     rope_base: float | None = None,
+    key_values: Callable[[gguf.GGUFWriter], None] | None = None,
 ) -> Path:
     """The sample model (or `tensors` of its shapes) as llama.cpp's converter writes it, matrices quantized
     (`imatrix`: with the keys llama-quantize records when given an importance matrix; `heads`: another
@@ -59,6 +61,8 @@ def write_llama_gguf(
     writer.add_head_count_kv(KV_HEADS)
     if rope_base is not None:
         writer.add_rope_freq_base(rope_base)
+    if key_values is not None:  # more of what the converter writes (the tokenizer's)
+        key_values(writer)
     for name, array in (sample_tensors() if tensors is None else tensors).items():
         if name == "model.embed_tokens.weight":
             target = "token_embd.weight"
