@@ -26,9 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers reads it: nothing is fetched
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
@@ -90,7 +87,7 @@ import importlib.util, os, sys
 import transformers
 
 def LlamaTokenizerFast(vocab_file, **kwargs):
-    return transformers.LlamaTokenizer.from_pretrained(os.path.dirname(vocab_file), **kwargs)
+    return transformers.LlamaTokenizer.from_pretrained(os.path.dirname(vocab_file), local_files_only=True, **kwargs)
 
 sys.argv = sys.argv[1:]
 spec = importlib.util.spec_from_file_location("convert_llama_weights_to_hf", sys.argv[0])
@@ -143,7 +140,7 @@ def tiny_model(seed: int) -> LlamaForCausalLM:
 
 
 def load(folder: Path, dtype: torch.dtype) -> LlamaForCausalLM:
-    model: LlamaForCausalLM = LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
+    model: LlamaForCausalLM = LlamaForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
     return model
 
 
@@ -160,7 +157,7 @@ def write_tokenizer(folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(TOKENIZER, folder / "tokenizer.model")
-    LlamaTokenizer.from_pretrained(folder).save_pretrained(folder)
+    LlamaTokenizer.from_pretrained(folder, local_files_only=True).save_pretrained(folder)
 
 
 def build_release(folder: Path) -> None:
