@@ -84,13 +84,19 @@ EXPECTED: dict[tuple[str, str, str], tuple[str, str | None]] = {
     # Meta's shards and their transformers conversion hold the same bfloat16 numbers: both ways.
     ("meta-1", "meta-1-hf", "sketched"): ("equivalent", "exact"),
     ("meta-1", "meta-1-hf", "plain"): ("equivalent", "exact"),
-    ("meta-1-hf", "meta-1", "sketched"): ("equivalent", "exact"),
-    ("meta-1-hf", "meta-1", "plain"): ("equivalent", "exact"),
+    ("meta-1-hf", "meta-1", "sketched"): ("undecided", None),  # tokenizer.json's merges: see DECIDES
+    ("meta-1-hf", "meta-1", "plain"): ("undecided", None),  # tokenizer.json's merges: see DECIDES
     ("meta-2", "meta-2-hf", "sketched"): ("equivalent", "exact"),
     ("meta-2", "meta-2-hf", "plain"): ("equivalent", "exact"),
-    ("meta-2-hf", "meta-2", "sketched"): ("equivalent", "exact"),
-    ("meta-2-hf", "meta-2", "plain"): ("equivalent", "exact"),
+    ("meta-2-hf", "meta-2", "sketched"): ("undecided", None),  # tokenizer.json's merges: see DECIDES
+    ("meta-2-hf", "meta-2", "plain"): ("undecided", None),  # tokenizer.json's merges: see DECIDES
 }
+
+
+# The Hugging Face conversion of Meta's release carries a tokenizer.json, which transformers prefers to
+# tokenizer.model: its tokens are checked against the release's, but its merges (how it splits text) are not
+# recorded by Meta's release, so nothing at hand decides them.
+DECIDES = {"meta-1-hf": "merges", "meta-2-hf": "merges"}
 
 
 @pytest.mark.parametrize(("candidate", "reference", "kind"), list(EXPECTED), ids=["-".join(k) for k in EXPECTED])
@@ -107,8 +113,9 @@ def test_verdict_on_real_output(
     document: dict[str, Any] = json.loads(result.out) if result.out.strip() else {}
     seen = (document.get("verdict"), document.get("proof"), result.code)
     assert seen == (verdict, proof, 0 if verdict in GREEN else 1), (document.get("reasons"), result.err)
-    if verdict == "undecided":  # the reason names the evidence that would decide: a sketched manifest
-        assert any("sketch" in reason for reason in document["reasons"]), document["reasons"]
+    if verdict == "undecided":  # the reason names the evidence that would decide
+        word = DECIDES.get(candidate, "sketch")
+        assert any(word in reason for reason in document["reasons"]), document["reasons"]
 
 
 def test_outputs_are_the_real_tools(workshop: realtools.Workshop) -> None:
