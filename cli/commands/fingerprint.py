@@ -39,7 +39,11 @@ FullFlag = Annotated[
 ]
 SketchesFlag = Annotated[
     bool,
-    typer.Option("--sketches", help="Add per float tensor: canonical F16/BF16 cast digests, moments, a seeded sample."),
+    typer.Option(
+        "--sketches/--no-sketches",
+        help="Per float tensor: canonical F16/BF16 cast digests, moments, a seeded sample (the default; what tells "
+        "a cast or a fine-tune from an unrelated tensor). --no-sketches leaves them out.",
+    ),
 ]
 
 
@@ -54,7 +58,7 @@ def fingerprint(
     torrent_v2: TorrentFlag = False,
     piece_length: PieceLengthOption = "4MiB",
     full: FullFlag = False,
-    sketches: SketchesFlag = False,
+    sketches: SketchesFlag = True,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
     from provenance import build_manifest, is_hub_spec, refuse_overwrite
@@ -69,7 +73,7 @@ def fingerprint(
     if is_hub_spec(target):
         from provenance import fingerprint_hub
 
-        manifest = fingerprint_hub(target, name, full=full, piece_length=pieces)
+        manifest = fingerprint_hub(target, name, full=full, piece_length=pieces, sketches=sketches)
     else:
         if full:
             raise ProvenanceError("--full applies to hf:// repositories; a local checkpoint is always read in full")

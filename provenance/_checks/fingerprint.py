@@ -22,7 +22,7 @@ def fingerprint(
     options: ReadOptions = ReadOptions(),
     exclude: frozenset[Path] = frozenset(),
     piece_length: int = 0,
-    sketches: bool = False,
+    sketches: bool = True,
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
     """Fingerprint a checkpoint (a folder or one file) for a manifest: SHA-256 per file, BLAKE3 per tensor
@@ -30,8 +30,9 @@ def fingerprint(
 
     A `piece_length` (a power of two, at least 16 KiB) adds each file's BitTorrent v2 pieces root and
     piece layer: what `provenance torrent` compares and what locates damage in a partial download.
-    `sketches` adds, per float tensor, the digests of its canonical F16 and BF16 casts, its moments and a
-    seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
+    `sketches` (the default; False for a plain manifest) adds, per float tensor, the digests of its canonical
+    F16 and BF16 casts, its moments and a seeded sample of values: what tells a cast or a fine-tune from an
+    unrelated tensor.
     Malformed weights files raise MalformedContainer (exit 2): a manifest is never built from a broken
     release; UnreadableInput and UnsafePath (exit 2) for paths that cannot be read or leave the checkpoint.
     """
@@ -49,16 +50,23 @@ def fingerprint(
 
 
 def fingerprint_hub(
-    spec: str, name: str | None = None, *, full: bool = False, piece_length: int = 0, endpoint: str | None = None
+    spec: str,
+    name: str | None = None,
+    *,
+    full: bool = False,
+    piece_length: int = 0,
+    endpoint: str | None = None,
+    sketches: bool = True,
 ) -> Manifest:
     """An unsigned manifest of a hub repository (`hf://ORG/REPO[@REV]`): from its metadata (file level:
     sizes and the LFS sha256 the hub claims; files kept in git are read whole), or with `full`, from every
     byte streamed (tensor level). The `provenance fingerprint hf://...` operation; `name` defaults to
-    ORG/REPO@COMMIT. Raises HubError (exit 2) when the repository or a file cannot be read."""
+    ORG/REPO@COMMIT; `sketches` as for a local fingerprint (streamed safetensors only: the bytes are read once).
+    Raises HubError (exit 2) when the repository or a file cannot be read."""
     ref = RepoRef.parse(spec)
     hub = Hub(endpoint)
     snapshot = hub.snapshot(ref)
-    plan = fingerprint_plan(piece_length)
+    plan = fingerprint_plan(piece_length, sketches)
     files: list[FileFingerprint] = []
     for f in snapshot.files:
         if is_ignored(f.path, DEFAULT_IGNORE):  # .gitattributes and the like, as a local fingerprint leaves them out
