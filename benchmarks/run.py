@@ -54,14 +54,16 @@ def bench_prepared(ckpt: Checkpoint, tools: Tools, keys: tuple[Path, Path], runs
 
 
 def bench_overhead(tools: Tools, runs: int) -> list[Table]:
-    """Time fingerprint and b3sum on the small- and large-tensor checkpoints, interleaved like the size runs."""
+    """Time fingerprint (sketched and not) and b3sum on the small- and large-tensor checkpoints, interleaved."""
     small = ensure_checkpoint(small_tensor_checkpoint())
     large = ensure_checkpoint(large_tensor_checkpoint(sum(t.nbytes for s in small.shards for t in s)))
     commands: dict[str, list[str]] = {}
     for ckpt in (small, large):
         warm_cache(ckpt)
-        out = output_dir(ckpt) / "fingerprint-timed.json"
-        commands[f"fingerprint {ckpt.name}"] = fingerprint_argv(tools, ckpt, out)
+        out = output_dir(ckpt)
+        commands[f"fingerprint {ckpt.name}"] = fingerprint_argv(tools, ckpt, out / "fingerprint-timed.json")
+        plain = fingerprint_argv(tools, ckpt, out / "fingerprint-plain-timed.json")
+        commands[f"fingerprint --no-sketches {ckpt.name}"] = [*plain, "--no-sketches"]
         commands[f"b3sum {ckpt.name}"] = [tools.b3sum, *(str(p) for p in ckpt.files())]
     print(f"per-tensor overhead: timing {runs} runs ...", flush=True)
     return overhead_tables(small, large, round_robin(commands, runs), runs)

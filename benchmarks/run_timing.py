@@ -130,7 +130,8 @@ def summarize_verdict(report: str) -> str:
 
 
 def fingerprint_argv(tools: Tools, ckpt: Checkpoint, output: Path) -> list[str]:
-    """`provenance fingerprint` writing its manifest outside the checkpoint, replacing the previous one."""
+    """`provenance fingerprint` (sketches, the default) writing its manifest outside the checkpoint, replacing
+    the previous one."""
     return [tools.provenance, "fingerprint", str(ckpt.directory), "-o", str(output), "--force", "-q"]
 
 
@@ -155,16 +156,16 @@ def size_commands(
             *(tools.model_signing, "verify", "key", directory),
             *("--signature", str(signature), "--public_key", public),
         ],
-        "provenance fingerprint --torrent-v2": [
+        "provenance fingerprint --no-sketches": [
+            *fingerprint_argv(tools, ckpt, out / "fingerprint-plain-timed.json"),
+            "--no-sketches",
+        ],
+        "provenance fingerprint --torrent-v2 --no-sketches": [
             *fingerprint_argv(tools, ckpt, out / "fingerprint-v2-timed.json"),
-            *("--torrent-v2", "--piece-length", str(PIECE_LENGTH)),
+            *("--torrent-v2", "--piece-length", str(PIECE_LENGTH), "--no-sketches"),
         ],
         "libtorrent create v2": [
             *(tools.peer_python, str(BENCH_DIR / "libtorrent_create.py")),
             *(directory, str(out / "timed.torrent"), str(PIECE_LENGTH)),
-        ],
-        "provenance fingerprint --sketches": [
-            *fingerprint_argv(tools, ckpt, out / "fingerprint-sketches-timed.json"),
-            "--sketches",
         ],
     }

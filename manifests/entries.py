@@ -216,6 +216,9 @@ def _sketch_from_entry(raw: Any, where: str) -> Sketch:
         lossless = frozenset(string(v, f"{where}: lossless") for v in as_list(raw["lossless"], f"{where}: lossless"))
         if lossless - set(casts):
             raise fail(f"{where}: lossless may name only the casts the sketch records")
+    stride = non_negative(raw.get("moments_stride", 1), f"{where}: moments_stride")
+    if stride < 1:
+        raise fail(f"{where}: moments_stride must be at least 1")
     return Sketch(
         count=non_negative(raw.get("count"), f"{where}: count"),
         mean=_number(raw.get("mean"), f"{where}: mean"),
@@ -229,4 +232,5 @@ def _sketch_from_entry(raw: Any, where: str) -> Sketch:
         sample=sample,
         casts=casts,
         lossless=lossless,
+        moments_stride=stride,
     )

@@ -52,6 +52,8 @@ class Sketch:
     # The cast targets every element round-trips through (the values are that dtype's, widened): what makes
     # "it rounds back to the release's" a proof. None: not recorded (an older manifest), so nothing is proven.
     lossless: frozenset[str] | None = None
+    # The moments (mean to infs) are over every moments_stride-th element; 1 (older manifests): every element.
+    moments_stride: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class Sketch:
             "sample": [v if math.isfinite(v) else None for v in self.sample],  # JSON has no NaN or Inf
             "casts": dict(sorted(self.casts.items())),
             **({"lossless": sorted(self.lossless)} if self.lossless is not None else {}),
+            **({"moments_stride": self.moments_stride} if self.moments_stride != 1 else {}),
         }
 
 

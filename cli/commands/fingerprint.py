@@ -39,7 +39,11 @@ FullFlag = Annotated[
 ]
 SketchesFlag = Annotated[
     bool,
-    typer.Option("--sketches", help="Add per float tensor: canonical F16/BF16 cast digests, moments, a seeded sample."),
+    typer.Option(
+        "--sketches/--no-sketches",
+        help="Per float tensor: canonical F16/BF16 cast digests, moments, a seeded sample (the default; what tells "
+        "a cast or a fine-tune from an unrelated tensor). --no-sketches leaves them out.",
+    ),
 ]
 
 QuantDigestsOption = Annotated[
@@ -64,7 +68,7 @@ def fingerprint(
     torrent_v2: TorrentFlag = False,
     piece_length: PieceLengthOption = "4MiB",
     full: FullFlag = False,
-    sketches: SketchesFlag = False,
+    sketches: SketchesFlag = True,
     quant_digests: QuantDigestsOption = None,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
@@ -82,7 +86,7 @@ def fingerprint(
 
         if quant_digests is not None:
             raise ProvenanceError("--quant-digests reads the values of the tensors: fingerprint a local copy")
-        manifest = fingerprint_hub(target, name, full=full, piece_length=pieces)
+        manifest = fingerprint_hub(target, name, full=full, piece_length=pieces, sketches=sketches)
     else:
         if full:
             raise ProvenanceError("--full applies to hf:// repositories; a local checkpoint is always read in full")

@@ -24,7 +24,7 @@ def fingerprint(
     options: ReadOptions = ReadOptions(),
     exclude: frozenset[Path] = frozenset(),
     piece_length: int = 0,
-    sketches: bool = False,
+    sketches: bool = True,
     quant_digests: str | Collection[str] = (),
     progress: ProgressReporter | None = None,
 ) -> Checkpoint:
@@ -33,8 +33,9 @@ def fingerprint(
 
     A `piece_length` (a power of two, at least 16 KiB) adds each file's BitTorrent v2 pieces root and
     piece layer: what `provenance torrent` compares and what locates damage in a partial download.
-    `sketches` adds, per float tensor, the digests of its canonical F16 and BF16 casts, its moments and a
-    seeded sample of values: what tells a cast or a fine-tune from an unrelated tensor.
+    `sketches` (the default; False for a plain manifest) adds, per float tensor, the digests of its canonical
+    F16 and BF16 casts, its moments and a seeded sample of values: what tells a cast or a fine-tune from an
+    unrelated tensor.
     `quant_digests` (legacy GGUF types, "Q8_0,Q4_0" or a collection) adds, per float tensor whose rows are
     whole blocks, the digest of the blocks llama.cpp's converter writes in each type: what proves a GGUF of
     the release exact. A type without a deterministic reference quantizer raises ProvenanceError (exit 2).
@@ -55,16 +56,23 @@ def fingerprint(
 
 
 def fingerprint_hub(
-    spec: str, name: str | None = None, *, full: bool = False, piece_length: int = 0, endpoint: str | None = None
+    spec: str,
+    name: str | None = None,
+    *,
+    full: bool = False,
+    piece_length: int = 0,
+    endpoint: str | None = None,
+    sketches: bool = True,
 ) -> Manifest:
     """An unsigned manifest of a hub repository (`hf://ORG/REPO[@REV]`): from its metadata (file level:
     sizes and the LFS sha256 the hub claims; files kept in git are read whole), or with `full`, from every
     byte streamed (tensor level). The `provenance fingerprint hf://...` operation; `name` defaults to
-    ORG/REPO@COMMIT. Raises HubError (exit 2) when the repository or a file cannot be read."""
+    ORG/REPO@COMMIT; `sketches` as for a local fingerprint (streamed safetensors only: the bytes are read once).
+    Raises HubError (exit 2) when the repository or a file cannot be read."""
     ref = RepoRef.parse(spec)
     hub = Hub(endpoint)
     snapshot = hub.snapshot(ref)
-    plan = fingerprint_plan(piece_length)
+    plan = fingerprint_plan(piece_length, sketches)
     files: list[FileFingerprint] = []
     for f in snapshot.files:
         if is_ignored(f.path, DEFAULT_IGNORE):  # .gitattributes and the like, as a local fingerprint leaves them out

@@ -10,7 +10,7 @@ from typing import Any
 
 from blake3 import blake3
 
-from manifests.records import TensorFingerprint
+from manifests.records import Sketch, TensorFingerprint
 from provenance._formats.interface import Layout
 from provenance._hashing.quants import quant_builders
 from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder
@@ -33,13 +33,14 @@ class PartHashers:
         self.layout = layout
         # A sketch only for a tensor the file holds in full: a tensor past the end gets no digest either,
         # and its claimed element count (2**62 x 32 in a hostile header) is not one a sampler can take.
-        self.builders: list[SketchBuilder | None] = [
-            SketchBuilder(t.name, t.dtype, t.shape)
-            if sketches and t.dtype in FLOAT_DTYPES and (size is None or t.end <= size)
-            else None
-            for t in layout.tensors
+        # Each builder is made when its tensor's bytes arrive and dropped when they end: 200,000 of them at
+        # once (two BLAKE3 states each) would take gigabytes.
+        self.sketched = [
+            sketches and t.dtype in FLOAT_DTYPES and (size is None or t.end <= size) for t in layout.tensors
         ]
         self.quants = quant_builders(layout, quants, size)
+        self.sketches: list[Sketch | None] = [None] * len(layout.tensors)
+        self.builder: SketchBuilder | None = None  # of the tensor that continues into the next window
         self.threads = threads  # BLAKE3 threads for one large tensor: 1 when other files keep the cores busy
         segments: list[tuple[int, int, int]] = []  # (start, end, tensor index or -1 for container bytes)
         cursor = 0
@@ -72,9 +73,8 @@ class PartHashers:
                     digests[index] = blake3(piece, max_threads=self.threads).hexdigest()
                 else:
                     digests[index] = blake3(piece).hexdigest()
-                builder = self.builders[index]
-                if builder is not None:
-                    builder.update(piece)
+                if self.sketched[index]:
+                    self.sketches[index] = self._sketch(index, piece)
                 if self.quants and (quant := self.quants.get(index)) is not None:
                     quant.update(piece)
                 i += 1
@@ -87,25 +87,36 @@ class PartHashers:
             else:
                 if self.open is None:
                     self.open = blake3(max_threads=self.threads)
+                    if self.sketched[index]:
+                        tensor = self.layout.tensors[index]
+                        self.builder = SketchBuilder(tensor.name, tensor.dtype, tensor.shape)
                 self.open.update(piece)
-                builder = self.builders[index]
-                if builder is not None:
-                    builder.update(piece)
+                if self.builder is not None:
+                    self.builder.update(piece)
                 if self.quants and (quant := self.quants.get(index)) is not None:
                     quant.update(piece)
                 if end <= limit:
                     digests[index] = self.open.hexdigest()
                     self.open = None
+                    if self.builder is not None:
+                        self.sketches[index] = self.builder.finish()
+                        self.builder = None
             if end > limit:
                 break
             i += 1
         self.next = i
 
+    def _sketch(self, index: int, piece: memoryview) -> Sketch:
+        """The sketch of a tensor whose bytes are all in one window."""
+        tensor = self.layout.tensors[index]
+        builder = SketchBuilder(tensor.name, tensor.dtype, tensor.shape)
+        builder.update(piece)
+        return builder.finish()
+
     def finish(self, size: int) -> tuple[tuple[TensorFingerprint, ...], str | None]:
         empty = memoryview(b"")
         self.feed(empty, size)  # empty tensors that sit at the very end of the file
-        digests = self.digests
-        builders = self.builders
+        digests, sketches = self.digests, self.sketches
         tensors = tuple(
             [
                 TensorFingerprint(
@@ -115,7 +126,7 @@ class PartHashers:
                     t.start,
                     t.end,
                     digests[i] if t.end <= size else None,
-                    sketch=b.finish() if (b := builders[i]) is not None and t.end <= size else None,
+                    sketch=sketches[i] if t.end <= size else None,
                     path=t.path,
                     quants=q.finish() if (q := self.quants.get(i)) is not None and t.end <= size else None,
                 )

@@ -23,8 +23,8 @@ from provenance.errors import MalformedContainer
 class _Header:
     """A stream's first bytes, held until its reader can read the layout from them; then its parts."""
 
-    def __init__(self, reader: FormatReader, size: int, path: str) -> None:
-        self.reader, self.size, self.path = reader, size, path
+    def __init__(self, reader: FormatReader, size: int, path: str, sketches: bool = False) -> None:
+        self.reader, self.size, self.path, self.sketches = reader, size, path, sketches
         self.head: bytearray | None = bytearray()  # None once the layout is read, or cannot be
         self.need = 0  # bytes to hold before the reader is asked again
         self.parts: PartHashers | None = None
@@ -43,7 +43,7 @@ class _Header:
             self.error, self.head = exc.reason, None
             return
         if layout is not None:
-            self.parts = PartHashers(layout)
+            self.parts = PartHashers(layout, sketches=self.sketches, size=self.size)
             self.parts.feed(memoryview(self.head), 0)
             self.head = None
 
@@ -76,7 +76,7 @@ def hash_chunks(
     hashers = whole_file_hashers(plan, 1, frozenset({"sha256"}) if plan.parts else frozenset())
     whole = list(hashers.values())
     pieces = PiecesHasher(plan.pieces) if plan.pieces else None
-    header = _Header(reader, size, path) if plan.parts and reader is not None else None
+    header = _Header(reader, size, path, plan.sketches) if plan.parts and reader is not None else None
     offset = 0
     for chunk in chunks:
         view = memoryview(chunk)
