@@ -194,7 +194,13 @@ class _Compared:
             or any(not has_matrices or len(t.shape) >= 2 for t in moved)
         ):
             return False
-        return bool(self.changed or outcome.added or not outcome.lost)
+        if self.changed or outcome.added:
+            return True
+        if outcome.lost:  # gone with a shard: incomplete, not a sign of other weights
+            return False
+        # Something differs: a tensor the reference cannot judge, or one removed. A copy whose every tensor
+        # is found (trivial ones included: a release of constants) is the release's, not other weights.
+        return any(t.status in (TensorStatus.MODIFIED, TensorStatus.MISSING) for t in ref_tensors)
 
     def _unrelated(self) -> str | None:
         """Nothing of the candidate matches or derives from the reference, and the samples say so."""

@@ -410,3 +410,24 @@ def test_wide_hostile_header_is_read_in_bounded_time(run_cli: Run, tmp_path: Pat
     result = run_cli("fingerprint", tmp_path / "wide.safetensors", "-q")
     assert result.code == 0, result.err
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-sketches",)], ids=["sketched", "plain"])
+def test_a_release_of_constants_is_its_own_match(
+    run_cli: Callable[..., CliResult], tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    """Constant tensors show no derivation when other things differ, but a copy whose every tensor is found
+    is the release's: identical as it is, converted in float32, never `unrelated`."""
+    release, widened = tmp_path / "release", tmp_path / "f32"
+    release.mkdir()
+    widened.mkdir()
+    tensors = {"norm.weight": np.ones(8, np.float16), "proj.weight": np.zeros((4, 8), np.float16)}
+    save_file(tensors, str(release / "model.safetensors"))
+    save_file({k: v.astype(np.float32) for k, v in tensors.items()}, str(widened / "model.safetensors"))
+    manifest = tmp_path / "m.json"
+    assert run_cli("fingerprint", release, "-o", manifest, "-q", *flags).code == 0
+    seen = []
+    for folder in (release, widened):
+        result = run_cli("verify", folder, "--manifest", manifest, "--json", "-q")
+        seen.append((result.code, json.loads(result.out)["verdict"]))
+    assert seen == [(0, "identical"), (1, "converted")]

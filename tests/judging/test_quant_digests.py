@@ -32,9 +32,7 @@ from tests.support.llama import gguf_download, meta_rows, write_llama_gguf
 
 Run = Callable[..., CliResult]
 KINDS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
-PLAIN: tuple[
-    str, ...
-] = ()  # fingerprint's flags for a manifest without sketches (`--no-sketches` once sketched is the default)
+PLAIN: tuple[str, ...] = ("--no-sketches",)  # fingerprint's flags for a manifest without sketches
 NUMPY = {"F16": np.float16, "BF16": ml_dtypes.bfloat16, "F32": np.float32}
 
 

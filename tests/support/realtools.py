@@ -40,7 +40,7 @@ HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB = 64, 2, 4, 2, 32000
 INTERMEDIATE = 192  # what Meta's formula gives for dim 64 with multiple_of 32: the Meta round trip agrees
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SKETCHED: tuple[str, ...] = ("--sketches",)
-PLAIN: tuple[str, ...] = ()  # today's default; `--no-sketches` once sketches are the default
+PLAIN: tuple[str, ...] = ("--no-sketches",)  # a manifest without sketches
 QUANT_DIGESTS: tuple[str, ...] = ("--sketches", "--quant-digests", "Q8_0")
 MANIFEST_FLAGS = {"sketched": SKETCHED, "plain": PLAIN, "quant-digests": QUANT_DIGESTS}
 
