@@ -496,3 +496,13 @@ def test_meta_shards_against_a_release_with_tokenizer_json_only_are_undecided(
     code, document = verify(run_cli, meta_release(tmp_path / "LLaMA2"), manifest)
     assert (code, document["verdict"]) == (1, "modified")
     assert "tokenizer.model's tokens differ from the release's tokenizer.json" in document["reasons"]
+
+
+def test_a_rope_scaling_beside_rope_parameters_is_a_change(run_cli: Run, saved: Path, tmp_path: Path) -> None:
+    """transformers 5 takes `rope_scaling` over `rope_parameters` when both are set: an added scaling
+    changes the rotary embedding built, though `rope_parameters` still names the release's."""
+    folder = copy(saved, tmp_path)
+    edit_config(folder, lambda c: {**c, "rope_scaling": {"rope_type": "linear", "factor": 4.0}})
+    code, document = verify(run_cli, folder, saved / "release.json")
+    assert (code, document["verdict"]) == (1, "modified")
+    assert "rope_scaling" in [k["key"] for k in config_entry(document)["keys"]]
