@@ -19,6 +19,14 @@ from provenance.errors import MalformedContainer
 
 _FLOAT32, _INT32, _UINT32 = 6, 5, 4
 TOKENS, SCORES, TYPES, MERGES = (f"tokenizer.ggml.{k}" for k in ("tokens", "scores", "token_type", "merges"))
+# The tokenizer key-values this summary holds against the release's files (the pre-tokenizer's name too,
+# which convert_hf_to_gguf.py always writes); any other (the leading space, the tokens that end a turn,
+# named chat templates) is a setting llama.cpp reads that no release file says.
+SUMMARISED = frozenset(
+    {TOKENS, SCORES, TYPES, MERGES, "tokenizer.chat_template"}
+    | {f"tokenizer.ggml.{k}" for k in ("model", "pre", "add_bos_token", "add_eos_token")}
+    | {f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "unknown", "padding")}
+)
 
 
 def _strings(cursor: _Cursor, count: int, key: str, keep: list[str] | None) -> str:
@@ -68,8 +76,11 @@ def tokenizer_summary(stream: BinaryIO, file_size: int, path: str) -> dict[str, 
     summary: dict[str, Any] = {}
     tokens: list[str] = []
     scalars: dict[str, Any] = {}
+    unsummarised: list[str] = []
     for _ in range(kv_count):
         key = cursor.string("key")
+        if key.startswith("tokenizer.") and key not in SUMMARISED:
+            unsummarised.append(key)
         kind = int(cursor.scalar("<I", f"type of {key}"))
         if kind == _ARRAY:
             _array(cursor, key, summary, tokens)
@@ -91,4 +102,5 @@ def tokenizer_summary(stream: BinaryIO, file_size: int, path: str) -> dict[str, 
         "add_bos_token": scalars.get("tokenizer.ggml.add_bos_token"),
         "add_eos_token": scalars.get("tokenizer.ggml.add_eos_token"),
         "chat_template": scalars.get("tokenizer.chat_template"),
+        "unsummarised": sorted(unsummarised)[:16],
     }

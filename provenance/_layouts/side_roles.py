@@ -52,8 +52,17 @@ def released(reference: Checkpoint, candidate: Checkpoint) -> dict[str, FileFing
     }
 
 
-def _vocabulary_differs(ours: dict[str, Any], theirs: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [k for k in keys if k in ours and k in theirs and ours[k] != theirs[k]]
+# The tokenizer.ggml.model llama.cpp tokenizes a release file's scheme with, as the converter names it
+GGUF_MODELS = {"sentencepiece": "llama", "bpe": "gpt2"}
+
+
+def _vocabulary_differs(
+    ours: dict[str, Any], theirs: dict[str, Any], keys: tuple[str, ...], model: Any, expected: str | None
+) -> list[str]:
+    """What of the release file's vocabulary the GGUF's differs in, or leaves out (llama.cpp then reads
+    defaults: every token normal text, no scores), and its tokenizer model when it is not the one expected."""
+    wrong_model = ["model"] if expected is not None and model != expected else []
+    return wrong_model + [k for k in keys if k in ours and theirs.get(k) != ours[k]]
 
 
 def gguf_roles(
@@ -70,13 +79,20 @@ def gguf_roles(
     vocabulary = summary.get("vocabulary") or {}
     sentencepiece = summary.get("model") == "llama"
     checked: set[str] = set()  # what of the GGUF's vocabulary a release file vouches for
-    for name, keys in ((TOKENIZER_MODEL, VOCABULARY_KEYS), (TOKENIZER_JSON, ("count", "tokens", "merges"))):
+    pairs: tuple[tuple[str, tuple[str, ...]], ...] = (
+        (TOKENIZER_MODEL, VOCABULARY_KEYS),
+        (TOKENIZER_JSON, ("count", "tokens", "merges")),
+    )
+    for name, keys in pairs:
         file = missing.get(name)
         if file is None or file.meaning is None or "tokens" not in file.meaning:
             continue
+        expected = GGUF_MODELS.get(str(file.meaning.get("scheme")))
         if name == TOKENIZER_JSON and not sentencepiece:
             keys = (*keys, "types")  # the converter's types come from tokenizer.json's added tokens
-        differ = _vocabulary_differs(file.meaning, vocabulary, keys) or (
+        elif name == TOKENIZER_JSON:  # converted from tokenizer.model: tokenizer.json's merges have no counterpart
+            keys, expected = ("count", "tokens"), None
+        differ = _vocabulary_differs(file.meaning, vocabulary, keys, summary.get("model"), expected) or (
             ["tokens"] if "tokens" not in vocabulary else []
         )
         if differ:
@@ -93,6 +109,11 @@ def gguf_roles(
             f"{gguf}'s tokenizer.ggml {', '.join(unchecked)} have no counterpart in the release's tokenizer files: "
             f"a change of them cannot be ruled out; the release's {TOKENIZER_MODEL} or {TOKENIZER_JSON} "
             f"recording them would decide"
+        )
+    if checked and summary.get("unsummarised"):
+        roles.doubts.append(
+            f"{gguf} sets tokenizer key-values llama.cpp reads that no release file says "
+            f"({', '.join(summary['unsummarised'])}): a change of the tokenization cannot be ruled out"
         )
     _templates(gguf, summary, missing, roles, kv)
     for name in HF_ONLY:

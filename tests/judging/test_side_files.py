@@ -506,3 +506,98 @@ def test_a_rope_scaling_beside_rope_parameters_is_a_change(run_cli: Run, saved: 
     code, document = verify(run_cli, folder, saved / "release.json")
     assert (code, document["verdict"]) == (1, "modified")
     assert "rope_scaling" in [k["key"] for k in config_entry(document)["keys"]]
+
+
+def lone_gguf_with(folder: Path, extra: Callable[[gguf.GGUFWriter], None], *, model: str = "llama") -> Path:
+    """`lone_gguf` with the tokenizer's model named `model` and `extra` key-values written after its own."""
+    tokens, scores, types = converted_vocabulary(256)
+
+    def tokenizer(writer: gguf.GGUFWriter) -> None:
+        writer.add_tokenizer_model(model)
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(types)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_unk_token_id(0)
+        writer.add_add_bos_token(True)
+        writer.add_add_eos_token(False)
+        writer.add_chat_template(CHAT)
+        extra(writer)
+
+    folder.mkdir()
+    write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
+    return folder
+
+
+@needs_shared
+def test_a_gguf_that_tokenizes_by_another_model_is_modified(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """The release's sentencepiece pieces and scores under llama.cpp's unigram tokenizer ("ugm") split text
+    otherwise: the tokenizer model the key-values name is part of what the vocabulary means."""
+    folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, model="ugm")
+    code, document = verify(run_cli, folder, hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (1, "modified")
+    assert (
+        "model.gguf: its tokenizer.ggml model differ from the release's tokenizer.model (llama.cpp tokenizes "
+        "with the key-values)"
+    ) in document["reasons"]
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "extra",
+    [
+        lambda w: w.add_add_space_prefix(False),
+        lambda w: w.add_eot_token_id(2),
+    ],
+    ids=["add-space-prefix", "eot-token"],
+)
+def test_a_gguf_tokenizer_setting_no_release_file_records_is_undecided(
+    run_cli: Run, hf_release: Path, tmp_path: Path, extra: Callable[[gguf.GGUFWriter], None]
+) -> None:
+    """llama.cpp reads more tokenizer settings than the release's files say (the leading space, the tokens
+    that end a turn): one the converter does not write cannot be held against anything, so nothing green."""
+    code, document = verify(run_cli, lone_gguf_with(tmp_path / "gguf", extra), hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (1, "undecided")
+
+
+@needs_shared
+def test_a_gguf_without_token_types_is_modified(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """Token types left out, llama.cpp reads every token as normal text (its control tokens too)."""
+    tokens, scores, _ = converted_vocabulary(256)
+
+    def tokenizer(writer: gguf.GGUFWriter) -> None:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_unk_token_id(0)
+        writer.add_add_bos_token(True)
+        writer.add_add_eos_token(False)
+        writer.add_chat_template(CHAT)
+
+    folder = tmp_path / "gguf"
+    folder.mkdir()
+    write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
+    code, document = verify(run_cli, folder, hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (1, "modified")
+
+
+@needs_shared
+def test_a_gguf_from_tokenizer_model_plays_a_tokenizer_json_beside_it(
+    run_cli: Run, hf_release: Path, tmp_path: Path
+) -> None:
+    """A Llama 2 release holds tokenizer.json (a BPE with merges) beside tokenizer.model; the converter reads
+    tokenizer.model and writes no merges: tokenizer.json's merges have no counterpart, not a change."""
+    release = Path(shutil.copytree(hf_release, tmp_path / "release"))
+    tokens, _, _ = converted_vocabulary(256)
+    document = {
+        "model": {"type": "BPE", "vocab": {t.decode(): i for i, t in enumerate(tokens)}, "merges": ["\u2581 t"]},
+        "added_tokens": [{"id": i, "content": tokens[i].decode(), "special": True} for i in (0, 1, 2)],
+    }
+    (release / "tokenizer.json").write_text(json.dumps(document))
+    write_release_manifest(release, tmp_path / "release.json")
+    code, result = verify(run_cli, lone_gguf(tmp_path / "gguf"), tmp_path / "release.json")
+    assert (code, result["verdict"]) == (0, "equivalent")
+    assert {f["name"]: f["status"] for f in result["files"]}["tokenizer.json"] == "match"
