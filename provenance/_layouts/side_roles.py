@@ -228,6 +228,25 @@ def _like_metas(meaning: dict[str, Any], model: FileFingerprint) -> bool:
     )
 
 
+# What Hugging Face's Llama converter writes in generation_config.json (with the tool's own records)
+GENERATION_KEYS = frozenset(
+    {"do_sample", "temperature", "top_p", "bos_token_id", "eos_token_id", "pad_token_id"}
+    | {"transformers_version", "_from_model_config"}
+)
+
+
+def _like_converters(meaning: dict[str, Any], model: FileFingerprint | None) -> bool:
+    """Whether generation_config.json says only what the converter writes: sampling defaults and, as the
+    ids generation starts and stops at, special tokens of the release's tokenizer.model (transformers'
+    generate stops at its eos ids; any other key, a banned or forced token, changes what is generated)."""
+    special = set(((model.meaning or {}).get("special") or {}).values()) if model is not None else set()
+    ids: list[Any] = []
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = meaning.get(key)
+        ids += value if isinstance(value, list) else [] if value is None else [value]
+    return set(meaning) <= GENERATION_KEYS and all(type(i) is int and i in special for i in ids)
+
+
 def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[set[str], Roles]:
     """A Hugging Face download against Meta's release: the Hugging Face side files it adds, judged against
     Meta's tokenizer.model. tokenizer.json with the release's tokens (its merges unchecked: a doubt),
@@ -256,7 +275,7 @@ def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[s
             if _like_metas(f.meaning, model):
                 accepted.add(f.path)
                 roles.played.append(f"{f.path}'s special tokens by the release's {TOKENIZER_MODEL}")
-        elif f.path == "generation_config.json":
+        elif f.path == "generation_config.json" and _like_converters(f.meaning, model):
             accepted.add(f.path)
             roles.played.append(f"{f.path} by nothing: transformers' generation defaults, which Meta's layout has not")
     return accepted, roles

@@ -601,3 +601,44 @@ def test_a_gguf_from_tokenizer_model_plays_a_tokenizer_json_beside_it(
     code, result = verify(run_cli, lone_gguf(tmp_path / "gguf"), tmp_path / "release.json")
     assert (code, result["verdict"]) == (0, "equivalent")
     assert {f["name"]: f["status"] for f in result["files"]}["tokenizer.json"] == "match"
+
+
+@needs_shared
+def test_meanings_of_the_wrong_shape_in_a_manifest_are_no_crash(hf_release: Path, tmp_path: Path) -> None:
+    """A manifest's meanings are whatever its author wrote: values of the wrong type are no traceback."""
+    statement = json.loads((hf_release.parent / "release.json").read_text())
+    hostile = {
+        "config.json": {"num_attention_heads": "x", "hidden_size": [1], "rope_theta": {}, "rope_scaling": [1]},
+        "tokenizer.model": {"tokens": [1], "count": {}, "scheme": [], "special_tokens": [1], "special": [2]},
+        "tokenizer_config.json": {"added_tokens": [1], "chat_template": 3, "add_bos_token": "yes"},
+    }
+    for entry in statement["predicate"]["weights_provenance/v1"]["files"]:
+        entry["meaning"] = hostile.get(entry["name"], entry.get("meaning"))
+        if entry["meaning"] is None:
+            entry.pop("meaning")
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(statement))
+    run = bounded("verify", lone_gguf(tmp_path / "gguf"), "--manifest", path)
+    assert run.code in (1, 2) and "Traceback" not in run.err, run.err
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "generation",
+    [{"bos_token_id": 1, "eos_token_id": 13}, {"bos_token_id": 1, "eos_token_id": 2, "bad_words_ids": [[100]]}],
+    ids=["other-eos", "bad-words"],
+)
+def test_a_generation_config_the_conversion_does_not_write_is_added_to_metas_release(
+    run_cli: Run, hf_release: Path, tmp_path: Path, generation: dict[str, Any]
+) -> None:
+    """transformers' generate stops at generation_config.json's eos ids and bans its bad words: one whose ids
+    are not the release's tokenizer.model's, or that sets more than the converter writes, is an added file."""
+    release = meta_release(tmp_path / "meta-release")
+    manifest = write_release_manifest(release, tmp_path / "meta.json")
+    candidate = Path(shutil.copytree(hf_release, tmp_path / "hf"))
+    untemplated = {k: v for k, v in TOKENIZER_CONFIG.items() if k != "chat_template"}
+    (candidate / "tokenizer_config.json").write_text(json.dumps(untemplated))
+    (candidate / "generation_config.json").write_text(json.dumps(generation))
+    code, document = verify(run_cli, candidate, manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert document["reasons"][0] == "1 file added: generation_config.json"
