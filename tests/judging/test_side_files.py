@@ -642,3 +642,16 @@ def test_a_generation_config_the_conversion_does_not_write_is_added_to_metas_rel
     code, document = verify(run_cli, candidate, manifest)
     assert (code, document["verdict"]) == (1, "modified")
     assert document["reasons"][0] == "1 file added: generation_config.json"
+
+
+@needs_shared
+@pytest.mark.parametrize("key", ["\u00b2", "9" * 5000], ids=["superscript-digit", "five-thousand-digits"])
+def test_an_added_token_id_python_cannot_read_as_a_number_is_left_out(tmp_path: Path, key: str) -> None:
+    """str.isdigit is true of "²" and of 5000 digits, and int() refuses both: such an id is no token id."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    shutil.copyfile(REAL_TOKENIZER, folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {key: {"content": "x"}}}))
+    found = meanings(folder, ["tokenizer.model", "tokenizer_config.json"])
+    assert found["tokenizer_config.json"]["added_tokens"] == {}
+    assert found["tokenizer.model"]["count"] == 32000
