@@ -44,14 +44,15 @@ def _strings(cursor: _Cursor, count: int, key: str, keep: list[str] | None) -> s
 def _array(cursor: _Cursor, key: str, summary: dict[str, Any], tokens: list[str]) -> None:
     kind = int(cursor.scalar("<I", f"{key} item type"))
     if kind in _SCALARS:
-        count = cursor.count(f"{key} item count", _SIZES[kind])
-        raw = cursor.take(count * _SIZES[kind], key) if key in (SCORES, TYPES) else None
+        read = key in (SCORES, TYPES)  # read whole: no longer than a vocabulary can be
+        count = cursor.count(f"{key} item count", _SIZES[kind], MAX_TOKENS * 4 if read else None)
+        raw = cursor.take(count * _SIZES[kind], key) if read else None
         if raw is None:
             cursor.skip(count * _SIZES[kind], key)
         elif key == SCORES and kind == _FLOAT32:
             summary["scores"] = blake3(raw).hexdigest()
         elif key == TYPES and kind in (_INT32, _UINT32):
-            summary["types"] = blake3(bytes(v & 0xFF for v in struct.unpack(f"<{count}i", raw))).hexdigest()
+            summary["types"] = blake3(raw[0::4]).hexdigest()  # each little-endian value's low byte
         return
     if kind != _STRING:  # nested arrays: no tokenizer key is one; walked over by the layout's reader already
         raise MalformedContainer(cursor.path, f"GGUF {key} is an array this reader does not summarise")

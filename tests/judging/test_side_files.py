@@ -655,3 +655,19 @@ def test_an_added_token_id_python_cannot_read_as_a_number_is_left_out(tmp_path: 
     found = meanings(folder, ["tokenizer.model", "tokenizer_config.json"])
     assert found["tokenizer_config.json"]["added_tokens"] == {}
     assert found["tokenizer.model"]["count"] == 32000
+
+
+def test_a_gguf_token_type_array_past_any_vocabulary_is_refused(tmp_path: Path) -> None:
+    """Token types are read whole: an array of them larger than any vocabulary is refused before it is
+    read, not turned into millions of Python numbers."""
+    from provenance._formats.gguf_vocabulary import tokenizer_summary
+    from provenance.errors import MalformedContainer
+
+    path = tmp_path / "types.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_types([1] * (5 << 20))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    with open(path, "rb") as stream, pytest.raises(MalformedContainer, match="over the cap"):
+        tokenizer_summary(stream, path.stat().st_size, "types.gguf")
