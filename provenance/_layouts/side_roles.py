@@ -135,15 +135,22 @@ def _templates(gguf: str, summary: dict[str, Any], missing: dict[str, FileFinger
         differ = [] if same_template or file is not source else ["the chat template"]
         if name == TOKENIZER_CONFIG:
             differ += [k for k, v in (summary.get("special") or {}).items() if k in meaning and meaning[k] != v]
-            differ += [
-                k
-                for k in ("add_bos_token", "add_eos_token")
-                if meaning.get(k) is not None and summary.get(k) is not None and meaning[k] != summary[k]
-            ]
+            differ += [k for k, v in _flags(summary).items() if meaning.get(k) is not None and meaning[k] != v]
         if differ:
             roles.changes.append(f"{gguf}: {', '.join(differ)} differ from the release's {name}")
         else:
             roles.stand_in(file, kv)
+
+
+# What llama.cpp adds to a sentencepiece vocabulary's text when the GGUF leaves the flags out
+SENTENCEPIECE_FLAGS = {"add_bos_token": True, "add_eos_token": False}
+
+
+def _flags(summary: dict[str, Any]) -> dict[str, Any]:
+    """The GGUF's BOS/EOS flags as llama.cpp applies them: its own, else its default for the vocabulary
+    (known for sentencepiece; for another, a flag left out is none, so differs from the release's)."""
+    defaults = SENTENCEPIECE_FLAGS if summary.get("model") == "llama" else {}
+    return {k: summary.get(k) if summary.get(k) is not None else defaults.get(k) for k in SENTENCEPIECE_FLAGS}
 
 
 HF_TOKENIZER = (TOKENIZER_JSON, TOKENIZER_CONFIG, CHAT_TEMPLATE)

@@ -508,8 +508,11 @@ def test_a_rope_scaling_beside_rope_parameters_is_a_change(run_cli: Run, saved: 
     assert "rope_scaling" in [k["key"] for k in config_entry(document)["keys"]]
 
 
-def lone_gguf_with(folder: Path, extra: Callable[[gguf.GGUFWriter], None], *, model: str = "llama") -> Path:
-    """`lone_gguf` with the tokenizer's model named `model` and `extra` key-values written after its own."""
+def lone_gguf_with(
+    folder: Path, extra: Callable[[gguf.GGUFWriter], None], *, model: str = "llama", flags: bool = True
+) -> Path:
+    """`lone_gguf` with the tokenizer's model named `model`, `extra` key-values written after its own, and
+    the add_bos/add_eos flags left out unless `flags`."""
     tokens, scores, types = converted_vocabulary(256)
 
     def tokenizer(writer: gguf.GGUFWriter) -> None:
@@ -520,8 +523,9 @@ def lone_gguf_with(folder: Path, extra: Callable[[gguf.GGUFWriter], None], *, mo
         writer.add_bos_token_id(1)
         writer.add_eos_token_id(2)
         writer.add_unk_token_id(0)
-        writer.add_add_bos_token(True)
-        writer.add_add_eos_token(False)
+        if flags:
+            writer.add_add_bos_token(True)
+            writer.add_add_eos_token(False)
         writer.add_chat_template(CHAT)
         extra(writer)
 
@@ -671,3 +675,18 @@ def test_a_gguf_token_type_array_past_any_vocabulary_is_refused(tmp_path: Path) 
     writer.close()
     with open(path, "rb") as stream, pytest.raises(MalformedContainer, match="over the cap"):
         tokenizer_summary(stream, path.stat().st_size, "types.gguf")
+
+
+@needs_shared
+@pytest.mark.parametrize("add_eos", [False, True], ids=["default", "release-adds-eos"])
+def test_a_gguf_without_bos_eos_flags_is_held_as_llama_cpp_defaults_them(
+    run_cli: Run, hf_release: Path, tmp_path: Path, add_eos: bool
+) -> None:
+    """Flags left out, llama.cpp adds BOS and not EOS to a sentencepiece vocabulary's text: the release's
+    tokenizer_config.json saying otherwise is a change."""
+    release = Path(shutil.copytree(hf_release, tmp_path / "release"))
+    (release / "tokenizer_config.json").write_text(json.dumps({**TOKENIZER_CONFIG, "add_eos_token": add_eos}))
+    write_release_manifest(release, tmp_path / "release.json")
+    folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, flags=False)
+    code, document = verify(run_cli, folder, tmp_path / "release.json")
+    assert (code, document["verdict"]) == ((1, "modified") if add_eos else (0, "equivalent"))
