@@ -231,6 +231,7 @@ def _like_metas(meaning: dict[str, Any], model: FileFingerprint) -> bool:
         and meaning.get("add_eos_token", False) is False
         and meaning.get("tokenizer_class", LLAMA_TOKENIZERS[0]) in LLAMA_TOKENIZERS
         and "chat_template" not in meaning
+        and "chat_templates" not in meaning  # named ones: transformers applies "tool_use" when given tools
         and "auto_map" not in meaning
     )
 

@@ -690,3 +690,18 @@ def test_a_gguf_without_bos_eos_flags_is_held_as_llama_cpp_defaults_them(
     folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, flags=False)
     code, document = verify(run_cli, folder, tmp_path / "release.json")
     assert (code, document["verdict"]) == ((1, "modified") if add_eos else (0, "equivalent"))
+
+
+@needs_shared
+def test_a_named_chat_template_is_no_form_of_metas_release(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """A list of named templates without "default": transformers applies "tool_use" when given tools, a
+    template Meta's release has no counterpart of, so tokenizer_config.json is a file added."""
+    release = meta_release(tmp_path / "meta-release")
+    manifest = write_release_manifest(release, tmp_path / "meta.json")
+    candidate = Path(shutil.copytree(hf_release, tmp_path / "hf"))
+    named = {k: v for k, v in TOKENIZER_CONFIG.items() if k != "chat_template"}
+    named["chat_template"] = [{"name": "tool_use", "template": CHAT}]
+    (candidate / "tokenizer_config.json").write_text(json.dumps(named))
+    code, document = verify(run_cli, candidate, manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert document["reasons"][0] == "1 file added: tokenizer_config.json"
