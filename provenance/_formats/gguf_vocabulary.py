@@ -19,6 +19,14 @@ from provenance.errors import MalformedContainer
 
 _FLOAT32, _INT32, _UINT32 = 6, 5, 4
 TOKENS, SCORES, TYPES, MERGES = (f"tokenizer.ggml.{k}" for k in ("tokens", "scores", "token_type", "merges"))
+# The tokenizer key-values this summary holds against the release's files (the pre-tokenizer's name too,
+# which convert_hf_to_gguf.py always writes); any other (the leading space, the tokens that end a turn,
+# named chat templates) is a setting llama.cpp reads that no release file says.
+SUMMARISED = frozenset(
+    {TOKENS, SCORES, TYPES, MERGES, "tokenizer.chat_template"}
+    | {f"tokenizer.ggml.{k}" for k in ("model", "pre", "add_bos_token", "add_eos_token")}
+    | {f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "unknown", "padding")}
+)
 
 
 def _strings(cursor: _Cursor, count: int, key: str, keep: list[str] | None) -> str:
@@ -36,14 +44,15 @@ def _strings(cursor: _Cursor, count: int, key: str, keep: list[str] | None) -> s
 def _array(cursor: _Cursor, key: str, summary: dict[str, Any], tokens: list[str]) -> None:
     kind = int(cursor.scalar("<I", f"{key} item type"))
     if kind in _SCALARS:
-        count = cursor.count(f"{key} item count", _SIZES[kind])
-        raw = cursor.take(count * _SIZES[kind], key) if key in (SCORES, TYPES) else None
+        read = key in (SCORES, TYPES)  # read whole: no longer than a vocabulary can be
+        count = cursor.count(f"{key} item count", _SIZES[kind], MAX_TOKENS * 4 if read else None)
+        raw = cursor.take(count * _SIZES[kind], key) if read else None
         if raw is None:
             cursor.skip(count * _SIZES[kind], key)
         elif key == SCORES and kind == _FLOAT32:
             summary["scores"] = blake3(raw).hexdigest()
         elif key == TYPES and kind in (_INT32, _UINT32):
-            summary["types"] = blake3(bytes(v & 0xFF for v in struct.unpack(f"<{count}i", raw))).hexdigest()
+            summary["types"] = blake3(raw[0::4]).hexdigest()  # each little-endian value's low byte
         return
     if kind != _STRING:  # nested arrays: no tokenizer key is one; walked over by the layout's reader already
         raise MalformedContainer(cursor.path, f"GGUF {key} is an array this reader does not summarise")
@@ -68,8 +77,11 @@ def tokenizer_summary(stream: BinaryIO, file_size: int, path: str) -> dict[str, 
     summary: dict[str, Any] = {}
     tokens: list[str] = []
     scalars: dict[str, Any] = {}
+    unsummarised: list[str] = []
     for _ in range(kv_count):
         key = cursor.string("key")
+        if key.startswith("tokenizer.") and key not in SUMMARISED:
+            unsummarised.append(key)
         kind = int(cursor.scalar("<I", f"type of {key}"))
         if kind == _ARRAY:
             _array(cursor, key, summary, tokens)
@@ -91,4 +103,5 @@ def tokenizer_summary(stream: BinaryIO, file_size: int, path: str) -> dict[str, 
         "add_bos_token": scalars.get("tokenizer.ggml.add_bos_token"),
         "add_eos_token": scalars.get("tokenizer.ggml.add_eos_token"),
         "chat_template": scalars.get("tokenizer.chat_template"),
+        "unsummarised": sorted(unsummarised)[:16],
     }

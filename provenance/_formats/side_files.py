@@ -90,6 +90,11 @@ def _token_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _token_id(key: Any) -> bool:
+    """An added token's id as int() reads it: ASCII digits, few enough ("²" is a digit to str.isdigit)."""
+    return isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9
+
+
 def tokenizer_config_meaning(document: dict[str, Any]) -> dict[str, Any]:
     """What of tokenizer_config.json changes what a model is given: its chat template, special tokens,
     whether BOS/EOS are added, and the tokens it adds to the vocabulary (id -> text, special)."""
@@ -117,7 +122,7 @@ def tokenizer_config_meaning(document: dict[str, Any]) -> dict[str, Any]:
         meaning["added_tokens"] = {
             str(k): [str(v.get("content")), bool(v.get("special"))]
             for k, v in added.items()
-            if isinstance(v, dict) and str(k).isdigit() and isinstance(v.get("content"), str)
+            if isinstance(v, dict) and _token_id(k) and isinstance(v.get("content"), str)
         }
     return meaning
 

@@ -53,7 +53,9 @@ def normalised(document: dict[str, Any]) -> dict[str, Any]:
     if "torch_dtype" in config:
         legacy = config.pop("torch_dtype")
         config.setdefault(DTYPE_KEY, legacy)
-    parameters = config.pop("rope_parameters", None)
+    # transformers 5 builds from `rope_scaling` when it is set, over `rope_parameters`: both set, each is
+    # its own key, so neither hides the other
+    parameters = config.pop("rope_parameters", None) if not config.get("rope_scaling") else None
     if isinstance(parameters, dict):
         parameters = dict(parameters)
         if "rope_theta" in parameters:

@@ -52,8 +52,17 @@ def released(reference: Checkpoint, candidate: Checkpoint) -> dict[str, FileFing
     }
 
 
-def _vocabulary_differs(ours: dict[str, Any], theirs: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [k for k in keys if k in ours and k in theirs and ours[k] != theirs[k]]
+# The tokenizer.ggml.model llama.cpp tokenizes a release file's scheme with, as the converter names it
+GGUF_MODELS = {"sentencepiece": "llama", "bpe": "gpt2"}
+
+
+def _vocabulary_differs(
+    ours: dict[str, Any], theirs: dict[str, Any], keys: tuple[str, ...], model: Any, expected: str | None
+) -> list[str]:
+    """What of the release file's vocabulary the GGUF's differs in, or leaves out (llama.cpp then reads
+    defaults: every token normal text, no scores), and its tokenizer model when it is not the one expected."""
+    wrong_model = ["model"] if expected is not None and model != expected else []
+    return wrong_model + [k for k in keys if k in ours and theirs.get(k) != ours[k]]
 
 
 def gguf_roles(
@@ -70,13 +79,20 @@ def gguf_roles(
     vocabulary = summary.get("vocabulary") or {}
     sentencepiece = summary.get("model") == "llama"
     checked: set[str] = set()  # what of the GGUF's vocabulary a release file vouches for
-    for name, keys in ((TOKENIZER_MODEL, VOCABULARY_KEYS), (TOKENIZER_JSON, ("count", "tokens", "merges"))):
+    pairs: tuple[tuple[str, tuple[str, ...]], ...] = (
+        (TOKENIZER_MODEL, VOCABULARY_KEYS),
+        (TOKENIZER_JSON, ("count", "tokens", "merges")),
+    )
+    for name, keys in pairs:
         file = missing.get(name)
         if file is None or file.meaning is None or "tokens" not in file.meaning:
             continue
+        expected = GGUF_MODELS.get(str(file.meaning.get("scheme")))
         if name == TOKENIZER_JSON and not sentencepiece:
             keys = (*keys, "types")  # the converter's types come from tokenizer.json's added tokens
-        differ = _vocabulary_differs(file.meaning, vocabulary, keys) or (
+        elif name == TOKENIZER_JSON:  # converted from tokenizer.model: tokenizer.json's merges have no counterpart
+            keys, expected = ("count", "tokens"), None
+        differ = _vocabulary_differs(file.meaning, vocabulary, keys, summary.get("model"), expected) or (
             ["tokens"] if "tokens" not in vocabulary else []
         )
         if differ:
@@ -93,6 +109,11 @@ def gguf_roles(
             f"{gguf}'s tokenizer.ggml {', '.join(unchecked)} have no counterpart in the release's tokenizer files: "
             f"a change of them cannot be ruled out; the release's {TOKENIZER_MODEL} or {TOKENIZER_JSON} "
             f"recording them would decide"
+        )
+    if checked and summary.get("unsummarised"):
+        roles.doubts.append(
+            f"{gguf} sets tokenizer key-values llama.cpp reads that no release file says "
+            f"({', '.join(summary['unsummarised'])}): a change of the tokenization cannot be ruled out"
         )
     _templates(gguf, summary, missing, roles, kv)
     for name in HF_ONLY:
@@ -114,15 +135,22 @@ def _templates(gguf: str, summary: dict[str, Any], missing: dict[str, FileFinger
         differ = [] if same_template or file is not source else ["the chat template"]
         if name == TOKENIZER_CONFIG:
             differ += [k for k, v in (summary.get("special") or {}).items() if k in meaning and meaning[k] != v]
-            differ += [
-                k
-                for k in ("add_bos_token", "add_eos_token")
-                if meaning.get(k) is not None and summary.get(k) is not None and meaning[k] != summary[k]
-            ]
+            differ += [k for k, v in _flags(summary).items() if meaning.get(k) is not None and meaning[k] != v]
         if differ:
             roles.changes.append(f"{gguf}: {', '.join(differ)} differ from the release's {name}")
         else:
             roles.stand_in(file, kv)
+
+
+# What llama.cpp adds to a sentencepiece vocabulary's text when the GGUF leaves the flags out
+SENTENCEPIECE_FLAGS = {"add_bos_token": True, "add_eos_token": False}
+
+
+def _flags(summary: dict[str, Any]) -> dict[str, Any]:
+    """The GGUF's BOS/EOS flags as llama.cpp applies them: its own, else its default for the vocabulary
+    (known for sentencepiece; for another, a flag left out is none, so differs from the release's)."""
+    defaults = SENTENCEPIECE_FLAGS if summary.get("model") == "llama" else {}
+    return {k: summary.get(k) if summary.get(k) is not None else defaults.get(k) for k in SENTENCEPIECE_FLAGS}
 
 
 HF_TOKENIZER = (TOKENIZER_JSON, TOKENIZER_CONFIG, CHAT_TEMPLATE)
@@ -203,8 +231,28 @@ def _like_metas(meaning: dict[str, Any], model: FileFingerprint) -> bool:
         and meaning.get("add_eos_token", False) is False
         and meaning.get("tokenizer_class", LLAMA_TOKENIZERS[0]) in LLAMA_TOKENIZERS
         and "chat_template" not in meaning
+        and "chat_templates" not in meaning  # named ones: transformers applies "tool_use" when given tools
         and "auto_map" not in meaning
     )
+
+
+# What Hugging Face's Llama converter writes in generation_config.json (with the tool's own records)
+GENERATION_KEYS = frozenset(
+    {"do_sample", "temperature", "top_p", "bos_token_id", "eos_token_id", "pad_token_id"}
+    | {"transformers_version", "_from_model_config"}
+)
+
+
+def _like_converters(meaning: dict[str, Any], model: FileFingerprint | None) -> bool:
+    """Whether generation_config.json says only what the converter writes: sampling defaults and, as the
+    ids generation starts and stops at, special tokens of the release's tokenizer.model (transformers'
+    generate stops at its eos ids; any other key, a banned or forced token, changes what is generated)."""
+    special = set(((model.meaning or {}).get("special") or {}).values()) if model is not None else set()
+    ids: list[Any] = []
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = meaning.get(key)
+        ids += value if isinstance(value, list) else [] if value is None else [value]
+    return set(meaning) <= GENERATION_KEYS and all(type(i) is int and i in special for i in ids)
 
 
 def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[set[str], Roles]:
@@ -235,7 +283,7 @@ def hugging_face_extras(reference: Checkpoint, candidate: Checkpoint) -> tuple[s
             if _like_metas(f.meaning, model):
                 accepted.add(f.path)
                 roles.played.append(f"{f.path}'s special tokens by the release's {TOKENIZER_MODEL}")
-        elif f.path == "generation_config.json":
+        elif f.path == "generation_config.json" and _like_converters(f.meaning, model):
             accepted.add(f.path)
             roles.played.append(f"{f.path} by nothing: transformers' generation defaults, which Meta's layout has not")
     return accepted, roles

@@ -496,3 +496,212 @@ def test_meta_shards_against_a_release_with_tokenizer_json_only_are_undecided(
     code, document = verify(run_cli, meta_release(tmp_path / "LLaMA2"), manifest)
     assert (code, document["verdict"]) == (1, "modified")
     assert "tokenizer.model's tokens differ from the release's tokenizer.json" in document["reasons"]
+
+
+def test_a_rope_scaling_beside_rope_parameters_is_a_change(run_cli: Run, saved: Path, tmp_path: Path) -> None:
+    """transformers 5 takes `rope_scaling` over `rope_parameters` when both are set: an added scaling
+    changes the rotary embedding built, though `rope_parameters` still names the release's."""
+    folder = copy(saved, tmp_path)
+    edit_config(folder, lambda c: {**c, "rope_scaling": {"rope_type": "linear", "factor": 4.0}})
+    code, document = verify(run_cli, folder, saved / "release.json")
+    assert (code, document["verdict"]) == (1, "modified")
+    assert "rope_scaling" in [k["key"] for k in config_entry(document)["keys"]]
+
+
+def lone_gguf_with(
+    folder: Path, extra: Callable[[gguf.GGUFWriter], None], *, model: str = "llama", flags: bool = True
+) -> Path:
+    """`lone_gguf` with the tokenizer's model named `model`, `extra` key-values written after its own, and
+    the add_bos/add_eos flags left out unless `flags`."""
+    tokens, scores, types = converted_vocabulary(256)
+
+    def tokenizer(writer: gguf.GGUFWriter) -> None:
+        writer.add_tokenizer_model(model)
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(types)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_unk_token_id(0)
+        if flags:
+            writer.add_add_bos_token(True)
+            writer.add_add_eos_token(False)
+        writer.add_chat_template(CHAT)
+        extra(writer)
+
+    folder.mkdir()
+    write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
+    return folder
+
+
+@needs_shared
+def test_a_gguf_that_tokenizes_by_another_model_is_modified(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """The release's sentencepiece pieces and scores under llama.cpp's unigram tokenizer ("ugm") split text
+    otherwise: the tokenizer model the key-values name is part of what the vocabulary means."""
+    folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, model="ugm")
+    code, document = verify(run_cli, folder, hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (1, "modified")
+    assert (
+        "model.gguf: its tokenizer.ggml model differ from the release's tokenizer.model (llama.cpp tokenizes "
+        "with the key-values)"
+    ) in document["reasons"]
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "extra",
+    [
+        lambda w: w.add_add_space_prefix(False),
+        lambda w: w.add_eot_token_id(2),
+    ],
+    ids=["add-space-prefix", "eot-token"],
+)
+def test_a_gguf_tokenizer_setting_no_release_file_records_is_undecided(
+    run_cli: Run, hf_release: Path, tmp_path: Path, extra: Callable[[gguf.GGUFWriter], None]
+) -> None:
+    """llama.cpp reads more tokenizer settings than the release's files say (the leading space, the tokens
+    that end a turn): one the converter does not write cannot be held against anything, so nothing green."""
+    code, document = verify(run_cli, lone_gguf_with(tmp_path / "gguf", extra), hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (1, "undecided")
+
+
+@needs_shared
+def test_a_gguf_without_token_types_is_modified(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """Token types left out, llama.cpp reads every token as normal text (its control tokens too)."""
+    tokens, scores, _ = converted_vocabulary(256)
+
+    def tokenizer(writer: gguf.GGUFWriter) -> None:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_unk_token_id(0)
+        writer.add_add_bos_token(True)
+        writer.add_add_eos_token(False)
+        writer.add_chat_template(CHAT)
+
+    folder = tmp_path / "gguf"
+    folder.mkdir()
+    write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
+    code, document = verify(run_cli, folder, hf_release.parent / "release.json")
+    assert (code, document["verdict"]) == (1, "modified")
+
+
+@needs_shared
+def test_a_gguf_from_tokenizer_model_plays_a_tokenizer_json_beside_it(
+    run_cli: Run, hf_release: Path, tmp_path: Path
+) -> None:
+    """A Llama 2 release holds tokenizer.json (a BPE with merges) beside tokenizer.model; the converter reads
+    tokenizer.model and writes no merges: tokenizer.json's merges have no counterpart, not a change."""
+    release = Path(shutil.copytree(hf_release, tmp_path / "release"))
+    tokens, _, _ = converted_vocabulary(256)
+    document = {
+        "model": {"type": "BPE", "vocab": {t.decode(): i for i, t in enumerate(tokens)}, "merges": ["\u2581 t"]},
+        "added_tokens": [{"id": i, "content": tokens[i].decode(), "special": True} for i in (0, 1, 2)],
+    }
+    (release / "tokenizer.json").write_text(json.dumps(document))
+    write_release_manifest(release, tmp_path / "release.json")
+    code, result = verify(run_cli, lone_gguf(tmp_path / "gguf"), tmp_path / "release.json")
+    assert (code, result["verdict"]) == (0, "equivalent")
+    assert {f["name"]: f["status"] for f in result["files"]}["tokenizer.json"] == "match"
+
+
+@needs_shared
+def test_meanings_of_the_wrong_shape_in_a_manifest_are_no_crash(hf_release: Path, tmp_path: Path) -> None:
+    """A manifest's meanings are whatever its author wrote: values of the wrong type are no traceback."""
+    statement = json.loads((hf_release.parent / "release.json").read_text())
+    hostile = {
+        "config.json": {"num_attention_heads": "x", "hidden_size": [1], "rope_theta": {}, "rope_scaling": [1]},
+        "tokenizer.model": {"tokens": [1], "count": {}, "scheme": [], "special_tokens": [1], "special": [2]},
+        "tokenizer_config.json": {"added_tokens": [1], "chat_template": 3, "add_bos_token": "yes"},
+    }
+    for entry in statement["predicate"]["weights_provenance/v1"]["files"]:
+        entry["meaning"] = hostile.get(entry["name"], entry.get("meaning"))
+        if entry["meaning"] is None:
+            entry.pop("meaning")
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(statement))
+    run = bounded("verify", lone_gguf(tmp_path / "gguf"), "--manifest", path)
+    assert run.code in (1, 2) and "Traceback" not in run.err, run.err
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "generation",
+    [{"bos_token_id": 1, "eos_token_id": 13}, {"bos_token_id": 1, "eos_token_id": 2, "bad_words_ids": [[100]]}],
+    ids=["other-eos", "bad-words"],
+)
+def test_a_generation_config_the_conversion_does_not_write_is_added_to_metas_release(
+    run_cli: Run, hf_release: Path, tmp_path: Path, generation: dict[str, Any]
+) -> None:
+    """transformers' generate stops at generation_config.json's eos ids and bans its bad words: one whose ids
+    are not the release's tokenizer.model's, or that sets more than the converter writes, is an added file."""
+    release = meta_release(tmp_path / "meta-release")
+    manifest = write_release_manifest(release, tmp_path / "meta.json")
+    candidate = Path(shutil.copytree(hf_release, tmp_path / "hf"))
+    untemplated = {k: v for k, v in TOKENIZER_CONFIG.items() if k != "chat_template"}
+    (candidate / "tokenizer_config.json").write_text(json.dumps(untemplated))
+    (candidate / "generation_config.json").write_text(json.dumps(generation))
+    code, document = verify(run_cli, candidate, manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert document["reasons"][0] == "1 file added: generation_config.json"
+
+
+@needs_shared
+@pytest.mark.parametrize("key", ["\u00b2", "9" * 5000], ids=["superscript-digit", "five-thousand-digits"])
+def test_an_added_token_id_python_cannot_read_as_a_number_is_left_out(tmp_path: Path, key: str) -> None:
+    """str.isdigit is true of "²" and of 5000 digits, and int() refuses both: such an id is no token id."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    shutil.copyfile(REAL_TOKENIZER, folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {key: {"content": "x"}}}))
+    found = meanings(folder, ["tokenizer.model", "tokenizer_config.json"])
+    assert found["tokenizer_config.json"]["added_tokens"] == {}
+    assert found["tokenizer.model"]["count"] == 32000
+
+
+def test_a_gguf_token_type_array_past_any_vocabulary_is_refused(tmp_path: Path) -> None:
+    """Token types are read whole: an array of them larger than any vocabulary is refused before it is
+    read, not turned into millions of Python numbers."""
+    from provenance._formats.gguf_vocabulary import tokenizer_summary
+    from provenance.errors import MalformedContainer
+
+    path = tmp_path / "types.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_types([1] * (5 << 20))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    with open(path, "rb") as stream, pytest.raises(MalformedContainer, match="over the cap"):
+        tokenizer_summary(stream, path.stat().st_size, "types.gguf")
+
+
+@needs_shared
+@pytest.mark.parametrize("add_eos", [False, True], ids=["default", "release-adds-eos"])
+def test_a_gguf_without_bos_eos_flags_is_held_as_llama_cpp_defaults_them(
+    run_cli: Run, hf_release: Path, tmp_path: Path, add_eos: bool
+) -> None:
+    """Flags left out, llama.cpp adds BOS and not EOS to a sentencepiece vocabulary's text: the release's
+    tokenizer_config.json saying otherwise is a change."""
+    release = Path(shutil.copytree(hf_release, tmp_path / "release"))
+    (release / "tokenizer_config.json").write_text(json.dumps({**TOKENIZER_CONFIG, "add_eos_token": add_eos}))
+    write_release_manifest(release, tmp_path / "release.json")
+    folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, flags=False)
+    code, document = verify(run_cli, folder, tmp_path / "release.json")
+    assert (code, document["verdict"]) == ((1, "modified") if add_eos else (0, "equivalent"))
+
+
+@needs_shared
+def test_a_named_chat_template_is_no_form_of_metas_release(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
+    """A list of named templates without "default": transformers applies "tool_use" when given tools, a
+    template Meta's release has no counterpart of, so tokenizer_config.json is a file added."""
+    release = meta_release(tmp_path / "meta-release")
+    manifest = write_release_manifest(release, tmp_path / "meta.json")
+    candidate = Path(shutil.copytree(hf_release, tmp_path / "hf"))
+    named = {k: v for k, v in TOKENIZER_CONFIG.items() if k != "chat_template"}
+    named["chat_template"] = [{"name": "tool_use", "template": CHAT}]
+    (candidate / "tokenizer_config.json").write_text(json.dumps(named))
+    code, document = verify(run_cli, candidate, manifest)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert document["reasons"][0] == "1 file added: tokenizer_config.json"
