@@ -172,9 +172,11 @@ def dump_json(document: Any) -> bytes:
     100,000 tensors; flat objects are encoded here by the C encoder, one call each.
     """
     out: list[str] = []
-    _emit(document, 0, out)
+    chunks: list[bytes] = []
+    _emit(document, 0, out, chunks)
     out.append("\n")
-    return "".join(out).encode("utf-8")
+    chunks.append("".join(out).encode("utf-8"))
+    return b"".join(chunks)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -196,7 +198,10 @@ def _is_flat(value: Any) -> bool:
     return True
 
 
-def _emit(value: Any, depth: int, out: list[str]) -> None:
+_CHUNK = 1 << 14  # pieces joined into bytes at a time: millions of small strings at once would take a gigabyte
+
+
+def _emit(value: Any, depth: int, out: list[str], chunks: list[bytes]) -> None:
     if not isinstance(value, (dict, list)) or not value or (_is_flat(value) and (isinstance(value, list) or depth > 1)):
         out.append(_encode(value))
         return
@@ -204,14 +209,17 @@ def _emit(value: Any, depth: int, out: list[str]) -> None:
     if isinstance(value, dict):
         out.append("{\n")
         for k, (key, item) in enumerate(value.items()):
-            out.append(f"{pad}{json.dumps(key, ensure_ascii=False)}: ")
-            _emit(item, depth + 1, out)
+            out.append(f"{pad}{_encode(key)}: ")  # the shared encoder: json.dumps makes one per call
+            _emit(item, depth + 1, out, chunks)
             out.append(",\n" if k < len(value) - 1 else "\n")
         out.append("  " * depth + "}")
     else:
         out.append("[\n")
         for k, item in enumerate(value):
             out.append(pad)
-            _emit(item, depth + 1, out)
+            _emit(item, depth + 1, out, chunks)
             out.append(",\n" if k < len(value) - 1 else "\n")
+            if len(out) > _CHUNK:
+                chunks.append("".join(out).encode("utf-8"))
+                out.clear()
         out.append("  " * depth + "]")

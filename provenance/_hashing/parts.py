@@ -13,9 +13,14 @@ from blake3 import blake3
 from manifests.records import Sketch, TensorFingerprint
 from provenance._formats.interface import Layout
 from provenance._hashing.quants import quant_builders
-from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder
+from provenance._hashing.sketch import FLOAT_DTYPES, SketchBuilder, sketch_whole
 
 PARALLEL_TENSOR = 16 << 20  # tensors at least this large use BLAKE3's own threads, when a file has cores to spare
+# Sketches per file: a sketch is ~1 KB of manifest whatever its tensor's size, so a header of 200,000 tiny tensors
+# (the format's cap) would make a manifest of 200 MB, past what a manifest may be read back at and past the
+# memory and time bound on hostile input. A real file holds a few thousand tensors (100,000 small ones are
+# spread over shards); beyond this many, the rest of the file's float tensors get digests without sketches.
+MAX_SKETCHES = 1 << 16
 
 
 class PartHashers:
@@ -35,9 +40,7 @@ class PartHashers:
         # and its claimed element count (2**62 x 32 in a hostile header) is not one a sampler can take.
         # Each builder is made when its tensor's bytes arrive and dropped when they end: 200,000 of them at
         # once (two BLAKE3 states each) would take gigabytes.
-        self.sketched = [
-            sketches and t.dtype in FLOAT_DTYPES and (size is None or t.end <= size) for t in layout.tensors
-        ]
+        self.sketched = _sketched(layout, size) if sketches else [False] * len(layout.tensors)
         self.quants = quant_builders(layout, quants, size)
         self.sketches: list[Sketch | None] = [None] * len(layout.tensors)
         self.builder: SketchBuilder | None = None  # of the tensor that continues into the next window
@@ -109,9 +112,7 @@ class PartHashers:
     def _sketch(self, index: int, piece: memoryview) -> Sketch:
         """The sketch of a tensor whose bytes are all in one window."""
         tensor = self.layout.tensors[index]
-        builder = SketchBuilder(tensor.name, tensor.dtype, tensor.shape)
-        builder.update(piece)
-        return builder.finish()
+        return sketch_whole(tensor.name, tensor.dtype, tensor.shape, piece)
 
     def finish(self, size: int) -> tuple[tuple[TensorFingerprint, ...], str | None]:
         empty = memoryview(b"")
@@ -135,3 +136,14 @@ class PartHashers:
         )
         whole = size >= self.layout.expected_size
         return tensors, self.container.hexdigest() if whole else None
+
+
+def _sketched(layout: Layout, size: int | None) -> list[bool]:
+    """Which tensors get a sketch: float tensors the file holds in full, the first MAX_SKETCHES of them."""
+    sketched = []
+    budget = MAX_SKETCHES
+    for tensor in layout.tensors:
+        take = budget > 0 and tensor.dtype in FLOAT_DTYPES and (size is None or tensor.end <= size)
+        budget -= take
+        sketched.append(take)
+    return sketched

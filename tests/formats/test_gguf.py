@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
+from manifests.model import EXTENSION_KEY
 from manifests.records import MAX_TENSORS
 from provenance._formats.gguf import GgufReader
 from provenance._hashing.engine import HashPlan, hash_file
+from provenance._hashing.parts import MAX_SKETCHES
 from provenance.errors import ProvenanceError
 from tests.conftest import REAL, CliResult, needs_shared
 from tests.support.limits import bounded, refused
@@ -317,12 +319,18 @@ GGUF_FINISHED = {
 }
 
 
+@pytest.mark.parametrize("flags", [(), ("--no-sketches",)], ids=["default", "no-sketches"])
 @pytest.mark.parametrize("case", sorted(GGUF_FINISHED))
-def test_large_gguf_header_within_caps_finishes_within_bounds(case: str, tmp_path: Path) -> None:
+def test_large_gguf_header_within_caps_finishes_within_bounds(
+    case: str, flags: tuple[str, ...], tmp_path: Path
+) -> None:
     data, tensors = GGUF_FINISHED[case]
     path = tmp_path / "large.gguf"
     path.write_bytes(data)
-    # The header's bounds, as before sketches became the default: 200,000 sketches are a manifest of 200 MB.
-    run = bounded("fingerprint", path, "--no-sketches", "-o", tmp_path / "m.json")
+    run = bounded("fingerprint", path, *flags, "-o", tmp_path / "m.json")  # sketches are on by default
     assert run.code == 0, run.err
     assert f"1 files, {tensors} tensors" in run.err, run.err
+    if tensors and not flags:  # sketches for the first MAX_SKETCHES float tensors, digests for every one
+        entries = json.loads((tmp_path / "m.json").read_bytes())["predicate"][EXTENSION_KEY]["files"][0]["tensors"]
+        assert sum("sketch" in e for e in entries) == MAX_SKETCHES
+        assert all(e["blake3"] for e in entries)
