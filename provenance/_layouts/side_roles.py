@@ -128,6 +128,11 @@ def _templates(gguf: str, summary: dict[str, Any], missing: dict[str, FileFinger
     GGUF's: a template the GGUF adds where the release has none is a change (llama.cpp applies it)."""
     files = {n: f for n in (TOKENIZER_CONFIG, CHAT_TEMPLATE) if (f := missing.get(n)) is not None and f.meaning}
     source = files.get(CHAT_TEMPLATE) or files.get(TOKENIZER_CONFIG)
+    if source is None and summary.get("chat_template") is not None:
+        if any(n in missing for n in (TOKENIZER_CONFIG, CHAT_TEMPLATE)):  # recorded by digest only: unknown
+            roles.doubts.append(f"{gguf} carries a chat template the release's files do not say (recorded by digest)")
+        else:  # a release without one (Meta's): llama.cpp's chat mode then applies a template no release has
+            roles.changes.append(f"{gguf} carries a chat template the release has none of (llama.cpp applies it)")
     expected = source.meaning.get("chat_template") if source is not None and source.meaning else None
     same_template = expected == summary.get("chat_template")
     for name, file in files.items():
@@ -137,7 +142,8 @@ def _templates(gguf: str, summary: dict[str, Any], missing: dict[str, FileFinger
             differ += [k for k, v in (summary.get("special") or {}).items() if k in meaning and meaning[k] != v]
             differ += [k for k, v in _flags(summary).items() if meaning.get(k) is not None and meaning[k] != v]
         if differ:
-            roles.changes.append(f"{gguf}: {', '.join(differ)} differ from the release's {name}")
+            verb = "differs" if len(differ) == 1 else "differ"
+            roles.changes.append(f"{gguf}: {', '.join(differ)} {verb} from the release's {name}")
         else:
             roles.stand_in(file, kv)
 

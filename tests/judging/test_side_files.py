@@ -236,9 +236,12 @@ def hf_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def lone_gguf(folder: Path, *, template: str = CHAT, token: bytes | None = None) -> Path:
-    """The release in one GGUF alone in its folder, with the tokenizer key-values llama.cpp's converter writes."""
+def lone_gguf(folder: Path, *, template: str | None = CHAT, token: bytes | None = None, raw: bool = False) -> Path:
+    """The release in one GGUF alone in its folder, with the tokenizer key-values llama.cpp's converter writes
+    (`raw`: as it writes them with no tokenizer_config.json beside tokenizer.model, the pieces as they are)."""
     tokens, scores, types = converted_vocabulary(256)
+    if raw:
+        tokens, scores, types = (list(v[:256]) for v in parse_sentencepiece(REAL_TOKENIZER.read_bytes())[:3])
     if token is not None:
         tokens[100] = token
 
@@ -252,7 +255,8 @@ def lone_gguf(folder: Path, *, template: str = CHAT, token: bytes | None = None)
         writer.add_unk_token_id(0)
         writer.add_add_bos_token(True)
         writer.add_add_eos_token(False)
-        writer.add_chat_template(template)
+        if template is not None:
+            writer.add_chat_template(template)
 
     folder.mkdir()
     write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
@@ -281,7 +285,7 @@ def test_a_lone_gguf_plays_the_releases_side_files(run_cli: Run, hf_release: Pat
     [
         (
             {"template": "{{ messages }}"},
-            "model.gguf: the chat template differ from the release's tokenizer_config.json",
+            "model.gguf: the chat template differs from the release's tokenizer_config.json",
         ),
         (
             {"token": b"hello"},
@@ -297,6 +301,25 @@ def test_a_gguf_side_file_that_disagrees_is_named(
     code, document = verify(run_cli, lone_gguf(tmp_path / "gguf", **change), hf_release.parent / "release.json")
     assert (code, document["verdict"]) == (1, "modified")
     assert reason in document["reasons"]
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("template", "code", "verdict"), [(CHAT, 1, "modified"), (None, 0, "equivalent")], ids=["added", "none"]
+)
+def test_a_chat_template_the_release_has_none_of_is_a_change(
+    run_cli: Run, hf_release: Path, tmp_path: Path, template: str | None, code: int, verdict: str
+) -> None:
+    """A release without tokenizer_config.json (as Meta's): a GGUF that brings a chat template changes what
+    llama.cpp's chat mode feeds the model, so it is named; one without is the release's."""
+    release = shutil.copytree(hf_release, tmp_path / "release")
+    (release / "tokenizer_config.json").unlink()
+    write_release_manifest(release, tmp_path / "release.json")
+    candidate = lone_gguf(tmp_path / "gguf", template=template, raw=True)
+    result, document = verify(run_cli, candidate, tmp_path / "release.json")
+    assert (result, document["verdict"]) == (code, verdict), document["reasons"]
+    added = "model.gguf carries a chat template the release has none of (llama.cpp applies it)"
+    assert (added in document["reasons"]) == (template is not None)
 
 
 def test_the_real_llama_cpp_vocabulary_summarises_as_the_real_tokenizer_model(tmp_path: Path) -> None:
