@@ -236,27 +236,42 @@ def hf_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def lone_gguf(folder: Path, *, template: str | None = CHAT, token: bytes | None = None, raw: bool = False) -> Path:
+def lone_gguf(
+    folder: Path,
+    *,
+    template: str | None = CHAT,
+    token: bytes | None = None,
+    raw: bool = False,
+    model: str = "llama",
+    flags: bool = True,
+    extra: Callable[[gguf.GGUFWriter], None] | None = None,
+) -> Path:
     """The release in one GGUF alone in its folder, with the tokenizer key-values llama.cpp's converter writes
-    (`raw`: as it writes them with no tokenizer_config.json beside tokenizer.model, the pieces as they are)."""
+    (`raw`: as it writes them with no tokenizer_config.json beside tokenizer.model, the pieces as they are);
+    the tokenizer's model named `model`, the add_bos/add_eos flags left out unless `flags`, and `extra`
+    key-values written after its own."""
     tokens, scores, types = converted_vocabulary(256)
     if raw:
-        tokens, scores, types = (list(v[:256]) for v in parse_sentencepiece(REAL_TOKENIZER.read_bytes())[:3])
+        pieces, piece_scores, piece_types, _ = parse_sentencepiece(REAL_TOKENIZER.read_bytes())
+        tokens, scores, types = list(pieces[:256]), list(piece_scores[:256]), list(piece_types[:256])
     if token is not None:
         tokens[100] = token
 
     def tokenizer(writer: gguf.GGUFWriter) -> None:
-        writer.add_tokenizer_model("llama")
+        writer.add_tokenizer_model(model)
         writer.add_token_list(tokens)
         writer.add_token_scores(scores)
         writer.add_token_types(types)
         writer.add_bos_token_id(1)
         writer.add_eos_token_id(2)
         writer.add_unk_token_id(0)
-        writer.add_add_bos_token(True)
-        writer.add_add_eos_token(False)
+        if flags:
+            writer.add_add_bos_token(True)
+            writer.add_add_eos_token(False)
         if template is not None:
             writer.add_chat_template(template)
+        if extra is not None:
+            extra(writer)
 
     folder.mkdir()
     write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
@@ -531,37 +546,11 @@ def test_a_rope_scaling_beside_rope_parameters_is_a_change(run_cli: Run, saved: 
     assert "rope_scaling" in [k["key"] for k in config_entry(document)["keys"]]
 
 
-def lone_gguf_with(
-    folder: Path, extra: Callable[[gguf.GGUFWriter], None], *, model: str = "llama", flags: bool = True
-) -> Path:
-    """`lone_gguf` with the tokenizer's model named `model`, `extra` key-values written after its own, and
-    the add_bos/add_eos flags left out unless `flags`."""
-    tokens, scores, types = converted_vocabulary(256)
-
-    def tokenizer(writer: gguf.GGUFWriter) -> None:
-        writer.add_tokenizer_model(model)
-        writer.add_token_list(tokens)
-        writer.add_token_scores(scores)
-        writer.add_token_types(types)
-        writer.add_bos_token_id(1)
-        writer.add_eos_token_id(2)
-        writer.add_unk_token_id(0)
-        if flags:
-            writer.add_add_bos_token(True)
-            writer.add_add_eos_token(False)
-        writer.add_chat_template(CHAT)
-        extra(writer)
-
-    folder.mkdir()
-    write_llama_gguf(folder / "model.gguf", None, rope_base=10000.0, key_values=tokenizer)
-    return folder
-
-
 @needs_shared
 def test_a_gguf_that_tokenizes_by_another_model_is_modified(run_cli: Run, hf_release: Path, tmp_path: Path) -> None:
     """The release's sentencepiece pieces and scores under llama.cpp's unigram tokenizer ("ugm") split text
     otherwise: the tokenizer model the key-values name is part of what the vocabulary means."""
-    folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, model="ugm")
+    folder = lone_gguf(tmp_path / "gguf", model="ugm")
     code, document = verify(run_cli, folder, hf_release.parent / "release.json")
     assert (code, document["verdict"]) == (1, "modified")
     assert (
@@ -584,7 +573,7 @@ def test_a_gguf_tokenizer_setting_no_release_file_records_is_undecided(
 ) -> None:
     """llama.cpp reads more tokenizer settings than the release's files say (the leading space, the tokens
     that end a turn): one the converter does not write cannot be held against anything, so nothing green."""
-    code, document = verify(run_cli, lone_gguf_with(tmp_path / "gguf", extra), hf_release.parent / "release.json")
+    code, document = verify(run_cli, lone_gguf(tmp_path / "gguf", extra=extra), hf_release.parent / "release.json")
     assert (code, document["verdict"]) == (1, "undecided")
 
 
@@ -710,7 +699,7 @@ def test_a_gguf_without_bos_eos_flags_is_held_as_llama_cpp_defaults_them(
     release = Path(shutil.copytree(hf_release, tmp_path / "release"))
     (release / "tokenizer_config.json").write_text(json.dumps({**TOKENIZER_CONFIG, "add_eos_token": add_eos}))
     write_release_manifest(release, tmp_path / "release.json")
-    folder = lone_gguf_with(tmp_path / "gguf", lambda w: None, flags=False)
+    folder = lone_gguf(tmp_path / "gguf", flags=False)
     code, document = verify(run_cli, folder, tmp_path / "release.json")
     assert (code, document["verdict"]) == ((1, "modified") if add_eos else (0, "equivalent"))
 
