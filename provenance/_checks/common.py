@@ -33,4 +33,11 @@ def finish(report: Report, *references: Reference) -> Report:
     if not references:
         return report
     warnings = tuple(w for ref in references for w in ref.warnings)
-    return dataclasses.replace(report, signature=references[0].signature, warnings=(*warnings, *report.warnings))
+    first = references[0]
+    document = {"source": first.source, "digest": first.digest, "subject": first.manifest.subject_digest}
+    return dataclasses.replace(
+        report,
+        signature=first.signature,
+        warnings=(*warnings, *report.warnings),
+        facts={"manifest": document, **report.facts},
+    )
