@@ -76,6 +76,7 @@ def identify(
     ] = None,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
+    allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
 ) -> None:
@@ -86,7 +87,7 @@ def identify(
     ranked = identify_path(
         path,
         registry,
-        options=ReadOptions(patterns=tuple(ignore or ())),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         allow_older=allow_older,
         progress=ByteProgress(quiet),
     )
