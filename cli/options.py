@@ -28,6 +28,12 @@ KeyOption = Annotated[
     list[Path] | None,
     typer.Option("--key", "-k", help="Public key the manifest must be signed by (repeatable). Requires a signature."),
 ]
+RequireSignatureFlag = Annotated[
+    bool,
+    typer.Option(
+        "--require-signature", help="Exit 3 unless the manifest has a valid signature by a trusted key (or --key)."
+    ),
+]
 IgnoreOption = Annotated[
     list[str] | None,
     typer.Option(

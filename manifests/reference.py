@@ -91,7 +91,7 @@ def open_reference(
     if trust.required:
         raise SignatureError(
             f"{spec} is an unsigned manifest, but a signature was required "
-            f"({'--key' if trust.given else 'trust policy'}); give the signature bundle instead"
+            f"({trust.reason}); give the signature bundle instead"
         )
     return Reference(
         manifest,

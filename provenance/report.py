@@ -140,6 +140,8 @@ class Report:
     warnings: tuple[str, ...] = ()
     refetch: tuple[Refetch, ...] = ()  # what a partial download still needs, when the verdict is not a pass
     facts: dict[str, Any] = field(default_factory=dict)  # what the check read besides files (a torrent's identity)
+    # the reference document used: where from, the SHA-256 of its bytes, its OMS subject digest (JSON only)
+    manifest: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def proof(self) -> Proof | None:
@@ -180,6 +182,7 @@ class Report:
             "tensors": [_tensor_json(t) for t in self.tensors],
             "refetch": [_refetch_json(r) for r in self.refetch],
             **self.facts,
+            **({"manifest": dict(self.manifest)} if self.manifest else {}),
             "warnings": list(self.warnings),
         }
 
