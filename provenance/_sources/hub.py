@@ -85,6 +85,12 @@ class Hub:
                     f"at {self.endpoint}"
                 ) from None
             except (httpx2.TransportError, _Transient) as exc:
+                unreachable = _unreachable(exc)
+                if unreachable is not None:
+                    raise HubError(
+                        f"{what}: {unreachable} the hub at {self.endpoint} ({_short(exc)}); check HF_ENDPOINT "
+                        "and this machine's network (or DNS) settings"
+                    ) from None
                 failure: Exception = exc
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
@@ -346,6 +352,29 @@ class _TooSlow(Exception):
 
 class _Transient(Exception):
     """A response that should not happen on a healthy connection (a short body): retried."""
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why no request can reach the hub at all, when retrying cannot help: its host name does not resolve,
+    or this machine has no route to it (no network). None for failures worth retrying."""
+    import errno
+    import socket
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain httpx2 -> httpcore -> the socket error, bounded
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return "cannot resolve the host name of"
+        if isinstance(seen, OSError) and seen.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "this machine has no route to"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if any(s in text for s in ("Name or service not known", "nodename nor servname", "name resolution")):
+        return "cannot resolve the host name of"
+    if any(s in text for s in ("Network is unreachable", "No route to host")):
+        return "this machine has no route to"
+    return None
 
 
 def _short(exc: BaseException) -> str:
