@@ -360,19 +360,13 @@ def _unreachable(exc: BaseException) -> str | None:
     import errno
     import socket
 
-    seen: BaseException | None = exc
-    for _ in range(8):  # the chain httpx2 -> httpcore -> the socket error, bounded
-        if seen is None:
-            break
-        if isinstance(seen, socket.gaierror):
-            return "cannot resolve the host name of"
-        if isinstance(seen, OSError) and seen.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return "this machine has no route to"
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    if any(s in text for s in ("Name or service not known", "nodename nor servname", "name resolution")):
+    chain: list[BaseException] = [exc]
+    while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
         return "cannot resolve the host name of"
-    if any(s in text for s in ("Network is unreachable", "No route to host")):
+    if any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain):
         return "this machine has no route to"
     return None
 
