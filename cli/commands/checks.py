@@ -107,7 +107,10 @@ def _print_candidates(ranked: list[Candidate], as_json: bool) -> None:
     if as_json:
         import json
 
-        sys.stdout.write(json.dumps({"matches": [c.as_dict() for c in ranked]}, indent=2) + "\n")
+        from cli.options import tool_version
+
+        document = {"matches": [c.as_dict() for c in ranked], "version": tool_version()}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         from cli.render.audit import render_rows
 

@@ -56,7 +56,9 @@ def test_identify_a_snapshot_without_allow_symlinks(
     (registry / "sample-release.json").write_bytes(release_manifest.read_bytes())
     result = run_cli("identify", snapshot, "--registry", registry, "--json", "-q")
     assert result.code == 0, result.err
-    assert json.loads(result.out)["matches"][0]["verdict"] == "identical"
+    document = json.loads(result.out)
+    assert document["matches"][0]["verdict"] == "identical"
+    assert document["version"] == "0.1.0"
 
 
 def test_a_link_leaving_the_repository_folder_is_refused(

@@ -72,7 +72,9 @@ def test_audit_several_mirrors_gives_one_error_row_each(
     advice = request.getfixturevalue(cause)
     result = run_cli("audit", "hf://acme/one", "hf://acme/two", "--manifest", release_manifest, "--json")
     assert result.code == 2
-    assert json.loads(result.out)["mirrors"] == [
+    document = json.loads(result.out)
+    assert document["version"] == "0.1.0"
+    assert document["mirrors"] == [
         {"repo": "hf://acme/one", "error": f"hf://acme/one: {advice}"},
         {"repo": "hf://acme/two", "error": f"hf://acme/two: {advice}"},
     ]
