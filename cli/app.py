@@ -12,7 +12,7 @@ from cli.commands.checks import diff, identify, torrent, verify
 from cli.commands.demo import demo
 from cli.commands.documents import import_lists, keygen, sign
 from cli.commands.fingerprint import fingerprint
-from cli.options import say
+from cli.options import report_error, say
 from provenance import ProvenanceError
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except ProvenanceError as exc:
         say(f"error: {exc}")
+        report_error(type(exc).__name__, str(exc))
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         say("interrupted")
@@ -56,5 +57,6 @@ def main() -> None:
             context = getattr(exc, "ctx", None)
             command = getattr(context, "command_path", "provenance")
             say(f"error: {exc.format_message()} (see: {command} --help)")
+            report_error("usage", exc.format_message())
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     sys.exit(code if isinstance(code, int) else 0)

@@ -28,6 +28,12 @@ KeyOption = Annotated[
     list[Path] | None,
     typer.Option("--key", "-k", help="Public key the manifest must be signed by (repeatable). Requires a signature."),
 ]
+RequireSignatureFlag = Annotated[
+    bool,
+    typer.Option(
+        "--require-signature", help="Exit 3 unless the manifest has a valid signature by a trusted key (or --key)."
+    ),
+]
 IgnoreOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -55,6 +61,36 @@ def say(line: str) -> None:
 
     sys.stderr.write(printable(" ".join(line.split())) + "\n")
     sys.stderr.flush()
+
+
+def wants_json() -> bool:
+    """Whether the user asked for JSON: read from the command line itself, so that an error raised before or
+    while the options are parsed still gets its JSON document."""
+    return "--json" in sys.argv[1 : sys.argv.index("--")] if "--" in sys.argv else "--json" in sys.argv[1:]
+
+
+def report_error(kind: str, message: str) -> None:
+    """With --json, an error is one JSON document on stdout too (scripts read stdout, never stderr):
+    `code` names the kind of error in snake_case (`unreadable_input`, `signature_error`, `usage`...)."""
+    if not wants_json():
+        return
+    import json
+    import re
+
+    code = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+    document = {"error": {"code": code, "message": " ".join(message.split())}, "version": tool_version()}
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def tool_version() -> str:
+    """The installed distribution's version, as `pip show` reports it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("weights-provenance")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def finish(report: Report, as_json: bool, show_all: bool = False) -> None:

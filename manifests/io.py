@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -134,13 +135,18 @@ def read_bounded(
 
 def read_json(path: Path, what: str = "manifest", cap: int = DOCUMENT_CAP) -> Any:
     """Parse a JSON document of bounded size, with one clear line for every way it can fail."""
+    return read_json_digest(path, what, cap)[0]
+
+
+def read_json_digest(path: Path, what: str = "manifest", cap: int = DOCUMENT_CAP) -> tuple[Any, str]:
+    """A JSON document as `read_json` parses it, and the SHA-256 of the very bytes parsed (read once)."""
     try:
         raw = read_bounded(path, cap, what)
     except ManifestError as exc:
         raise ManifestError(f"{exc}; refusing it") from None
     check_parse_cost(raw, f"{what} {path}", ManifestError)
     try:
-        return json.loads(raw)
+        return json.loads(raw), hashlib.sha256(raw).hexdigest()
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ManifestError(f"{what} {path} is not valid JSON; is it the right file?") from None
 

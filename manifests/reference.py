@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manifests.errors import ManifestError, SignatureError, UnreadableInput
-from manifests.io import read_json
+from manifests.io import read_json_digest
 from manifests.model import Manifest, manifest_from_statement
 from manifests.signing import check_signature, is_bundle
 from manifests.signing.interface import SignatureInfo
@@ -30,6 +30,7 @@ class Reference:
     signature: SignatureInfo = field(default_factory=SignatureInfo)
     warnings: tuple[str, ...] = ()
     path: Path | None = None  # the user's file it was read from (left out of a scan); None for a registry entry
+    digest: str | None = None  # SHA-256 of the document read (manifest or bundle), for a report to record
 
     @property
     def label(self) -> str:
@@ -78,22 +79,26 @@ def open_reference(
     own = None if from_registry else path
     trust = trust or TrustStore()
     try:
-        document = read_json(path)
+        document, digest = read_json_digest(path)
     except ManifestError:
         if trust.required or _looks_like_bundle(path):
             raise SignatureError(f"signature {spec} is damaged (cut short or not JSON); fetch it again") from None
         raise
     if is_bundle(document):
         signed = check_signature(document, trust, seen=seen, allow_older=allow_older)
-        return Reference(signed.manifest, str(spec), signed.signature, signed.warnings, own)
+        return Reference(signed.manifest, str(spec), signed.signature, signed.warnings, own, digest)
     manifest = manifest_from_statement(document)
     if trust.required:
         raise SignatureError(
             f"{spec} is an unsigned manifest, but a signature was required "
-            f"({'--key' if trust.given else 'trust policy'}); give the signature bundle instead"
+            f"({trust.reason}); give the signature bundle instead"
         )
     return Reference(
-        manifest, str(spec), warnings=(f"{spec} is unsigned: it proves nothing about who published it",), path=own
+        manifest,
+        str(spec),
+        warnings=(f"{spec} is unsigned: it proves nothing about who published it",),
+        path=own,
+        digest=digest,
     )
 
 

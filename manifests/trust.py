@@ -44,6 +44,7 @@ class TrustStore:
     keys: tuple[Verifier, ...] = ()
     required: bool = False
     given: bool = False  # keys came from --key: only they count
+    reason: str = "the trust policy"  # what requires a trusted signature, for the refusal's wording
 
     def by_hint(self, hint: str) -> Verifier | None:
         return next((k for k in self.keys if k.hint == hint), None)
@@ -58,14 +59,17 @@ def _keys_in(folder: Path) -> list[Verifier]:
     return [load_verifier(path, path.stem) for path in paths]
 
 
-def load_trust(keys: list[Path] | None = None, *, key_dir: Path | None = None) -> TrustStore:
-    """The keys that count for this run: those given with --key, else the trusted folders."""
+def load_trust(keys: list[Path] | None = None, *, key_dir: Path | None = None, require: bool = False) -> TrustStore:
+    """The keys that count for this run: those given with --key, else the trusted folders; `require`
+    (--require-signature) asks for a valid signature by one of them, as the trust policy can."""
     if keys:
         from manifests.keys import load_verifier
 
-        return TrustStore(tuple(load_verifier(p) for p in keys), required=True, given=True)
+        return TrustStore(tuple(load_verifier(p) for p in keys), required=True, given=True, reason="--key")
     folders = [bundled_keys_dir(), key_dir or config_dir() / "trusted_keys"]
     found = [k for folder in folders for k in _keys_in(folder)]
+    if require:
+        return TrustStore(tuple(found), required=True, reason="--require-signature")
     return TrustStore(tuple(found), required=_policy_requires_signature(config_dir() / "policy.json"))
 
 

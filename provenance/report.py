@@ -68,6 +68,9 @@ class FileResult:
     expected_size: int | None = None
     detail: str | None = None
     keys: tuple[KeyChange, ...] = ()  # a settings file compared by meaning: the keys that differ
+    # a differing file's whole-file digests, (algorithm, hex) sorted: the release's, and the file's own
+    expected_digests: tuple[tuple[str, str], ...] = ()
+    digests: tuple[tuple[str, str], ...] = ()
 
 
 class KeyChange(NamedTuple):
@@ -137,6 +140,8 @@ class Report:
     warnings: tuple[str, ...] = ()
     refetch: tuple[Refetch, ...] = ()  # what a partial download still needs, when the verdict is not a pass
     facts: dict[str, Any] = field(default_factory=dict)  # what the check read besides files (a torrent's identity)
+    # the reference document used: where from, the SHA-256 of its bytes, its OMS subject digest (JSON only)
+    manifest: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def proof(self) -> Proof | None:
@@ -177,21 +182,33 @@ class Report:
             "tensors": [_tensor_json(t) for t in self.tensors],
             "refetch": [_refetch_json(r) for r in self.refetch],
             **self.facts,
+            **({"manifest": dict(self.manifest)} if self.manifest else {}),
             "warnings": list(self.warnings),
         }
 
 
 def _file_json(f: FileResult) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "name": f.name,
-            "status": f.status.value,
-            "role": f.role,
-            "size": f.size,
-            "expected_size": f.expected_size,
-            "detail": f.detail,
-        }
-    ) | ({"keys": [_key_json(k) for k in f.keys]} if f.keys else {})
+    return (
+        _drop_none(
+            {
+                "name": f.name,
+                "status": f.status.value,
+                "role": f.role,
+                "size": f.size,
+                "expected_size": f.expected_size,
+                "detail": f.detail,
+            }
+        )
+        | ({"keys": [_key_json(k) for k in f.keys]} if f.keys else {})
+        | _digests_json(f)
+    )
+
+
+def _digests_json(f: FileResult) -> dict[str, Any]:
+    """A differing file's expected and actual digests, so a script can show or check both."""
+    if not (f.expected_digests or f.digests):
+        return {}
+    return {"expected_digests": dict(f.expected_digests), "digests": dict(f.digests)}
 
 
 def _key_json(k: KeyChange) -> dict[str, Any]:

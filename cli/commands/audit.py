@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from cli.options import REFERENCE_HELP, AllowOlderFlag, JsonFlag, KeyOption, finish, say, stdout_console
+from cli.options import (
+    REFERENCE_HELP,
+    AllowOlderFlag,
+    JsonFlag,
+    KeyOption,
+    RequireSignatureFlag,
+    finish,
+    say,
+    stdout_console,
+)
 from provenance import ProvenanceError
 
 TargetsArgument = Annotated[
@@ -42,6 +51,7 @@ def audit(
     max_requests: MaxRequestsOption = 8,
     cache_dir: CacheDirOption = None,
     key: KeyOption = None,
+    require_signature: RequireSignatureFlag = False,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     show_all: ShowAllFlag = False,
@@ -53,7 +63,9 @@ def audit(
     if targets == ["cache"]:
         from provenance import audit_cache
 
-        snapshots = audit_cache(cache_dir, manifest, keys=key, allow_older=allow_older)
+        snapshots = audit_cache(
+            cache_dir, manifest, keys=key, allow_older=allow_older, require_signature=require_signature
+        )
         raise typer.Exit(render_cache(snapshots, as_json, stdout_console, say))
     if "cache" in targets:
         raise ProvenanceError("`provenance audit cache` takes no other target; audit mirrors in a separate run")
@@ -71,6 +83,7 @@ def audit(
         options=AuditOptions(spot_check=spot_check, full=full, seed=seed),
         keys=key,
         allow_older=allow_older,
+        require_signature=require_signature,
         in_flight=max_requests,
     )
     if len(results) == 1 and not search and results[0].report is not None:

@@ -16,6 +16,7 @@ from cli.options import (
     KeyOption,
     ManifestOption,
     QuietFlag,
+    RequireSignatureFlag,
     ShowAllFlag,
     SymlinkFlag,
     finish,
@@ -33,6 +34,7 @@ def verify(
     path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
     manifest: ManifestOption,
     key: KeyOption = None,
+    require_signature: RequireSignatureFlag = False,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     show_all: ShowAllFlag = False,
@@ -49,6 +51,7 @@ def verify(
         manifest,
         keys=key,
         allow_older=allow_older,
+        require_signature=require_signature,
         options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         progress=ByteProgress(quiet),
     )
@@ -59,6 +62,7 @@ def torrent(
     torrent_file: Annotated[Path, typer.Argument(metavar="TORRENT", help="The .torrent file (v1, v2 or hybrid).")],
     manifest: ManifestOption,
     key: KeyOption = None,
+    require_signature: RequireSignatureFlag = False,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     show_all: Annotated[bool, typer.Option("--all", help="List matching files too.")] = False,
@@ -66,7 +70,10 @@ def torrent(
     """Check a .torrent against a manifest before downloading: names, sizes and v2 pieces roots."""
     from provenance import check_torrent
 
-    finish(check_torrent(torrent_file, manifest, keys=key, allow_older=allow_older), as_json, show_all)
+    report = check_torrent(
+        torrent_file, manifest, keys=key, allow_older=allow_older, require_signature=require_signature
+    )
+    finish(report, as_json, show_all)
 
 
 def identify(
@@ -76,6 +83,7 @@ def identify(
     ] = None,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
+    allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
 ) -> None:
@@ -86,7 +94,7 @@ def identify(
     ranked = identify_path(
         path,
         registry,
-        options=ReadOptions(patterns=tuple(ignore or ())),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         allow_older=allow_older,
         progress=ByteProgress(quiet),
     )
@@ -99,7 +107,10 @@ def _print_candidates(ranked: list[Candidate], as_json: bool) -> None:
     if as_json:
         import json
 
-        sys.stdout.write(json.dumps({"matches": [c.as_dict() for c in ranked]}, indent=2) + "\n")
+        from cli.options import tool_version
+
+        document = {"matches": [c.as_dict() for c in ranked], "version": tool_version()}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         from cli.render.audit import render_rows
 
@@ -116,6 +127,8 @@ PlotOption = Annotated[
 def diff(
     a: Annotated[Path, typer.Argument(help="Reference side: a checkpoint or a manifest.")],
     b: Annotated[Path, typer.Argument(help="Compared side: a checkpoint or a manifest.")],
+    key: KeyOption = None,
+    require_signature: RequireSignatureFlag = False,
     as_json: JsonFlag = False,
     show_all: ShowAllFlag = False,
     allow_symlinks: SymlinkFlag = False,
@@ -139,7 +152,9 @@ def diff(
         a,
         b,
         options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
+        keys=key,
         allow_older=allow_older,
+        require_signature=require_signature,
         progress=ByteProgress(quiet),
     )
     _draw_drift(report, plot, force, as_json)

@@ -37,7 +37,9 @@ def render_mirrors(
                 for r in results
             ]
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        from cli.options import tool_version
+
+        sys.stdout.write(json.dumps(document | {"version": tool_version()}, indent=2) + "\n")
     else:
         rows = []
         for r in results:
@@ -81,7 +83,9 @@ def render_cache(
                 for s in snapshots
             ]
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        from cli.options import tool_version
+
+        sys.stdout.write(json.dumps(document | {"version": tool_version()}, indent=2) + "\n")
     else:
         rows = [
             [

@@ -9,4 +9,7 @@ from provenance import Report
 
 
 def render_json(report: Report) -> None:
-    sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    """The report's document, with the version of the tool that made it (a script may record both)."""
+    from cli.options import tool_version
+
+    sys.stdout.write(json.dumps(report.as_dict() | {"version": tool_version()}, indent=2) + "\n")

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape as escape_markup
 
 from cli.render.text import printable
-from provenance import FileStatus, Proof, Report, TensorResult, TensorStatus, Verdict
+from provenance import FileStatus, Proof, Report, SignatureStatus, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
     Verdict.IDENTICAL: "bold green",
@@ -61,11 +61,23 @@ def _shape(t: TensorResult) -> str:
     return f"{t.dtype}[{', '.join(map(str, t.shape))}]"
 
 
+def _trust_note(report: Report) -> str:
+    """What the verdict is worth when its manifest's publisher is not proven: said on the verdict line itself,
+    since a green word read alone is what a user (or a screenshot) keeps."""
+    if not report.manifest:  # two checkpoints on disk: no manifest, nothing to sign
+        return ""
+    if report.signature.status is SignatureStatus.UNSIGNED:
+        return " (unsigned manifest: nothing proves who published it)"
+    if report.signature.status is SignatureStatus.UNTRUSTED:
+        return " (signed by an unknown key: the signature was not checked)"
+    return ""
+
+
 def render_table(report: Report, console: Console, *, show_all: bool = False) -> None:
     def line(text: str = "") -> None:
         console.print(text, soft_wrap=True, highlight=False)
 
-    line(f"verdict: [{_VERDICT_STYLE[report.verdict]}]{report.verdict.value}[/]")
+    line(f"verdict: [{_VERDICT_STYLE[report.verdict]}]{report.verdict.value}[/]{_trust_note(report)}")
     line(f"reference: {escape(report.reference)}")
     line(f"candidate: {escape(report.candidate)}")
     signer = f" by {report.signature.signer}" if report.signature.signer else ""

@@ -65,8 +65,8 @@ def check_signature(
     if verifier is None:
         if trust.required:
             raise SignatureError(
-                f"the manifest is signed by key {bundle.hint[:16]}..., which is not trusted, and the trust "
-                "policy requires a trusted signature"
+                f"the manifest is signed by key {bundle.hint[:16]}..., which is not trusted, and "
+                f"{trust.reason} requires a trusted signature"
             )
         info = SignatureInfo(
             SignatureStatus.UNTRUSTED,

@@ -41,6 +41,7 @@ def audit_cache(
     *,
     keys: list[Path] | None = None,
     allow_older: bool = False,
+    require_signature: bool = False,
 ) -> list[CachedSnapshot]:
     """Audit the local Hugging Face Hub cache (`cache_dir`, default huggingface_hub's), offline: every blob
     against the ETag it is stored under, and each snapshot against the given manifests (or, without any,
@@ -51,7 +52,7 @@ def audit_cache(
     SignatureError (exit 3) and ProvenanceError (exit 2) for a reference, as `verify` does.
     """
     names = manifests if manifests else [f"{REGISTRY_PREFIX}{name}" for name in registry_names()]
-    references = [open_checked(name, keys=keys, allow_older=allow_older) for name in names]
+    references = [open_checked(name, keys=keys, allow_older=allow_older, require=require_signature) for name in names]
     by_label = list({r.label: r for r in references}.values())  # one per label, the last opened
     contents = read_cache(cache_dir)
     blobs = BlobCheck()

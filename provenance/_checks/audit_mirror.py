@@ -310,6 +310,7 @@ def audit_mirrors(
     options: AuditOptions = AuditOptions(),
     keys: list[Path] | None = None,
     allow_older: bool = False,
+    require_signature: bool = False,
     in_flight: int = 8,
     endpoint: str | None = None,
 ) -> list[MirrorResult]:
@@ -323,7 +324,7 @@ def audit_mirrors(
     cannot be read) is raised. Raises ProvenanceError (exit 2) when there is no mirror to audit;
     SignatureError (exit 3) for the reference, as `verify` does.
     """
-    reference = open_checked(manifest, keys=keys, allow_older=allow_older)
+    reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
     hub = Hub(endpoint, in_flight=in_flight)
     refs = [RepoRef.parse(t) for t in targets]
     if search:

@@ -22,10 +22,13 @@ class ReadOptions:
     patterns: tuple[str, ...] = ()  # the user's --ignore globs: the files they match are set aside, and listed
 
 
-def open_checked(spec: str | Path, *, keys: list[Path] | None = None, allow_older: bool = False) -> Reference:
+def open_checked(
+    spec: str | Path, *, keys: list[Path] | None = None, allow_older: bool = False, require: bool = False
+) -> Reference:
     """The reference a user named, its signature checked against `keys` (required then) or the trusted keys
-    and the trust policy, and refused when older than one verified before unless `allow_older`."""
-    return open_reference(spec, trust=load_trust(keys), seen=SeenReleases(), allow_older=allow_older)
+    and the trust policy (or `require`: --require-signature), and refused when older than one verified
+    before unless `allow_older`."""
+    return open_reference(spec, trust=load_trust(keys, require=require), seen=SeenReleases(), allow_older=allow_older)
 
 
 def finish(report: Report, *references: Reference) -> Report:
@@ -33,4 +36,11 @@ def finish(report: Report, *references: Reference) -> Report:
     if not references:
         return report
     warnings = tuple(w for ref in references for w in ref.warnings)
-    return dataclasses.replace(report, signature=references[0].signature, warnings=(*warnings, *report.warnings))
+    first = references[0]
+    document = {"source": first.source, "digest": first.digest, "subject": first.manifest.subject_digest}
+    return dataclasses.replace(
+        report,
+        signature=first.signature,
+        warnings=(*warnings, *report.warnings),
+        manifest=document,
+    )

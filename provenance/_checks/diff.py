@@ -20,14 +20,17 @@ def diff(
     b: Path,
     *,
     options: ReadOptions = ReadOptions(),
+    keys: list[Path] | None = None,
     allow_older: bool = False,
+    require_signature: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Report:
     """How B differs from A (the reference), tensor by tensor; each side a checkpoint on disk (a folder or
     one file) or a manifest. The `provenance diff` operation.
 
     Only the digests the other side can be compared with are read from disk; the `options`' patterns (--ignore
-    globs) set files of a side on disk aside. A signed side is checked against the trusted keys, the trust policy
+    globs) set files of a side on disk aside. A, when a manifest, must be signed by one of `keys` when given
+    (by a trusted key with `require_signature`); a signed side is checked against the trusted keys, the trust policy
     and the record of releases seen (an older manifest than one verified before is refused without
     `allow_older`), as `verify` does; the report carries the reference side's signature status and both
     sides' warnings. Its `exit_code`: 0 when B holds A's weights (identical or equivalent), else 1.
@@ -35,7 +38,9 @@ def diff(
     Raises SignatureError (exit 3) for a bad or rolled-back signature; MalformedContainer (exit 2) when A,
     read from disk, holds a broken weights file; ProvenanceError (exit 2) for a side that cannot be read.
     """
-    ref_a = open_checked(a, allow_older=allow_older) if is_manifest_file(a) else None
+    ref_a = None
+    if is_manifest_file(a):  # the reference side: the one --key and --require-signature hold to a signature
+        ref_a = open_checked(a, keys=keys, allow_older=allow_older, require=require_signature)
     ref_b = open_checked(b, allow_older=allow_older) if is_manifest_file(b) else None
     if ref_a is not None and ref_b is not None:
         report = diff_checkpoints(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))

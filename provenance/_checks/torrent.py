@@ -179,6 +179,7 @@ def check_torrent(
     *,
     keys: list[Path] | None = None,
     allow_older: bool = False,
+    require_signature: bool = False,
 ) -> Report:
     """What a .torrent file would download, judged against the reference `manifest` names before anything is
     downloaded: names, sizes and BEP 52 pieces roots. The `provenance torrent` operation.
@@ -188,7 +189,7 @@ def check_torrent(
     TorrentError (exit 2) for a file that is not a valid torrent; SignatureError (exit 3) and
     ProvenanceError (exit 2) for the reference, as `verify` does.
     """
-    reference = open_checked(manifest, keys=keys, allow_older=allow_older)
+    reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
     report = compare_torrent(
         reference.manifest.checkpoint,
         read_torrent(torrent),

@@ -26,6 +26,7 @@ def verify(
     *,
     keys: list[Path] | None = None,
     allow_older: bool = False,
+    require_signature: bool = False,
     options: ReadOptions = ReadOptions(),
     progress: ProgressReporter | None = None,
 ) -> Report:
@@ -34,14 +35,15 @@ def verify(
 
     The report carries the verdict (its `exit_code`: 0 identical or equivalent, 1 any other verdict), the
     signature status and the reference's warnings. With `keys`, the manifest must be signed by one of them;
-    without, the trusted-keys folders and the trust policy decide. A signed manifest older than one verified
+    without, the trusted-keys folders and the trust policy decide (`require_signature`: a valid signature by
+    a trusted key is required, as the policy can ask). A signed manifest older than one verified
     before for the release is refused unless `allow_older`. `patterns` (--ignore globs) set files aside.
     Damaged weights files do not raise: they are reported `corrupt`.
 
     Raises SignatureError (exit 3) for a bad, untrusted or rolled-back signature; ProvenanceError (exit 2;
     ManifestError, UnreadableInput, UnsafePath among them) for a reference or download that cannot be read.
     """
-    reference = open_checked(manifest, keys=keys, allow_older=allow_older)
+    reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
     return verify_against(target, reference, options=options, progress=progress)
 
 

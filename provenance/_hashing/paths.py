@@ -28,6 +28,22 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+_CACHE_KINDS = ("models--", "datasets--", "spaces--")
+
+
+def link_bound(root: Path) -> Path:
+    """The folder a checkpoint's symlinks may resolve into without --allow-symlinks: the checkpoint itself,
+    or, for a Hugging Face cache snapshot (`models--ORG--NAME/snapshots/REV/...`, whose files link to
+    `../../blobs/SHA`), that repository's cache folder: loaders read those very blobs, and a link leaving
+    the repository's folder is refused as any other."""
+    resolved = root.resolve()
+    parts = resolved.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "snapshots" and parts[i - 1].startswith(_CACHE_KINDS) and len(parts) > i + 1:
+            return Path(*parts[:i])
+    return resolved
+
+
 @contextmanager
 def _walk_errors(target: Path) -> Iterator[None]:
     """One clear error for a folder that cannot be walked, instead of an OSError's traceback."""
@@ -82,6 +98,7 @@ def list_files(
         if not target.is_dir():
             raise UnreadableInput(f"{target} is neither a file nor a directory")
         root = target.resolve()
+        bound = link_bound(root)
         excluded = {p.resolve() for p in exclude}
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
@@ -104,7 +121,7 @@ def list_files(
                         left_out.append(rel)
                     continue
                 if full.is_symlink():
-                    _check_link(full, root, allow_symlinks)
+                    _check_link(full, bound, allow_symlinks)
                     if not full.resolve().is_file():
                         continue
                 elif not full.is_file():

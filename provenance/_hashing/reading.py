@@ -22,6 +22,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from provenance._hashing.paths import link_bound
 from provenance.errors import FileChanged, UnreadableInput, UnsafePath
 
 WINDOW = 64 << 20  # bytes mapped at a time per file: bounds memory, large enough to amortise syscalls
@@ -65,7 +66,7 @@ def open_listed(root: Path, full: Path, allow_symlinks: bool) -> io.FileIO:
                 resolved = None
             if resolved is None or (resolved.st_dev, resolved.st_ino) != (opened.st_dev, opened.st_ino):
                 raise FileChanged(f"{full} was repointed while it was being opened; check who changes it, then retry")
-            if not allow_symlinks and not target.is_relative_to(root.resolve()):
+            if not allow_symlinks and not target.is_relative_to(link_bound(root)):
                 raise UnsafePath(
                     f"{full} is a symlink that now leaves the checkpoint (to {target}), changed since it was "
                     "listed; check who changes it"

@@ -100,6 +100,15 @@ def judge(reference: Checkpoint, candidate: Checkpoint) -> Judgement:
     return Judgement(verdict, reasons, tuple(files), tuple(outcome.results), facts)
 
 
+def _digests(f: FileFingerprint, ref: FileFingerprint) -> tuple[tuple[str, str], ...]:
+    """The whole-file digests `f` records of the kinds the reference records (a container read part by
+    part has no whole-file SHA-256: its container digest, over all but the tensor data, stands for it)."""
+    found = {a: d for a, d in f.digests.items() if a in ref.digests}
+    if f.container_blake3 is not None and ref.container_blake3 is not None:
+        found["container_blake3"] = f.container_blake3
+    return tuple(sorted(found.items()))
+
+
 def _file_results(reference: Checkpoint, candidate: Checkpoint) -> tuple[list[FileResult], dict[str, FileStatus]]:
     """Each reference file's status, then the candidate's extra files."""
     cand_by_path = {f.path: f for f in candidate.files}
@@ -110,7 +119,10 @@ def _file_results(reference: Checkpoint, candidate: Checkpoint) -> tuple[list[Fi
         cand = cand_by_path.get(ref.path)
         status, detail = (FileStatus.MISSING, None) if cand is None else file_status_of(ref, cand)
         file_status[ref.path] = status
-        files.append(FileResult(ref.path, status, ref.role.value, cand.size if cand else None, ref.size, detail))
+        result = FileResult(ref.path, status, ref.role.value, cand.size if cand else None, ref.size, detail)
+        if cand is not None and status in (FileStatus.MODIFIED, FileStatus.CORRUPT):
+            result = dataclasses.replace(result, expected_digests=_digests(ref, ref), digests=_digests(cand, ref))
+        files.append(result)
     for cand in candidate.files:
         if cand.path not in ref_paths and not (cand.rebuilt and cand.size is None):  # not a made-up table
             detail = cand.hazard or cand.error

@@ -85,6 +85,12 @@ class Hub:
                     f"at {self.endpoint}"
                 ) from None
             except (httpx2.TransportError, _Transient) as exc:
+                unreachable = _unreachable(exc)
+                if unreachable is not None:
+                    raise HubError(
+                        f"{what}: {unreachable} the hub at {self.endpoint} ({_short(exc)}); check HF_ENDPOINT "
+                        "and this machine's network (or DNS) settings"
+                    ) from None
                 failure: Exception = exc
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
@@ -346,6 +352,23 @@ class _TooSlow(Exception):
 
 class _Transient(Exception):
     """A response that should not happen on a healthy connection (a short body): retried."""
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why no request can reach the hub at all, when retrying cannot help: its host name does not resolve,
+    or this machine has no route to it (no network). None for failures worth retrying."""
+    import errno
+    import socket
+
+    chain: list[BaseException] = [exc]
+    while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
+        return "cannot resolve the host name of"
+    if any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain):
+        return "this machine has no route to"
+    return None
 
 
 def _short(exc: BaseException) -> str:

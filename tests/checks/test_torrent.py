@@ -17,7 +17,7 @@ import pytest
 
 from provenance._hashing.merkle import PiecesHasher
 from tests.conftest import REAL_TOKENIZER, CliResult, needs_shared, write_release_manifest
-from tests.support.references import refused_as_older
+from tests.support.references import json_error_or_nothing, refused_as_older
 from tests.support.torrents import PIECE, make_torrent, write_torrent
 
 Run = Callable[..., CliResult]
@@ -473,7 +473,8 @@ def test_signed_manifest_and_required_key(run_cli: Run, release_dir: Path, v2_ma
     assert as_json(good)["signature"]["status"] == "valid"
     wrong = run_cli("torrent", path, "--manifest", bundle, "--key", tmp_path / "mallory.pub", "--json")
     assert wrong.code == 3
-    assert wrong.out == "" and wrong.err.startswith("error: ")
+    assert wrong.err.startswith("error: ") and wrong.out != ""
+    json_error_or_nothing(wrong)  # --json: the error as JSON
 
 
 def test_torrent_and_verify_refuse_an_older_signed_manifest(

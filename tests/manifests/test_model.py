@@ -22,7 +22,7 @@ from manifests import EXTENSION_KEY, build_manifest, manifest_from_statement
 from manifests.io import dump_json
 from provenance.errors import ManifestError, UnsafePath
 from tests.conftest import CliResult, write_release_manifest
-from tests.support.references import one_error_line
+from tests.support.references import json_error_or_nothing, one_error_line
 
 Run = Callable[..., CliResult]
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "manifests" / "schema.json").read_text())
@@ -142,7 +142,8 @@ def test_hostile_manifests_are_refused_with_one_line(
     bad.write_text(json.dumps(statement))
     result = run_cli("verify", copy_of_release, "--manifest", bad, "--json")
     assert result.code == 2
-    assert result.out == ""
+    assert result.out != ""
+    json_error_or_nothing(result)  # --json: the error as JSON
     assert result.err.startswith("error: ") and result.err.count("\n") == 1 and "Traceback" not in result.err
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import CliResult
 from tests.support.limits import bounded, refused
+from tests.support.references import json_error_or_nothing
 
 BOUNDED = """
 import resource, sys
@@ -92,7 +93,8 @@ def test_torrent_floods_are_refused_within_the_bound(
     torrent = tmp_path / "flood.torrent"
     torrent.write_bytes(build())
     result = _bounded_torrent(torrent, release_manifest)
-    assert (result.code, result.out) == (2, "")
+    assert result.code == 2 and result.out != ""
+    json_error_or_nothing(result)  # --json: the error as JSON
     assert result.err.strip().splitlines() == [
         f"error: {torrent} is not a valid torrent: {message}; get the .torrent again from its publisher"
     ]

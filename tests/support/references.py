@@ -28,12 +28,23 @@ def user_dir(kind: str) -> Path:
 
 
 def one_error_line(result: CliResult, code: int) -> str:
-    """The run ended with `code`, nothing on stdout and one `error:` line on stderr: that line."""
-    assert (result.code, result.out) == (code, ""), (result.code, result.out, result.err)
+    """The run ended with `code`, one `error:` line on stderr, and on stdout nothing, or with --json that
+    same error as the one JSON document: that line."""
+    assert result.code == code, (result.code, result.out, result.err)
     assert "Traceback" not in result.err
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    json_error_or_nothing(result)
     return lines[0]
+
+
+def json_error_or_nothing(result: CliResult) -> None:
+    """stdout after an error: empty, or (--json) exactly one document holding the error stderr ends with."""
+    if result.out == "":
+        return
+    document = json.loads(result.out)
+    assert set(document) == {"error", "version"}, document
+    assert document["error"]["message"] == result.err.strip().splitlines()[-1].removeprefix("error: ")
 
 
 def refused_as_older(result: CliResult) -> None:
