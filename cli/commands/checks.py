@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from provenance import Candidate, Report
 
 
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        metavar="GLOB",
+        help="Check only the release's files matching this glob (repeatable): the verdict is about them alone.",
+    ),
+]
+
+
 def verify(
     path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
     manifest: ManifestOption,
@@ -39,6 +49,7 @@ def verify(
     allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
+    only: OnlyOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
     from provenance import ReadOptions
@@ -51,6 +62,7 @@ def verify(
         allow_older=allow_older,
         options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         progress=ByteProgress(quiet),
+        only=tuple(only or ()),
     )
     finish(report, as_json, show_all)
 

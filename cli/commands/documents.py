@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.options import ForceFlag, say
+from cli.render.text import count
 from provenance import ProvenanceError
 
 
@@ -31,7 +32,7 @@ def import_lists(
     write_manifest(output, manifest, force=force)
     kinds = sorted({k for f in manifest.checkpoint.files for k in f.digests})
     weak = " (md5 only: weak evidence)" if kinds == ["md5"] else ""
-    say(f"wrote {output}: {len(manifest.checkpoint.files)} files, digests: {', '.join(kinds)}{weak}")
+    say(f"wrote {output}: {count(len(manifest.checkpoint.files), 'file')}, digests: {', '.join(kinds)}{weak}")
 
 
 EncryptFlag = Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cli.render.table import render_table
+from cli.render.text import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,7 +21,7 @@ def render_demo(run: DemoRun, console: Console) -> None:
 
     say(f"[bold]1. a sample release[/] in {run.release}: 3 safetensors shards, index, config, tokenizer")
     say(f"\n[bold]$ provenance fingerprint {run.release} -o {run.manifest}[/]")
-    say(f"{len(run.checkpoint.files)} files, {run.checkpoint.tensor_count} tensors fingerprinted")
+    say(f"{count(len(run.checkpoint.files), 'file')}, {count(run.checkpoint.tensor_count, 'tensor')} fingerprinted")
     say(f"\n[bold]2. a damaged copy[/] in {run.download}: {', '.join(run.damage)}")
     say(f"\n[bold]$ provenance verify {run.download} --manifest {run.manifest}[/]")
     render_table(run.report, console)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape as escape_markup
 
-from cli.render.text import printable
+from cli.render.text import count, printable
 from provenance import FileStatus, Proof, Report, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
@@ -57,6 +57,12 @@ def _status(value: str) -> str:
     return f"[{_STYLE[value]}]{value:<9}[/]"
 
 
+def _lost(report: Report, name: str) -> str:
+    """Why the file's tensors are missing: a file not there is lost, a corrupt one cannot be read."""
+    corrupt = any(f.name == name and f.status is FileStatus.CORRUPT for f in report.files)
+    return "which cannot be read" if corrupt else "which is missing"
+
+
 def _shape(t: TensorResult) -> str:
     return f"{t.dtype}[{', '.join(map(str, t.shape))}]"
 
@@ -93,13 +99,16 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
         for f in shown:
             size = "" if f.size is None else f"{f.size:,} bytes"
             detail = f"  {f.detail}" if f.detail else ""
-            line(f"  {_status(f.status.value)} {escape(f.name):<{width}}  {size}{escape(detail)}")
+            line(f"  {_status(f.status.value)} {escape(f.name):<{width}}  {size}{escape(detail)}".rstrip())
 
     _render_tensors(report, line, show_all)
     if report.refetch:
         total = sum(r.size for r in report.refetch)
         line()
-        line(f"fetch again ({total:,} bytes in {len(report.refetch)} files; byte ranges first-last, --json has all):")
+        line(
+            f"fetch again ({total:,} bytes in {count(len(report.refetch), 'file')}; "
+            "byte ranges first-last, --json has all):"
+        )
         width = max(len(r.file) for r in report.refetch)
         for r in report.refetch:
             spans = ", ".join(f"{a}-{b - 1}" for a, b in r.ranges[:3])
@@ -133,7 +142,10 @@ def _render_tensors(report: Report, line: Callable[..., None], show_all: bool) -
     rest = [t for t in shown if not (t.status is TensorStatus.MISSING and t.file in grouped)]
     width = max((len(t.name) for t in rest), default=0)
     rows: list[tuple[int, str]] = [
-        (_RANK["missing"], f"  {_status('missing')} {len(by_file[name])} tensors of {escape(name)}, which is lost")
+        (
+            _RANK["missing"],
+            f"  {_status('missing')} {count(len(by_file[name]), 'tensor')} of {escape(name)}, {_lost(report, name)}",
+        )
         for name in sorted(grouped)
     ]
     for t in rest:
