@@ -39,8 +39,18 @@ OnlyOption = Annotated[
 ]
 
 
+VERIFY_HELP = (
+    "Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated.\n\n"
+    "The seven verdicts: identical; equivalent (the same tensors in another container); converted (the "
+    "release's values in another dtype or layout); incomplete (files missing or cut short); undecided; "
+    "modified; unrelated. Exit 0 for identical or equivalent, 1 for the others. "
+    "-m takes a manifest file, a signature bundle, a registry name (registry:NAME) or - for standard input. "
+    "A single file of the release, or --only GLOB, checks that part alone."
+)
+
+
 def verify(
-    path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="The download to check: a directory or a single file.")],
     manifest: ManifestOption,
     key: KeyOption = None,
     allow_older: AllowOlderFlag = False,
@@ -82,7 +92,9 @@ def torrent(
 
 
 def identify(
-    path: Annotated[Path, typer.Argument(help="The checkpoint to identify: a directory or a single file.")],
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="The checkpoint to identify: a directory or a single file.")
+    ],
     registry: Annotated[
         list[Path] | None, typer.Option("--registry", help="Another folder of reference manifests (repeatable).")
     ] = None,
@@ -126,8 +138,8 @@ PlotOption = Annotated[
 
 
 def diff(
-    a: Annotated[Path, typer.Argument(help="Reference side: a checkpoint or a manifest.")],
-    b: Annotated[Path, typer.Argument(help="Compared side: a checkpoint or a manifest.")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="Reference side: a checkpoint or a manifest.")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="Compared side: a checkpoint or a manifest.")],
     as_json: JsonFlag = False,
     show_all: ShowAllFlag = False,
     allow_symlinks: SymlinkFlag = False,
