@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from tests.conftest import CliResult
@@ -100,3 +103,69 @@ def test_verify_of_a_hub_name_points_to_audit(run_cli: Run, release_manifest: Pa
         "error: hf://acme/model is a hub repository and verify reads files on disk: "
         "`provenance audit` checks a hub repository against the manifest without downloading it"
     )
+
+
+def test_version_and_completion_are_offered(run_cli: Run) -> None:
+    result = run_cli("--version")
+    assert result.code == 0 and result.out.startswith("provenance ") and result.out.count("\n") == 1
+    assert "--install-completion" in run_cli("--help").out
+
+
+def test_verify_help_lists_the_seven_verdicts_and_registry_names(run_cli: Run) -> None:
+    text = " ".join(run_cli("verify", "--help").out.replace("\u2502", " ").split())
+    for verdict in ("identical", "equivalent", "converted", "incomplete", "undecided", "modified", "unrelated"):
+        assert verdict in text
+    assert "a registry name (registry:NAME) or - for standard input" in text
+
+
+def test_usage_lines_name_arguments_in_one_style(run_cli: Run) -> None:
+    for command in ("fingerprint", "verify", "torrent", "identify", "import", "keygen", "sign", "diff"):
+        usage = next(line for line in run_cli(command, "--help").out.splitlines() if "Usage:" in line)
+        placeholders = usage.split("[OPTIONS]", 1)[1].split()
+        assert placeholders and all(p.strip("{}[].") == p.strip("{}[].").upper() for p in placeholders), usage
+
+
+def test_a_manifest_on_standard_input(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(release_manifest.read_bytes())))
+    result = run_cli("verify", copy_of_release, "-m", "-", "-q")
+    assert result.code == 0
+    assert result.out.splitlines()[:2] == ["verdict: identical", "reference: sample-release (stdin)"]
+    assert "warning: the manifest on standard input is unsigned" in result.err
+
+
+def test_an_empty_standard_input_is_one_line(
+    run_cli: Run, copy_of_release: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    result = run_cli("verify", copy_of_release, "-m", "-", "-q")
+    assert result.code == 2
+    assert result.err == "error: standard input is empty; pipe a manifest or signature bundle into `-m -`\n"
+
+
+def test_sign_reads_standard_input_and_writes_the_bundle_to_stdout(
+    run_cli: Run, release_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("keygen", tmp_path / "k").code == 0
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(release_manifest.read_bytes())))
+    result = run_cli("sign", "-", "--key", tmp_path / "k.key")
+    assert result.code == 0
+    (tmp_path / "m.sig").write_text(result.out)
+    checked = run_cli("verify", tmp_path / "none", "-m", tmp_path / "m.sig", "--key", tmp_path / "k.pub", "-q")
+    assert checked.code == 2  # the bundle opens and its signature checks; the folder is what is missing
+    assert checked.err.endswith("does not exist; give the checkpoint's directory or file\n")
+
+
+def test_import_without_output_writes_the_manifest_to_stdout(run_cli: Run, tmp_path: Path) -> None:
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("0" * 64 + "  model.safetensors\n")
+    result = run_cli("import", sums)
+    assert result.code == 0
+    assert json.loads(result.out)["subject"][0]["name"] == "SHA256SUMS"
+
+
+def test_audit_without_a_target_says_so(run_cli: Run, release_manifest: Path) -> None:
+    result = run_cli("audit", "--manifest", release_manifest)
+    assert result.code == 2
+    assert result.err == "error: audit needs a target: hf://ORG/REPO mirrors, `cache`, or --search TEXT\n"
