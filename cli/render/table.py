@@ -105,10 +105,11 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
     if report.refetch:
         total = sum(r.size for r in report.refetch)
         line()
-        line(
-            f"fetch again ({total:,} bytes in {count(len(report.refetch), 'file')}; "
-            "byte ranges first-last, --json has all):"
-        )
+        unsized = sum(1 for r in report.refetch if not r.ranges and r.truncate is None and not r.size)
+        sized = f"{total:,} bytes in {count(len(report.refetch) - unsized, 'file')}"
+        whole = f"{count(unsized, 'whole file')} of a size the manifest does not record"
+        amount = whole if unsized == len(report.refetch) else f"{sized} and {whole}" if unsized else sized
+        line(f"fetch again ({amount}; byte ranges first-last, --json has all):")
         width = max(len(r.file) for r in report.refetch)
         for r in report.refetch:
             spans = ", ".join(f"{a}-{b - 1}" for a, b in r.ranges[:3])
