@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -169,3 +170,44 @@ def test_audit_without_a_target_says_so(run_cli: Run, release_manifest: Path) ->
     result = run_cli("audit", "--manifest", release_manifest)
     assert result.code == 2
     assert result.err == "error: audit needs a target: hf://ORG/REPO mirrors, `cache`, or --search TEXT\n"
+
+
+def _sums(release: Path, tmp_path: Path) -> Path:
+    """A sha256sum list of the release's weights and config, turned into a file-level manifest."""
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+        for p in sorted(release.iterdir())
+        if p.suffix == ".safetensors" or p.name == "config.json"
+    ]
+    (tmp_path / "SHA256SUMS").write_text("".join(lines))
+    return tmp_path / "SHA256SUMS"
+
+
+def test_a_checksum_list_manifest_asks_for_whole_files_not_0_bytes(
+    run_cli: Run, copy_of_release: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "sums.json"
+    assert run_cli("import", _sums(copy_of_release, tmp_path), "-o", manifest).code == 0
+    data = bytearray((copy_of_release / SHARD2).read_bytes())
+    data[-1] ^= 1
+    (copy_of_release / SHARD2).write_bytes(bytes(data))
+    lines = run_cli("verify", copy_of_release, "--manifest", manifest, "-q").out.splitlines()
+    assert (
+        "fetch again (1 whole file of a size the manifest does not record; byte ranges first-last, --json has all):"
+        in lines
+    )
+    assert f"  {SHARD2}  the whole file (the manifest records no size)" in lines
+
+
+def test_diff_of_two_manifests_says_no_byte_was_read(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "sums.json"
+    assert run_cli("import", _sums(copy_of_release, tmp_path), "-o", manifest).code == 0
+    lines = run_cli("diff", manifest, release_manifest).out.splitlines()
+    assert "evidence:  no byte read: the two manifests' recorded digests compared (sha256)" in lines
+    lines = run_cli("diff", release_manifest, release_manifest).out.splitlines()
+    assert (
+        "evidence:  no byte read: the two manifests' recorded digests compared (blake3, sha256 and per-tensor digests)"
+        in lines
+    )
