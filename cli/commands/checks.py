@@ -127,8 +127,8 @@ def _print_candidates(ranked: list[Candidate], as_json: bool) -> None:
     else:
         from cli.render.audit import render_rows
 
-        rows = [[c.release, c.verdict.value, f"{c.share:.0%}", c.how] for c in ranked]
-        render_rows(stdout_console(), ["release", "verdict", "share", "how"], rows)
+        rows = [[c.release, c.verdict.value, f"{c.share:.0%}", c.how, c.source] for c in ranked]
+        render_rows(stdout_console(), ["release", "verdict", "share", "how", "source"], rows)
 
 
 PlotOption = Annotated[

@@ -211,3 +211,42 @@ def test_diff_of_two_manifests_says_no_byte_was_read(
         "evidence:  no byte read: the two manifests' recorded digests compared (blake3, sha256 and per-tensor digests)"
         in lines
     )
+
+
+def _file_level_registry(release: Path, tmp_path: Path) -> Path:
+    """A registry folder holding one checksum-list entry of the release (weights, config, tokenizer)."""
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(release.iterdir())]
+    (tmp_path / "SUMS").write_text("".join(lines))
+    return folder
+
+
+def _identify_row(run_cli: Run, candidate: Path, release: Path, tmp_path: Path) -> dict[str, object]:
+    folder = tmp_path / "registry"
+    if not folder.exists():
+        _file_level_registry(release, tmp_path)
+        assert run_cli("import", tmp_path / "SUMS", "-o", folder / "sums.json", "--name", "sums-release").code == 0
+    result = run_cli("identify", candidate, "--registry", folder, "--json", "-q")
+    row: dict[str, object] = next(m for m in json.loads(result.out)["matches"] if m["release"] == "sums-release")
+    return row
+
+
+def test_identify_file_level_entry_without_weights_evidence_is_never_modified(
+    run_cli: Run, release_dir: Path, tmp_path: Path
+) -> None:
+    only_side = tmp_path / "side"
+    only_side.mkdir()
+    (only_side / "tokenizer.json").write_bytes((release_dir / "tokenizer.json").read_bytes())
+    (only_side / "config.json").write_text('{"other": true}')
+    assert _identify_row(run_cli, only_side, release_dir, tmp_path)["verdict"] == "undecided"
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    (nothing / "config.json").write_text('{"other": true}')
+    assert _identify_row(run_cli, nothing, release_dir, tmp_path)["verdict"] == "unrelated"
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / SHARD2).write_bytes((release_dir / SHARD2).read_bytes())
+    (weights / "config.json").write_text('{"other": true}')
+    row = _identify_row(run_cli, weights, release_dir, tmp_path)
+    assert row["verdict"] == "modified" and row["source"] == str(tmp_path / "registry" / "sums.json")
