@@ -231,7 +231,8 @@ class _Compared:
             else "the candidate's tensors have no sketches: verifying the files themselves would decide"
         )
         return [
-            f"{plural(len(unsampled), 'tensor')} differ from the release's in the same dtype and shape and no "
+            f"{plural(len(unsampled), 'tensor')} {'differs' if len(unsampled) == 1 else 'differ'} from the release's "
+            "in the same dtype and shape and no "
             f"other tensor shows derivation ({names(unsampled)}): a fine-tune of the release cannot be told from "
             f"other weights of its shape; {would}"
         ]

@@ -250,3 +250,48 @@ def test_identify_file_level_entry_without_weights_evidence_is_never_modified(
     (weights / "config.json").write_text('{"other": true}')
     row = _identify_row(run_cli, weights, release_dir, tmp_path)
     assert row["verdict"] == "modified" and row["source"] == str(tmp_path / "registry" / "sums.json")
+
+
+def _big_release(tmp_path: Path) -> tuple[Path, Path, int]:
+    """One safetensors file with three 256 KiB random tensors, its plain manifest, and the offset of the
+    first piece-aligned (16 KiB) block inside tensor `a`."""
+    from tests.conftest import write_release_manifest
+
+    release = tmp_path / "big"
+    release.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    tensors = {n: rng.standard_normal(65536).astype(np.float32) for n in ("a", "b", "c")}
+    save_file(tensors, str(release / "model.safetensors"))
+    manifest = write_release_manifest(release, tmp_path / "big.json", name="big")
+    header = 8 + int.from_bytes((release / "model.safetensors").read_bytes()[:8], "little")
+    return release, manifest, -(-header // (16 << 10)) * (16 << 10)
+
+
+def _zero(path: Path, start: int, length: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[start : start + length] = bytes(length)
+    path.write_bytes(bytes(data))
+
+
+def test_a_zero_filled_piece_reads_not_downloaded_yet_against_a_plain_manifest(run_cli: Run, tmp_path: Path) -> None:
+    release, manifest, block = _big_release(tmp_path)
+    _zero(release / "model.safetensors", block, 16 << 10)
+    result = run_cli("verify", release, "--manifest", manifest, "--json", "-q")
+    document = json.loads(result.out)
+    assert result.code == 1 and document["verdict"] == "incomplete"
+    rows = {t["name"]: (t["status"], t.get("detail")) for t in document["tensors"]}
+    assert rows["a"] == ("corrupt", "zero-filled ranges at piece-aligned offsets: looks not downloaded yet")
+    assert rows["b"] == rows["c"] == ("match", None)
+    assert [r["file"] for r in document["refetch"]] == ["model.safetensors"]
+
+
+def test_zeros_off_piece_bounds_or_beside_a_change_stay_modified(run_cli: Run, tmp_path: Path) -> None:
+    release, manifest, block = _big_release(tmp_path)
+    _zero(release / "model.safetensors", block + 100, 8 << 10)  # not a whole aligned block
+    assert json.loads(run_cli("verify", release, "--manifest", manifest, "--json", "-q").out)["verdict"] == "modified"
+    release, manifest, block = _big_release(tmp_path / "second")
+    _zero(release / "model.safetensors", block, 16 << 10)
+    data = bytearray((release / "model.safetensors").read_bytes())
+    data[block + (256 << 10) + 64] ^= 0x40  # a value of `b` changed besides the hole in `a`
+    (release / "model.safetensors").write_bytes(bytes(data))
+    assert json.loads(run_cli("verify", release, "--manifest", manifest, "--json", "-q").out)["verdict"] == "modified"
