@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cli.render.table import render_table
+from cli.render.table import escape, render_table
 from cli.render.text import count
 
 if TYPE_CHECKING:
@@ -25,4 +25,6 @@ def render_demo(run: DemoRun, console: Console) -> None:
     say(f"\n[bold]2. a damaged copy[/] in {run.download}: {', '.join(run.damage)}")
     say(f"\n[bold]$ provenance verify {run.download} --manifest {run.manifest}[/]")
     render_table(run.report, console)
+    for warning in run.report.warnings:  # what `verify` itself prints on stderr
+        say(f"(on stderr) warning: {escape(warning)}")
     say(f"(exit code {run.report.exit_code})")
