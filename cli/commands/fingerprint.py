@@ -118,7 +118,7 @@ def _write(manifest: Manifest, output: Path | None, force: bool) -> None:
     checkpoint = manifest.checkpoint
     say(
         f"wrote {output}: release {manifest.release.name!r}, {count(len(checkpoint.files), 'file')}, "
-        f"{checkpoint.tensor_count} tensors (unsigned)"
+        f"{count(checkpoint.tensor_count, 'tensor')} (unsigned)"
     )
 
 

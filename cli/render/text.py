@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def count(n: int, word: str) -> str:
     """A counted noun: "1 file", "2 files"."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def printable(text: str) -> str:

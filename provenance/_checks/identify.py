@@ -26,6 +26,7 @@ from provenance._hashing.scan import ProgressReporter, scan
 from provenance._judging.compare import DERIVED, FOUND, compare
 from provenance._judging.derive import sketch_mismatches
 from provenance._judging.matching import constant
+from provenance._judging.wording import plural
 from provenance._layouts import Adapted, comparable, in_reference_layout
 from provenance.errors import ProvenanceError
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
@@ -156,7 +157,7 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
         cast = sum(1 for t in tensors if t.status is TensorStatus.CAST)
         quantized = sum(1 for t in tensors if t.status is TensorStatus.QUANTIZED)
         changes = [_change(t) for t in tensors if _derived(t)]
-        how = f"{exact} of {len(tensors)} tensors bit-identical" + (f", {cast} cast" if cast else "")
+        how = f"{exact} of {plural(len(tensors), 'tensor')} bit-identical" + (f", {cast} cast" if cast else "")
         how += f", {quantized} quantized" if quantized else ""
         if changes:
             how += f", {len(changes)} changed but derived (median change {statistics.median(changes):.1%})"
@@ -168,7 +169,7 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
     files = [f for f in report.files if f.status is not FileStatus.EXTRA]
     matched = sum(1 for f in files if f.status is FileStatus.MATCH)
     share = matched / len(files) if files else 0.0
-    how = f"{matched} of {len(files)} files identical"
+    how = f"{matched} of {plural(len(files), 'file')} identical"
     return Candidate(release, source, _by_files(report, files), share, how, True)
 
 
