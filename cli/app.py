@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
 import typer
 
 from cli.commands.audit import audit
-from cli.commands.checks import diff, identify, torrent, verify
+from cli.commands.checks import VERIFY_HELP, diff, identify, torrent, verify
 from cli.commands.demo import demo
 from cli.commands.documents import import_lists, keygen, sign
 from cli.commands.fingerprint import fingerprint
@@ -19,11 +21,34 @@ app = typer.Typer(
     name="provenance",
     help="Fingerprint model checkpoints tensor by tensor and verify them against release manifests.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(wanted: bool) -> None:
+    """`--version`: the installed distribution's version, as bug reports need it."""
+    if not wanted:
+        return
+    try:
+        number = version("weights-provenance")
+    except PackageNotFoundError:
+        number = "unknown (not installed)"
+    typer.echo(f"provenance {number}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Fingerprint model checkpoints tensor by tensor and verify them against release manifests."""
+
+
 app.command()(fingerprint)
-app.command()(verify)
+app.command(help=VERIFY_HELP)(verify)
 app.command()(torrent)
 app.command()(audit)
 app.command()(identify)

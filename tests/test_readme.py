@@ -63,3 +63,28 @@ def test_library_example_is_real_output(tmp_path: Path, monkeypatch: pytest.Monk
     with contextlib.redirect_stdout(out):
         exec(compile(code.group(1), "README.md", "exec"), {"__name__": "readme"})
     assert out.getvalue() == shown.group(1)
+
+
+DEMO = "/tmp/demo"  # where the README's examples put the demo; the test builds it elsewhere
+
+
+def _blocks_on_the_demo() -> list[str]:
+    """Every console block of the README whose commands run on the demo's files."""
+    blocks = re.findall(r"```\n(\$ provenance .*?)```\n", README.read_text(), re.S)
+    return [b for b in blocks if b.partition("\n")[0].count(DEMO)]
+
+
+def test_demo_examples_are_real_output(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """The demo block and every example run on the demo's files print what the README shows."""
+    blocks = _blocks_on_the_demo()
+    assert blocks and blocks[0].startswith(f"$ provenance demo --dir {DEMO}\n")
+    where = str(tmp_path / "demo")
+    command, _, output = blocks[0].partition("\n")  # the demo prints the commands it runs itself
+    result = run_cli("demo", "--dir", where)
+    assert (result.code, result.out.replace(where, DEMO)) == (0, output)
+    for block in blocks[1:]:
+        for shown in re.split(r"^\$ provenance ", block, flags=re.M)[1:]:
+            command, _, output = shown.partition("\n")
+            args = command.replace(DEMO, where).split()
+            result = run_cli(*args, "-q")
+            assert result.out.replace(where, DEMO) == output, command

@@ -69,6 +69,8 @@ def audit(
         raise typer.Exit(render_cache(snapshots, as_json, stdout_console, say))
     if "cache" in targets:
         raise ProvenanceError("`provenance audit cache` takes no other target; audit mirrors in a separate run")
+    if not targets and not search:
+        raise ProvenanceError("audit needs a target: hf://ORG/REPO mirrors, `cache`, or --search TEXT")
     if not manifest or len(manifest) != 1:
         raise ProvenanceError("give exactly one --manifest to audit mirrors against")
     if spot_check < 0 or max_requests < 1 or limit < 1:

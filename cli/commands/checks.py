@@ -30,8 +30,28 @@ if TYPE_CHECKING:
     from provenance import Candidate, Report
 
 
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        metavar="GLOB",
+        help="Check only the release's files matching this glob (repeatable): the verdict is about them alone.",
+    ),
+]
+
+
+VERIFY_HELP = (
+    "Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated.\n\n"
+    "The seven verdicts: identical; equivalent (the same tensors in another container); converted (the "
+    "release's values in another dtype or layout); incomplete (files missing or cut short); undecided; "
+    "modified; unrelated. Exit 0 for identical or equivalent, 1 for the others. "
+    "-m takes a manifest file, a signature bundle, a registry name (registry:NAME) or - for standard input. "
+    "A single file of the release, or --only GLOB, checks that part alone."
+)
+
+
 def verify(
-    path: Annotated[Path, typer.Argument(help="The download to check: a directory or a single file.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="The download to check: a directory or a single file.")],
     manifest: ManifestOption,
     key: KeyOption = None,
     require_signature: RequireSignatureFlag = False,
@@ -41,6 +61,7 @@ def verify(
     allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
+    only: OnlyOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
     from provenance import ReadOptions
@@ -54,6 +75,7 @@ def verify(
         require_signature=require_signature,
         options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
         progress=ByteProgress(quiet),
+        only=tuple(only or ()),
     )
     finish(report, as_json, show_all)
 
@@ -77,7 +99,9 @@ def torrent(
 
 
 def identify(
-    path: Annotated[Path, typer.Argument(help="The checkpoint to identify: a directory or a single file.")],
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="The checkpoint to identify: a directory or a single file.")
+    ],
     registry: Annotated[
         list[Path] | None, typer.Option("--registry", help="Another folder of reference manifests (repeatable).")
     ] = None,
@@ -114,8 +138,8 @@ def _print_candidates(ranked: list[Candidate], as_json: bool) -> None:
     else:
         from cli.render.audit import render_rows
 
-        rows = [[c.release, c.verdict.value, f"{c.share:.0%}", c.how] for c in ranked]
-        render_rows(stdout_console(), ["release", "verdict", "share", "how"], rows)
+        rows = [[c.release, c.verdict.value, f"{c.share:.0%}", c.how, c.source] for c in ranked]
+        render_rows(stdout_console(), ["release", "verdict", "share", "how", "source"], rows)
 
 
 PlotOption = Annotated[
@@ -125,8 +149,8 @@ PlotOption = Annotated[
 
 
 def diff(
-    a: Annotated[Path, typer.Argument(help="Reference side: a checkpoint or a manifest.")],
-    b: Annotated[Path, typer.Argument(help="Compared side: a checkpoint or a manifest.")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="Reference side: a checkpoint or a manifest.")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="Compared side: a checkpoint or a manifest.")],
     key: KeyOption = None,
     require_signature: RequireSignatureFlag = False,
     as_json: JsonFlag = False,

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.options import ForceFlag, say
+from cli.render.text import count
 from provenance import ProvenanceError
 
 
 def import_lists(
-    files: Annotated[list[Path], typer.Argument(help="Checksum lists: checklist.chk, md5sum/sha256sum/b3sum output.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Manifest file to write.")],
-    name: Annotated[str | None, typer.Option("--name", help="Release name (default: the output's name).")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILES...", help="Checksum lists: checklist.chk, md5sum/sha256sum/b3sum output."),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Manifest file to write (default: standard output).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Release name (default: the output's name, or the first list's).")
+    ] = None,
     algorithm: Annotated[
         str | None, typer.Option("--algorithm", help="md5, sha256 or blake3 (default: from digest length and name).")
     ] = None,
@@ -26,12 +36,17 @@ def import_lists(
 
     if algorithm not in (None, "md5", "sha256", "blake3"):
         raise ProvenanceError(f"unknown algorithm {algorithm!r}; choose md5, sha256 or blake3")
-    refuse_overwrite(output, force)
-    manifest = import_checksum_lists(files, name or output.name.split(".")[0], algorithm=algorithm, prefix=prefix)
+    if output is not None:
+        refuse_overwrite(output, force)
+    release = name or (output or files[0]).name.split(".")[0]
+    manifest = import_checksum_lists(files, release, algorithm=algorithm, prefix=prefix)
+    if output is None:
+        sys.stdout.buffer.write(manifest.to_json())
+        return
     write_manifest(output, manifest, force=force)
     kinds = sorted({k for f in manifest.checkpoint.files for k in f.digests})
     weak = " (md5 only: weak evidence)" if kinds == ["md5"] else ""
-    say(f"wrote {output}: {len(manifest.checkpoint.files)} files, digests: {', '.join(kinds)}{weak}")
+    say(f"wrote {output}: {count(len(manifest.checkpoint.files), 'file')}, digests: {', '.join(kinds)}{weak}")
 
 
 EncryptFlag = Annotated[
@@ -45,7 +60,9 @@ EncryptFlag = Annotated[
 
 
 def keygen(
-    name: Annotated[Path, typer.Argument(help="Writes NAME.key (private, mode 0600) and NAME.pub (PEM).")],
+    name: Annotated[
+        Path, typer.Argument(metavar="NAME", help="Writes NAME.key (private, mode 0600) and NAME.pub (PEM).")
+    ],
     curve: Annotated[str, typer.Option("--curve", help="p256 (default), p384 or p521.")] = "p256",
     encrypt: EncryptFlag = False,
     force: ForceFlag = False,
@@ -61,15 +78,27 @@ def keygen(
 
 
 def sign(
-    manifest: Annotated[Path, typer.Argument(help="The unsigned manifest to sign.")],
+    manifest: Annotated[Path, typer.Argument(metavar="MANIFEST", help="The unsigned manifest to sign; - reads stdin.")],
     key: Annotated[Path, typer.Option("--key", "-k", help="Private key (NAME.key from `provenance keygen`).")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Signature bundle to write (default: MANIFEST with .sig).")
     ] = None,
     force: ForceFlag = False,
 ) -> None:
-    """Sign a manifest: a Sigstore bundle that `model_signing verify key` accepts too."""
+    """Sign a manifest: a Sigstore bundle that `model_signing verify key` accepts too.
+
+    `-` reads the manifest from standard input; the bundle goes to standard output unless -o is given.
+    """
     from provenance import sign_manifest_file
 
-    written = sign_manifest_file(manifest, key, output=output, force=force)
-    say(f"wrote {written}")
+    if str(manifest) != "-":
+        say(f"wrote {sign_manifest_file(manifest, key, output=output, force=force)}")
+        return
+    with tempfile.TemporaryDirectory(prefix="provenance-sign-") as folder:
+        piped = Path(folder) / "stdin.json"
+        piped.write_bytes(sys.stdin.buffer.read())
+        written = sign_manifest_file(piped, key, output=output or piped.with_suffix(".sig"), force=force)
+        if output is None:
+            sys.stdout.write(written.read_text(encoding="utf-8"))
+        else:
+            say(f"wrote {written}")

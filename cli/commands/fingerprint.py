@@ -11,6 +11,7 @@ import typer
 
 from cli.options import ForceFlag, QuietFlag, SymlinkFlag, say
 from cli.progress import ByteProgress
+from cli.render.text import count
 from provenance import ProvenanceError
 
 if TYPE_CHECKING:
@@ -116,8 +117,8 @@ def _write(manifest: Manifest, output: Path | None, force: bool) -> None:
     write_manifest(output, manifest, force=force)
     checkpoint = manifest.checkpoint
     say(
-        f"wrote {output}: release {manifest.release.name!r}, {len(checkpoint.files)} files, "
-        f"{checkpoint.tensor_count} tensors (unsigned)"
+        f"wrote {output}: release {manifest.release.name!r}, {count(len(checkpoint.files), 'file')}, "
+        f"{count(checkpoint.tensor_count, 'tensor')} (unsigned)"
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cli.render.table import escape
+from cli.render.text import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -74,6 +75,7 @@ def render_cache(
                     "type": s.repo_type,
                     "commit": s.commit,
                     "refs": list(s.refs),
+                    "path": str(s.path),
                     "files": len(s.files),
                     "corrupt": [{"file": f, "detail": why} for f, why in s.corrupt],
                     "reference": s.reference,
@@ -92,14 +94,29 @@ def render_cache(
                 f"{s.repo_id}@{s.commit[:12]}" + (f" ({', '.join(s.refs)})" if s.refs else ""),
                 str(len(s.files)),
                 f"{len(s.corrupt)} corrupt" if s.corrupt else "ok",
-                f"{s.report.verdict.value} vs {s.reference}" if s.report else "no matching reference",
+                f"{s.report.verdict.value} vs {s.reference}" if s.report else "no matching reference (pass --manifest)",
             ]
             for s in snapshots
         ]
         render_rows(console(), ["snapshot", "files", "blobs", "against a reference"], rows)
         for s in snapshots:
+            console().print(
+                printable(f"{s.repo_id}@{s.commit[:12]}: {s.path}"), soft_wrap=True, highlight=False, markup=False
+            )
+        for s in snapshots:
             for name, why in s.corrupt:
-                say(f"corrupt: {s.repo_id}@{s.commit[:12]} {name}: {why}" if s.commit else f"corrupt: {why}")
+                say(_corrupt(s, name, why))
     if not snapshots:
         say("the hub cache holds no snapshots")
     return 0 if all(s.passes for s in snapshots) else 1
+
+
+def _corrupt(snapshot: CachedSnapshot, name: str, why: str) -> str:
+    """A corrupt blob's line, with what to do about it: a blob is read by every snapshot linking to it."""
+    if not snapshot.commit:
+        return f"corrupt: {why}"
+    where = f"{snapshot.repo_id}@{snapshot.commit[:12]} {name}"
+    return (
+        f"corrupt: {where}: {why}; delete {snapshot.path / name} and the blob it links to, "
+        f"or download it again (hf download {snapshot.repo_id} {name} --revision {snapshot.commit} --force-download)"
+    )

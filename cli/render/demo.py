@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cli.render.table import render_table
+from cli.render.table import escape, render_table
+from cli.render.text import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,8 +21,10 @@ def render_demo(run: DemoRun, console: Console) -> None:
 
     say(f"[bold]1. a sample release[/] in {run.release}: 3 safetensors shards, index, config, tokenizer")
     say(f"\n[bold]$ provenance fingerprint {run.release} -o {run.manifest}[/]")
-    say(f"{len(run.checkpoint.files)} files, {run.checkpoint.tensor_count} tensors fingerprinted")
+    say(f"{count(len(run.checkpoint.files), 'file')}, {count(run.checkpoint.tensor_count, 'tensor')} fingerprinted")
     say(f"\n[bold]2. a damaged copy[/] in {run.download}: {', '.join(run.damage)}")
     say(f"\n[bold]$ provenance verify {run.download} --manifest {run.manifest}[/]")
     render_table(run.report, console)
+    for warning in run.report.warnings:  # what `verify` itself prints on stderr
+        say(f"(on stderr) warning: {escape(warning)}")
     say(f"(exit code {run.report.exit_code})")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape as escape_markup
 
-from cli.render.text import printable
+from cli.render.text import count, printable
 from provenance import FileStatus, Proof, Report, SignatureStatus, TensorResult, TensorStatus, Verdict
 
 _VERDICT_STYLE = {
@@ -55,6 +55,12 @@ MAX_ROWS = 40
 
 def _status(value: str) -> str:
     return f"[{_STYLE[value]}]{value:<9}[/]"
+
+
+def _lost(report: Report, name: str) -> str:
+    """Why the file's tensors are missing: a file not there is lost, a corrupt one cannot be read."""
+    corrupt = any(f.name == name and f.status is FileStatus.CORRUPT for f in report.files)
+    return "which cannot be read" if corrupt else "which is missing"
 
 
 def _shape(t: TensorResult) -> str:
@@ -105,13 +111,17 @@ def render_table(report: Report, console: Console, *, show_all: bool = False) ->
         for f in shown:
             size = "" if f.size is None else f"{f.size:,} bytes"
             detail = f"  {f.detail}" if f.detail else ""
-            line(f"  {_status(f.status.value)} {escape(f.name):<{width}}  {size}{escape(detail)}")
+            line(f"  {_status(f.status.value)} {escape(f.name):<{width}}  {size}{escape(detail)}".rstrip())
 
     _render_tensors(report, line, show_all)
     if report.refetch:
         total = sum(r.size for r in report.refetch)
         line()
-        line(f"fetch again ({total:,} bytes in {len(report.refetch)} files; byte ranges first-last, --json has all):")
+        unsized = sum(1 for r in report.refetch if not r.ranges and r.truncate is None and not r.size)
+        sized = f"{total:,} bytes in {count(len(report.refetch) - unsized, 'file')}"
+        whole = f"{count(unsized, 'whole file')} of a size the manifest does not record"
+        amount = whole if unsized == len(report.refetch) else f"{sized} and {whole}" if unsized else sized
+        line(f"fetch again ({amount}; byte ranges first-last, --json has all):")
         width = max(len(r.file) for r in report.refetch)
         for r in report.refetch:
             spans = ", ".join(f"{a}-{b - 1}" for a, b in r.ranges[:3])
@@ -145,7 +155,10 @@ def _render_tensors(report: Report, line: Callable[..., None], show_all: bool) -
     rest = [t for t in shown if not (t.status is TensorStatus.MISSING and t.file in grouped)]
     width = max((len(t.name) for t in rest), default=0)
     rows: list[tuple[int, str]] = [
-        (_RANK["missing"], f"  {_status('missing')} {len(by_file[name])} tensors of {escape(name)}, which is lost")
+        (
+            _RANK["missing"],
+            f"  {_status('missing')} {count(len(by_file[name]), 'tensor')} of {escape(name)}, {_lost(report, name)}",
+        )
         for name in sorted(grouped)
     ]
     for t in rest:

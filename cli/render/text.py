@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def count(n: int, word: str) -> str:
+    """A counted noun: "1 file", "2 files"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def printable(text: str) -> str:
     """Show control characters (terminal escapes in a tensor name, say) instead of letting them act."""
     if text.isprintable():

@@ -5,11 +5,14 @@ signature and warnings attached once)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from manifests.reference import Reference, open_reference
 from manifests.trust import SeenReleases, load_trust
+from provenance.errors import UnreadableInput
 from provenance.report import Report
 
 
@@ -27,8 +30,30 @@ def open_checked(
 ) -> Reference:
     """The reference a user named, its signature checked against `keys` (required then) or the trusted keys
     and the trust policy (or `require`: --require-signature), and refused when older than one verified
-    before unless `allow_older`."""
-    return open_reference(spec, trust=load_trust(keys, require=require), seen=SeenReleases(), allow_older=allow_older)
+    before unless `allow_older`. `-` is standard input (a manifest or bundle piped from curl, say)."""
+    trust = load_trust(keys, require=require)
+    if str(spec) != STDIN:
+        return open_reference(spec, trust=trust, seen=SeenReleases(), allow_older=allow_older)
+    with tempfile.TemporaryDirectory(prefix="provenance-stdin-") as folder:
+        piped = Path(folder) / "stdin.json"
+        piped.write_bytes(read_stdin())
+        ref = open_reference(piped, trust=trust, seen=SeenReleases(), allow_older=allow_older)
+    said = tuple(w.replace(str(piped), "the manifest on standard input") for w in ref.warnings)
+    return dataclasses.replace(ref, source="stdin", warnings=said, path=None)
+
+
+STDIN = "-"
+STDIN_LIMIT = 256 * 1024 * 1024  # a manifest of the largest release is a few MB; more is not a manifest
+
+
+def read_stdin() -> bytes:
+    """Standard input in full, refused past a size no manifest reaches."""
+    data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
+    if len(data) > STDIN_LIMIT:
+        raise UnreadableInput(f"standard input holds more than {STDIN_LIMIT:,} bytes, more than any manifest")
+    if not data:
+        raise UnreadableInput("standard input is empty; pipe a manifest or signature bundle into `-m -`")
+    return data
 
 
 def finish(report: Report, *references: Reference) -> Report:

@@ -43,7 +43,13 @@ def diff(
         ref_a = open_checked(a, keys=keys, allow_older=allow_older, require=require_signature)
     ref_b = open_checked(b, allow_older=allow_older) if is_manifest_file(b) else None
     if ref_a is not None and ref_b is not None:
-        report = diff_checkpoints(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint, a_label=str(a), b_label=str(b))
+        report = diff_checkpoints(
+            ref_a.manifest.checkpoint,
+            ref_b.manifest.checkpoint,
+            a_label=str(a),
+            b_label=str(b),
+            evidence=_recorded(ref_a.manifest.checkpoint, ref_b.manifest.checkpoint),
+        )
     elif ref_a is not None:
         return verify_against(b, ref_a, options=options, progress=progress)
     elif ref_b is not None:
@@ -62,6 +68,14 @@ def diff(
         side_b = read_checkpoint(b, strict=False, options=options, progress=progress)
         report = _diff_on_disk(side_a, side_b, a_label=str(a), b_label=str(b))
     return finish(report, *(ref for ref in (ref_a, ref_b) if ref is not None))
+
+
+def _recorded(a: Checkpoint, b: Checkpoint) -> str:
+    """What two manifests compare by: the digests both record, no byte of any weights read."""
+    kinds = sorted({k for f in a.files for k in f.digests} & {k for f in b.files for k in f.digests})
+    per_tensor = " and per-tensor digests" if a.tensor_level and b.tensor_level else ""
+    common = ", ".join(kinds) or "none in common"
+    return f"no byte read: the two manifests' recorded digests compared ({common}{per_tensor})"
 
 
 def _diff_on_disk(side_a: Checkpoint, side_b: Checkpoint, *, a_label: str, b_label: str) -> Report:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifests.records import Checkpoint, is_weights_file
+from manifests.records import Checkpoint, Role, is_weights_file
 from manifests.reference import REGISTRY_PREFIX, registry_names
 from provenance._checks.common import ReadOptions, open_checked
 from provenance._hashing.engine import HashPlan
@@ -26,9 +26,10 @@ from provenance._hashing.scan import ProgressReporter, scan
 from provenance._judging.compare import DERIVED, FOUND, compare
 from provenance._judging.derive import sketch_mismatches
 from provenance._judging.matching import constant
+from provenance._judging.wording import plural
 from provenance._layouts import Adapted, comparable, in_reference_layout
 from provenance.errors import ProvenanceError
-from provenance.report import FileStatus, Report, TensorResult, TensorStatus, Verdict
+from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 
 _RANK = {
     Verdict.IDENTICAL: 0,
@@ -156,7 +157,7 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
         cast = sum(1 for t in tensors if t.status is TensorStatus.CAST)
         quantized = sum(1 for t in tensors if t.status is TensorStatus.QUANTIZED)
         changes = [_change(t) for t in tensors if _derived(t)]
-        how = f"{exact} of {len(tensors)} tensors bit-identical" + (f", {cast} cast" if cast else "")
+        how = f"{exact} of {plural(len(tensors), 'tensor')} bit-identical" + (f", {cast} cast" if cast else "")
         how += f", {quantized} quantized" if quantized else ""
         if changes:
             how += f", {len(changes)} changed but derived (median change {statistics.median(changes):.1%})"
@@ -168,7 +169,21 @@ def _candidate(release: str, source: str, reference: Checkpoint, report: Report)
     files = [f for f in report.files if f.status is not FileStatus.EXTRA]
     matched = sum(1 for f in files if f.status is FileStatus.MATCH)
     share = matched / len(files) if files else 0.0
-    return Candidate(release, source, report.verdict, share, f"{matched} of {len(files)} files identical", True)
+    how = f"{matched} of {plural(len(files), 'file')} identical"
+    return Candidate(release, source, _by_files(report, files), share, how, True)
+
+
+def _by_files(report: Report, files: list[FileResult]) -> Verdict:
+    """A file-level entry's verdict: `modified` needs a weights file of the release in the candidate. With
+    none (only settings or tokenizer files differing, or shared) nothing ties the weights to the release:
+    unrelated when no file at all is the release's, undecided when some side file is shared."""
+    if report.verdict is not Verdict.MODIFIED:
+        return report.verdict
+    if any(f.role == Role.WEIGHTS.value and f.status is FileStatus.MATCH for f in files):
+        return report.verdict
+    if any(f.status is FileStatus.MATCH for f in files):
+        return Verdict.UNDECIDED
+    return Verdict.UNRELATED
 
 
 def _derived(t: TensorResult) -> bool:

@@ -244,7 +244,10 @@ def findings(reference: Checkpoint, audit: MirrorAudit, extra: list[HubFile]) ->
     audit.files = {f.name: f for f in collisions.files}  # marked after the changes: said once, by the reason
     files = list(audit.files.values())
     lost = [f for f in files if f.status in (FileStatus.MISSING, FileStatus.CORRUPT) and f.role != Role.INDEX.value]
-    losses = [f"{f.name} is missing" if f.status is FileStatus.MISSING else f"{f.name} is {f.detail}" for f in lost]
+    losses = [
+        f"{f.name} is missing" if f.status is FileStatus.MISSING else f"{f.name} cannot be read: {f.detail}"
+        for f in lost
+    ]
     identity = "every file of the release is on the mirror with the size and sha256 the release records"
     if not audit.weights_read:
         identity += " (the hub's claim: --spot-check or --full checks the bytes)"

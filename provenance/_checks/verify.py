@@ -9,11 +9,13 @@ from manifests.names import DEFAULT_IGNORE
 from manifests.records import Checkpoint
 from manifests.reference import Reference
 from provenance._checks.common import ReadOptions, finish, open_checked
+from provenance._checks.part import mark, select
 from provenance._hashing.scan import ProgressReporter, plan_against, scan
 from provenance._judging.compare import compare
 from provenance._judging.derive import sketch_mismatches
 from provenance._judging.partial import inspect_damage, plan_refetch
 from provenance._layouts import in_reference_layout
+from provenance.errors import UnreadableInput
 from provenance.report import FileStatus, Report, Verdict
 
 EVIDENCE_BYTES = "every byte read: BLAKE3 per tensor and of the container bytes"
@@ -29,6 +31,7 @@ def verify(
     require_signature: bool = False,
     options: ReadOptions = ReadOptions(),
     progress: ProgressReporter | None = None,
+    only: tuple[str, ...] = (),
 ) -> Report:
     """Check a download (a folder or one file) against the reference `manifest` names: a manifest file, a
     signature bundle or `registry:NAME`. The `provenance verify` operation.
@@ -38,13 +41,19 @@ def verify(
     without, the trusted-keys folders and the trust policy decide (`require_signature`: a valid signature by
     a trusted key is required, as the policy can ask). A signed manifest older than one verified
     before for the release is refused unless `allow_older`. `patterns` (--ignore globs) set files aside.
+    A single file of the release, or `only` globs, check that part alone, and the report says so.
     Damaged weights files do not raise: they are reported `corrupt`.
 
     Raises SignatureError (exit 3) for a bad, untrusted or rolled-back signature; ProvenanceError (exit 2;
     ManifestError, UnreadableInput, UnsafePath among them) for a reference or download that cannot be read.
     """
+    if str(target).startswith("hf:"):
+        raise UnreadableInput(
+            f"{str(target).replace('hf:/', 'hf://', 1)} is a hub repository and verify reads files on disk: "
+            "`provenance audit` checks a hub repository against the manifest without downloading it"
+        )
     reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
-    return verify_against(target, reference, options=options, progress=progress)
+    return verify_against(target, reference, options=options, progress=progress, only=only)
 
 
 def verify_against(
@@ -53,21 +62,26 @@ def verify_against(
     *,
     options: ReadOptions = ReadOptions(),
     progress: ProgressReporter | None = None,
+    only: tuple[str, ...] = (),
 ) -> Report:
     """Check a checkpoint against an opened reference; the report carries its signature and warnings.
 
     Shared by `verify` and `diff`, so both honour the manifest's ignore_paths and warn alike about
     matches that rest on md5 alone.
     """
+    release, ignore = reference.manifest.checkpoint, reference.manifest.ignore_paths
+    part = select(target, release, only, ignore, options.allow_symlinks)
     report = verify_checkpoint(
-        target,
-        reference.manifest.checkpoint,
+        target if part is None else part.root,
+        release if part is None else part.reference,
         reference_label=reference.label,
         options=options,
         exclude=frozenset({reference.path}) if reference.path is not None else frozenset(),
-        ignore=reference.manifest.ignore_paths,
+        ignore=ignore if part is None else (*ignore, *part.left_out),
         progress=progress,
     )
+    if part is not None:
+        report = mark(dataclasses.replace(report, candidate=str(target)), part)
     return finish(dataclasses.replace(report, warnings=(*report.warnings, *_weak(report, reference))), reference)
 
 

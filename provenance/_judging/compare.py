@@ -20,7 +20,7 @@ from provenance._judging.loading import loading_problems
 from provenance._judging.matching import FOUND, TensorOutcome, match_tensors
 from provenance._judging.side_files import by_meaning
 from provenance._judging.verdict import Findings, Judgement, decide
-from provenance._judging.wording import names, plural
+from provenance._judging.wording import are, names, plural
 from provenance.errors import ProvenanceError
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus
 
@@ -243,7 +243,8 @@ class _Compared:
             else "the candidate's tensors have no sketches: verifying the files themselves would decide"
         )
         return [
-            f"{plural(len(unsampled), 'tensor')} differ from the release's in the same dtype and shape and no "
+            f"{plural(len(unsampled), 'tensor')} {'differs' if len(unsampled) == 1 else 'differ'} from the release's "
+            "in the same dtype and shape and no "
             f"other tensor shows derivation ({names(unsampled)}): a fine-tune of the release cannot be told from "
             f"other weights of its shape; {would}"
         ]
@@ -315,7 +316,9 @@ class _Compared:
     def _losses(self) -> list[str]:
         gone = [r.name for r in self.lost_files if r.status is FileStatus.MISSING]
         losses = [f"{plural(len(gone), 'file')} missing: {names(gone)}"] if gone else []
-        losses += [f"{r.name} is {r.detail}" for r in self.lost_files if r.status is not FileStatus.MISSING]
+        losses += [
+            f"{r.name} cannot be read: {r.detail}" for r in self.lost_files if r.status is not FileStatus.MISSING
+        ]
         if self.outcome.lost:
             lost = self.outcome.lost
             losses.append(f"{plural(len(lost), 'tensor')} missing with their shard: {names(lost)}")
@@ -369,7 +372,8 @@ class _Compared:
             return None
         kinds = sorted({f"{t.dtype} to {t.candidate_dtype}" for t in self.casts})
         return (
-            f"{plural(len(self.casts), 'tensor')} are the release's values in another dtype ({', '.join(kinds)}); "
+            f"{plural(len(self.casts), 'tensor')} {are(len(self.casts))} the release's values in another dtype "
+            f"({', '.join(kinds)}); "
             f"{len(self.ref_tensors) - len(self.casts)} bit-identical"
         )
 
@@ -377,7 +381,8 @@ class _Compared:
         if all(status is FileStatus.MATCH for status in self.file_status.values()):
             return None  # identical
         return (
-            f"all {plural(len(self.ref_tensors), 'tensor')} are bit-identical; only the container differs "
+            f"all {plural(len(self.ref_tensors), 'tensor')} {are(len(self.ref_tensors))} bit-identical; "
+            "only the container differs "
             f"({self._container_change()})"
         )
 

@@ -26,6 +26,8 @@ ZERO_FILLED = "zero-filled: not downloaded yet"
 READ = 4 << 20  # bytes read at a time when a chunk is hashed again: memory stays flat whatever the piece length
 SCAN_LIMIT = 64  # differing chunks that are not holes before a file is taken for changed, not unfinished
 _ZEROS = bytes(READ)
+ZERO_BLOCKS = "zero-filled ranges at piece-aligned offsets: looks not downloaded yet"
+BLOCK = 16 << 10  # the smallest torrent piece (BEP 52): a client's unwritten pieces are zeros on these bounds
 SAMPLE = 4096  # bytes looked at (start, middle, end) before a part is hashed as zeros
 
 Ranges = list[tuple[int, int]]
@@ -109,6 +111,35 @@ def _zero_tensor(fd: int, ref: TensorFingerprint, cand: TensorFingerprint) -> bo
     )
 
 
+def _holed_tensor(fd: int, ref: TensorFingerprint, cand: TensorFingerprint) -> bool:
+    """A differing tensor holding whole piece-aligned blocks of zeros (file offsets, as a preallocating
+    torrent client leaves them) that cannot be the release's own zeros: its sketch, when the manifest has
+    one, counts fewer zeros than the blocks hold. Not a pass: the tensor is to be fetched again."""
+    if (
+        cand.view
+        or cand.blake3 is None
+        or cand.blake3 == ref.blake3
+        or (cand.dtype, cand.shape)
+        != (
+            ref.dtype,
+            ref.shape,
+        )
+    ):
+        return False
+    first = -(-cand.start // BLOCK) * BLOCK
+    zero_bytes = 0
+    for block in range(first, cand.end - BLOCK + 1, BLOCK):
+        if _looks_zero(fd, block, block + BLOCK) and _is_zero(os.pread(fd, BLOCK, block)):
+            zero_bytes += BLOCK
+    if not zero_bytes:
+        return False
+    sketch = ref.sketch
+    if sketch is None or sketch.moments_stride != 1 or not sketch.count:
+        return True
+    itemsize = max(1, (ref.end - ref.start) // sketch.count)
+    return sketch.zeros < zero_bytes // itemsize
+
+
 def _hash_chunk(fd: int, start: int, end: int, piece_length: int, one_piece: bool) -> tuple[str, bool]:
     """A chunk's hash and whether it is all zeros, read in bounded slices."""
     leaves: list[bytes] = []
@@ -172,7 +203,11 @@ def _mark(fd: int, ref: FileFingerprint, cand: FileFingerprint) -> tuple[tuple[T
     assert cand.size is not None
     if _same_layout(ref, cand):
         tensors = tuple(
-            t._replace(blake3=None, damage=ZERO_FILLED) if _zero_tensor(fd, r, t) else t
+            t._replace(blake3=None, damage=ZERO_FILLED)
+            if _zero_tensor(fd, r, t)
+            else t._replace(blake3=None, damage=ZERO_BLOCKS)
+            if _holed_tensor(fd, r, t)
+            else t
             for r, t in zip(ref.tensors, cand.tensors, strict=True)
         )
         damaged = sum(1 for t in tensors if t.damage)

@@ -13,3 +13,8 @@ def names(items: list[str]) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def are(count: int) -> str:
+    """The verb after a counted noun: "1 tensor is", "2 tensors are"."""
+    return "is" if count == 1 else "are"

@@ -165,8 +165,9 @@ def test_table_output(run_cli: Run, registry: Path, tmp_path: Path) -> None:
     result = run_cli("identify", tmp_path / "copy", "--registry", registry, "-q")
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0].split() == ["release", "verdict", "share", "how"]
+    assert lines[0].split() == ["release", "verdict", "share", "how", "source"]
     assert lines[1].split()[:3] == ["release-0", "identical", "100%"]
+    assert lines[1].endswith(str(registry / "release-0.json"))  # two entries of one release name told apart
 
 
 def test_a_fine_tune_of_a_fine_tune_ranks_the_nearer_release_first(run_cli: Run, tmp_path: Path) -> None:
@@ -267,7 +268,7 @@ def test_tensor_level_evidence_ranks_above_a_matching_file(run_cli: Run, tmp_pat
     assert run_cli("import", listing, "-o", folder / "checksums.json").code == 0
     result = run_cli("identify", tuned, "--registry", folder, "--json", "-q")
     matches = [m for m in json.loads(result.out)["matches"] if not m["release"].startswith("llama-")]
-    assert [(m["verdict"], m["share"]) for m in matches] == [("modified", 0.0), ("modified", 0.3333)]
+    assert [(m["verdict"], m["share"]) for m in matches] == [("modified", 0.0), ("undecided", 0.3333)]
     assert matches[0]["release"] == "tuned-from"
     assert matches[1]["how"] == "1 of 3 files identical"
 

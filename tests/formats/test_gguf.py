@@ -329,7 +329,7 @@ def test_large_gguf_header_within_caps_finishes_within_bounds(
     path.write_bytes(data)
     run = bounded("fingerprint", path, *flags, "-o", tmp_path / "m.json")  # sketches are on by default
     assert run.code == 0, run.err
-    assert f"1 files, {tensors} tensors" in run.err, run.err
+    assert f"1 file, {tensors} tensors" in run.err, run.err
     if tensors and not flags:  # sketches for the first MAX_SKETCHES float tensors, digests for every one
         entries = json.loads((tmp_path / "m.json").read_bytes())["predicate"][EXTENSION_KEY]["files"][0]["tensors"]
         assert sum("sketch" in e for e in entries) == MAX_SKETCHES

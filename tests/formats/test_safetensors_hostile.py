@@ -593,4 +593,4 @@ def test_large_safetensors_metadata_within_budget_is_read(tmp_path: Path) -> Non
     save_file({"w": np.arange(4, dtype=np.uint8)}, str(path), metadata=metadata)
     run = bounded("fingerprint", path, "-o", tmp_path / "m.json")
     assert run.code == 0, run.err
-    assert "1 files, 1 tensors" in run.err, run.err
+    assert "1 file, 1 tensor" in run.err, run.err
