@@ -134,10 +134,16 @@ def _holed_tensor(fd: int, ref: TensorFingerprint, cand: TensorFingerprint) -> b
     if not zero_bytes:
         return False
     sketch = ref.sketch
-    if sketch is None or sketch.moments_stride != 1 or not sketch.count:
+    if sketch is None or not sketch.count:
         return True
     itemsize = max(1, (ref.end - ref.start) // sketch.count)
-    return sketch.zeros < zero_bytes // itemsize
+    found = zero_bytes // itemsize
+    stride = max(1, sketch.moments_stride)
+    if stride == 1:
+        return sketch.zeros < found
+    # zeros are counted over every stride-th element: the release's own zeros are about zeros x stride, and
+    # only a count well short of the blocks' (half) says they were never written rather than kept
+    return 2 * sketch.zeros * stride < found
 
 
 def _hash_chunk(fd: int, start: int, end: int, piece_length: int, one_piece: bool) -> tuple[str, bool]:

@@ -285,6 +285,22 @@ def test_a_zero_filled_piece_reads_not_downloaded_yet_against_a_plain_manifest(r
     assert [r["file"] for r in document["refetch"]] == ["model.safetensors"]
 
 
+def test_the_releases_own_zero_block_beside_a_change_is_modified_not_unfinished(run_cli: Run, tmp_path: Path) -> None:
+    """A sketched manifest counts the release's zeros (over every 16th element): a block of zeros the release
+    itself has, kept by a copy that changed another value of the tensor, is no sign of an unfinished download."""
+    from tests.conftest import write_release_manifest
+
+    release, _, block = _big_release(tmp_path)
+    _zero(release / "model.safetensors", block, 32 << 10)  # the release's own zeros, two blocks of them
+    manifest = write_release_manifest(release, tmp_path / "sketched.json", sketches=True, name="big")
+    data = bytearray((release / "model.safetensors").read_bytes())
+    data[block + (64 << 10)] ^= 0x40  # a value of `a` after its zeros
+    (release / "model.safetensors").write_bytes(bytes(data))
+    document = json.loads(run_cli("verify", release, "--manifest", manifest, "--json", "-q").out)
+    assert document["verdict"] == "modified"
+    assert {t["name"]: t["status"] for t in document["tensors"]}["a"] == "modified"
+
+
 def test_zeros_off_piece_bounds_or_beside_a_change_stay_modified(run_cli: Run, tmp_path: Path) -> None:
     release, manifest, block = _big_release(tmp_path)
     _zero(release / "model.safetensors", block + 100, 8 << 10)  # not a whole aligned block
