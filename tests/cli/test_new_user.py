@@ -27,7 +27,7 @@ def test_a_single_file_of_the_release_is_checked_alone_and_said_to_be_a_part(
     result = run_cli("verify", copy_of_release / SHARD2, "--manifest", release_manifest, "-q")
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0] == "verdict: identical"
+    assert lines[0] == "verdict: identical (unsigned manifest: nothing proves who published it)"
     assert lines[4].endswith(f"; part of the release: 1 of {total} files")
     assert f"part checked: 1 of {total} files of the release" in lines
     assert f"  - checked 1 of {total} files of the release; the verdict is about these files only" in lines
@@ -57,7 +57,7 @@ def test_only_a_changed_shard_is_modified(run_cli: Run, copy_of_release: Path, r
     total = len(list(copy_of_release.iterdir()))
     result = run_cli("verify", copy_of_release, "--manifest", release_manifest, "--only", "model-0000[23]*", "-q")
     assert result.code == 1
-    assert result.out.splitlines()[0] == "verdict: modified"
+    assert result.out.splitlines()[0] == "verdict: modified (unsigned manifest: nothing proves who published it)"
     assert (
         f"  - checked 2 of {total} files of the release; the verdict is about these files only"
         in result.out.splitlines()
@@ -132,7 +132,10 @@ def test_a_manifest_on_standard_input(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(release_manifest.read_bytes())))
     result = run_cli("verify", copy_of_release, "-m", "-", "-q")
     assert result.code == 0
-    assert result.out.splitlines()[:2] == ["verdict: identical", "reference: sample-release (stdin)"]
+    assert result.out.splitlines()[:2] == [
+        "verdict: identical (unsigned manifest: nothing proves who published it)",
+        "reference: sample-release (stdin)",
+    ]
     assert "warning: the manifest on standard input is unsigned" in result.err
 
 
