@@ -66,6 +66,12 @@ def select(
         raise UnreadableInput(f"{target} is not a directory; --only picks files of a download's folder")
     root, files = list_files(target, ignore=ignore, allow_symlinks=allow_symlinks)
     left_out = tuple(f for f in files if not _matches(f, only))
+    if len(left_out) == len(files):  # else the scan, every file left out, would say the folder is empty
+        raise UnreadableInput(
+            f"{target} holds none of the files asked about ({', '.join(f.path for f in chosen[:5])}"
+            + (" ..." if len(chosen) > 5 else "")
+            + "): not downloaded, or under another name; the part cannot be checked"
+        )
     return Part(root, dataclasses.replace(reference, files=chosen), left_out, len(reference.files))
 
 
