@@ -77,9 +77,7 @@ def test_a_part_with_a_modified_shard_is_modified(run_cli: Run, copy_of_release:
     assert (result.code, _json(result)["verdict"]) == (1, "modified")
 
 
-def test_a_part_whose_file_is_missing_is_not_green(
-    run_cli: Run, copy_of_release: Path, release_manifest: Path
-) -> None:
+def test_a_part_whose_file_is_missing_is_not_green(run_cli: Run, copy_of_release: Path, release_manifest: Path) -> None:
     (copy_of_release / SHARD1).unlink()
     result = run_cli("verify", copy_of_release, "-m", release_manifest, "--only", SHARD1, "--json", "-q")
     assert result.code == 2
@@ -181,7 +179,9 @@ def _cache(tmp: Path, release: Path, repo: str = "models--acme--release") -> Pat
     return snap
 
 
-def test_a_hand_made_snapshot_is_identical(run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path) -> None:
+def test_a_hand_made_snapshot_is_identical(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
     snap = _cache(tmp_path, release_dir)
     result = run_cli("verify", snap, "-m", release_manifest, "--json", "-q")
     assert (result.code, _json(result)["verdict"]) == (0, "identical")
@@ -312,9 +312,7 @@ def test_hostile_stdin_to_sign_is_one_line(
     assert result.err.startswith("error: ")
 
 
-def test_a_huge_stdin_to_sign_is_refused_bounded(
-    run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_huge_stdin_to_sign_is_refused_bounded(run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cli.commands.documents as documents
 
     assert run_cli("keygen", tmp_path / "alice").code == 0
