@@ -378,3 +378,62 @@ def test_diff_missing_path_is_one_json_error(run_cli: Run, release_manifest: Pat
 
 
 assert os.sep == "/"
+
+
+def test_an_extra_file_the_only_glob_matches_is_seen(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    (copy_of_release / "model-00004-of-00003.safetensors").write_bytes((copy_of_release / SHARD1).read_bytes())
+    result = run_cli("verify", copy_of_release, "-m", release_manifest, "--only", "model-*", "--json", "-q")
+    whole = run_cli("verify", copy_of_release, "-m", release_manifest, "--json", "-q")
+    assert (result.code, _json(result)["verdict"]) == (whole.code, _json(whole)["verdict"])
+    listed = {f["name"]: f["status"] for f in _json(result)["files"]}  # type: ignore[attr-defined]
+    assert listed["model-00004-of-00003.safetensors"] == "extra"
+
+
+def _sha_cache(tmp: Path, release: Path) -> Path:
+    """A cache laid out as huggingface_hub does: blobs named by their digest, not the file's name."""
+    import hashlib
+
+    blobs = tmp / "hub" / "models--acme--release" / "blobs"
+    snap = tmp / "hub" / "models--acme--release" / "snapshots" / "0123abcd"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for f in sorted(release.iterdir()):
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        (blobs / digest).write_bytes(f.read_bytes())
+        (snap / f.name).symlink_to(Path("../../blobs") / digest)
+    return snap
+
+
+def test_one_file_of_a_snapshot_is_a_part_not_a_whole_release(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    snap = _sha_cache(tmp_path, release_dir)
+    result = run_cli("verify", snap / SHARD1, "-m", release_manifest, "--json", "-q")
+    document = _json(result)
+    assert (result.code, document["verdict"]) == (0, "identical")
+    assert document["part"] == {"checked": "1 of 7 files of the release", "files": [SHARD1]}
+
+
+def test_a_snapshot_link_repointed_after_listing_is_refused(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOCTOU: the link is listed pointing at its blob, then swapped to a file outside the repository."""
+    import provenance._hashing.scan as scan
+
+    snap = _sha_cache(tmp_path, release_dir)
+    outside = tmp_path / "evil.safetensors"
+    outside.write_bytes((release_dir / SHARD1).read_bytes())
+    listed = scan.list_files
+
+    def list_then_swap(*args: object, **kwargs: object) -> tuple[Path, list[str]]:
+        found = listed(*args, **kwargs)  # type: ignore[arg-type]
+        (snap / SHARD1).unlink()
+        (snap / SHARD1).symlink_to(outside)
+        return found
+
+    monkeypatch.setattr(scan, "list_files", list_then_swap)
+    result = run_cli("verify", snap, "-m", release_manifest, "--json", "-q")
+    assert result.code == 2
+    assert _json(result)["error"]["code"] == "unsafe_path"  # type: ignore[index]

@@ -38,7 +38,9 @@ def file_entry(target: Path, reference: Checkpoint) -> tuple[Path, str] | None:
     the folders above it (`dl/sub/x.bin` for the entry `sub/x.bin`), or None when no entry has its name."""
     if not target.is_file() or len(reference.files) < 2:
         return None
-    parts = target.resolve().parts
+    # The name the user gave, in its folder's real place: a cache snapshot's file is a link to a blob named
+    # by its digest, and loaders read it by the link's name.
+    parts = (*target.absolute().parent.resolve().parts, target.name)
     for entry in sorted(reference.files, key=lambda f: f.path.count("/")):
         depth = entry.path.count("/") + 1
         if len(parts) > depth and "/".join(parts[-depth:]) == entry.path:
