@@ -437,3 +437,28 @@ def test_a_snapshot_link_repointed_after_listing_is_refused(
     result = run_cli("verify", snap, "-m", release_manifest, "--json", "-q")
     assert result.code == 2
     assert _json(result)["error"]["code"] == "unsafe_path"  # type: ignore[index]
+
+
+def test_a_changed_tensor_that_also_holds_zeros_is_never_green_and_is_fetched_again(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    """Against a plain manifest, zeros plus a change elsewhere in the same tensor cannot be told from an
+    unfinished download: the verdict is not green and the file is named to fetch again."""
+    path = copy_of_release / SHARD1
+    _zero_block(path, EMBED)
+    flip_bit(path, EMBED, byte=2)
+    result = run_cli("verify", copy_of_release, "-m", release_manifest, "--json", "-q")
+    document = _json(result)
+    assert (result.code, document["verdict"]) == (1, "incomplete")
+    start, end = _tensor_range(path, EMBED)
+    # the whole tensor is to be fetched again, the changed byte with it: a refetch from the release restores it
+    assert document["refetch"] == [
+        {
+            "file": SHARD1,
+            "ranges": [[start, end]],
+            "bytes": end - start,
+            "detail": "tensors and container bytes that differ",
+        }
+    ]
+    damaged = [t["name"] for t in document["tensors"] if t["status"] != "match"]  # type: ignore[attr-defined]
+    assert damaged == [EMBED]
