@@ -462,3 +462,24 @@ def test_a_changed_tensor_that_also_holds_zeros_is_never_green_and_is_fetched_ag
     ]
     damaged = [t["name"] for t in document["tensors"] if t["status"] != "match"]  # type: ignore[attr-defined]
     assert damaged == [EMBED]
+
+
+def test_diff_of_a_folder_and_an_unsigned_manifest_honours_require_signature(
+    run_cli: Run, release_dir: Path, release_manifest: Path
+) -> None:
+    """The manifest is B: it is still the one --require-signature holds to a signature, not skipped."""
+    result = run_cli("diff", release_dir, release_manifest, "--require-signature", "--json")
+    assert result.code == 3
+    assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]
+
+
+def test_diff_of_a_folder_and_a_manifest_signed_by_another_key_exits_3(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    assert run_cli("keygen", tmp_path / "mallory").code == 0
+    assert run_cli("keygen", tmp_path / "alice").code == 0
+    bundle = tmp_path / "m.sig"
+    assert run_cli("sign", release_manifest, "--key", tmp_path / "mallory.key", "-o", bundle).code == 0
+    result = run_cli("diff", release_dir, bundle, "--key", tmp_path / "alice.pub", "--json")
+    assert result.code == 3
+    assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]

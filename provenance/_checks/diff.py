@@ -41,7 +41,12 @@ def diff(
     ref_a = None
     if is_manifest_file(a):  # the reference side: the one --key and --require-signature hold to a signature
         ref_a = open_checked(a, keys=keys, allow_older=allow_older, require=require_signature)
-    ref_b = open_checked(b, allow_older=allow_older) if is_manifest_file(b) else None
+    ref_b = None
+    if is_manifest_file(b):  # the only manifest when A is on disk: then it is the one held to a signature
+        held = ref_a is None
+        ref_b = open_checked(
+            b, keys=keys if held else None, allow_older=allow_older, require=require_signature and held
+        )
     if ref_a is not None and ref_b is not None:
         report = diff_checkpoints(
             ref_a.manifest.checkpoint,
