@@ -483,3 +483,19 @@ def test_diff_of_a_folder_and_a_manifest_signed_by_another_key_exits_3(
     result = run_cli("diff", release_dir, bundle, "--key", tmp_path / "alice.pub", "--json")
     assert result.code == 3
     assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="identify has no --require-signature: which registry entries an unsigned one may still be ranked "
+    "among (skip, or refuse the run) is a design choice left open",
+)
+def test_identify_honours_require_signature(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "sample-release.json").write_bytes(release_manifest.read_bytes())
+    result = run_cli("identify", release_dir, "--registry", registry, "--require-signature", "--json", "-q")
+    assert result.code == 3
+    assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]
