@@ -499,3 +499,16 @@ def test_identify_honours_require_signature(
     result = run_cli("identify", release_dir, "--registry", registry, "--require-signature", "--json", "-q")
     assert result.code == 3
     assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]
+
+
+def test_zeros_in_a_shard_do_not_hide_a_changed_config(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path
+) -> None:
+    _zero_block(copy_of_release / SHARD1, EMBED)
+    config = json.loads((copy_of_release / "config.json").read_text())
+    config["rope_theta"] = 1.0
+    (copy_of_release / "config.json").write_text(json.dumps(config))
+    whole = run_cli("verify", copy_of_release, "-m", release_manifest, "--json", "-q")
+    listed = {f["name"]: f["status"] for f in _json(whole)["files"]}  # type: ignore[attr-defined]
+    assert listed["config.json"] == "modified"
+    assert (whole.code, _json(whole)["verdict"]) == (1, "modified")
