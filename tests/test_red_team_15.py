@@ -512,3 +512,19 @@ def test_zeros_in_a_shard_do_not_hide_a_changed_config(
     listed = {f["name"]: f["status"] for f in _json(whole)["files"]}  # type: ignore[attr-defined]
     assert listed["config.json"] == "modified"
     assert (whole.code, _json(whole)["verdict"]) == (1, "modified")
+
+
+def test_a_bundle_signed_by_the_given_key_on_stdin_passes(
+    run_cli: Run, copy_of_release: Path, release_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusals above are not a stdin that refuses everything: the right key's bundle is accepted."""
+    assert run_cli("keygen", tmp_path / "alice").code == 0
+    bundle = tmp_path / "m.sig"
+    assert run_cli("sign", release_manifest, "--key", tmp_path / "alice.key", "-o", bundle).code == 0
+    _stdin(monkeypatch, bundle.read_bytes())
+    result = run_cli(
+        "verify", copy_of_release, "-m", "-", "--key", tmp_path / "alice.pub", "--require-signature", "--json", "-q"
+    )
+    document = _json(result)
+    assert (result.code, document["verdict"]) == (0, "identical")
+    assert document["signature"]["status"] == "valid"  # type: ignore[index]
