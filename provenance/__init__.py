@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from manifests.signing.interface import SignatureInfo, SignatureStatus
     from provenance._checks.audit_cache import CachedSnapshot, audit_cache
     from provenance._checks.audit_mirror import AuditOptions, MirrorResult, audit_mirrors
-    from provenance._checks.common import ReadOptions
+    from provenance._checks.common import ReadOptions, read_stdin
     from provenance._checks.demo import DemoRun, demo
     from provenance._checks.diff import diff
     from provenance._checks.fingerprint import fingerprint, fingerprint_hub
@@ -81,7 +81,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "provenance._checks.torrent": ("check_torrent",),
     "provenance._checks.audit_mirror": ("audit_mirrors", "AuditOptions", "MirrorResult"),
     "provenance._checks.audit_cache": ("audit_cache", "CachedSnapshot"),
-    "provenance._checks.common": ("ReadOptions",),
+    "provenance._checks.common": ("ReadOptions", "read_stdin"),
     "provenance._checks.demo": ("demo", "DemoRun"),
     "provenance._judging.compare": ("compare",),
     # what the operations return, and how they fail
@@ -181,6 +181,7 @@ __all__ = [
     "import_checksum_lists",
     "is_hub_spec",
     "new_password",
+    "read_stdin",
     "refuse_overwrite",
     "sign_manifest_file",
     "verify",

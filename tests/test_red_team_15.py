@@ -313,10 +313,10 @@ def test_hostile_stdin_to_sign_is_one_line(
 
 
 def test_a_huge_stdin_to_sign_is_refused_bounded(run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cli.commands.documents as documents
+    import provenance._checks.common as common
 
     assert run_cli("keygen", tmp_path / "alice").code == 0
-    monkeypatch.setattr(documents, "STDIN_LIMIT", 1000)
+    monkeypatch.setattr(common, "STDIN_LIMIT", 1000)
     _stdin(monkeypatch, b" " * 5000)
     result = run_cli("sign", "-", "--key", tmp_path / "alice.key")
     assert result.code == 2

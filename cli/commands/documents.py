@@ -11,9 +11,7 @@ import typer
 
 from cli.options import ForceFlag, say
 from cli.render.text import count
-from provenance import ProvenanceError, UnreadableInput
-
-STDIN_LIMIT = 256 * 1024 * 1024  # as `-m -` takes: a manifest of the largest release is a few MB
+from provenance import ProvenanceError
 
 
 def import_lists(
@@ -91,26 +89,16 @@ def sign(
 
     `-` reads the manifest from standard input; the bundle goes to standard output unless -o is given.
     """
-    from provenance import sign_manifest_file
+    from provenance import read_stdin, sign_manifest_file
 
     if str(manifest) != "-":
         say(f"wrote {sign_manifest_file(manifest, key, output=output, force=force)}")
         return
     with tempfile.TemporaryDirectory(prefix="provenance-sign-") as folder:
         piped = Path(folder) / "stdin.json"
-        piped.write_bytes(_manifest_on_stdin())
+        piped.write_bytes(read_stdin("pipe the manifest to sign into `sign -`"))
         written = sign_manifest_file(piped, key, output=output or piped.with_suffix(".sig"), force=force)
         if output is None:
             sys.stdout.write(written.read_text(encoding="utf-8"))
         else:
             say(f"wrote {written}")
-
-
-def _manifest_on_stdin() -> bytes:
-    """Standard input, bounded: a hostile pipe of endless bytes is refused rather than held in memory."""
-    data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
-    if len(data) > STDIN_LIMIT:
-        raise UnreadableInput(f"standard input holds more than {STDIN_LIMIT:,} bytes, more than any manifest")
-    if not data:
-        raise UnreadableInput("standard input is empty; pipe the manifest to sign into `sign -`")
-    return data

@@ -46,13 +46,14 @@ STDIN = "-"
 STDIN_LIMIT = 256 * 1024 * 1024  # a manifest of the largest release is a few MB; more is not a manifest
 
 
-def read_stdin() -> bytes:
-    """Standard input in full, refused past a size no manifest reaches."""
+def read_stdin(hint: str = "pipe a manifest or signature bundle into `-m -`") -> bytes:
+    """Standard input in full, refused past a size no manifest reaches (a hostile pipe of endless bytes is
+    not held in memory); `hint` is what the user is told to do when it is empty."""
     data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
     if len(data) > STDIN_LIMIT:
         raise UnreadableInput(f"standard input holds more than {STDIN_LIMIT:,} bytes, more than any manifest")
     if not data:
-        raise UnreadableInput("standard input is empty; pipe a manifest or signature bundle into `-m -`")
+        raise UnreadableInput(f"standard input is empty; {hint}")
     return data
 
 
