@@ -14,6 +14,7 @@ import pytest
 
 from provenance._sample import _tensor_range, flip_bit
 from tests.conftest import CliResult
+from tests.support.references import registry_of
 
 Run = Callable[..., CliResult]
 SHARD1 = "model-00001-of-00003.safetensors"
@@ -339,20 +340,15 @@ def test_bad_manifests_are_one_json_error(run_cli: Run, copy_of_release: Path, t
     assert "Traceback" not in result.err
 
 
-def test_audit_offline_hub_is_one_json_error(
-    run_cli: Run, release_manifest: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("HF_HUB_OFFLINE", "1"), ("HF_ENDPOINT", "http://no-such-host.invalid")],
+    ids=["offline", "unresolvable"],
+)
+def test_audit_of_an_unreachable_hub_is_one_json_error(
+    run_cli: Run, release_manifest: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = run_cli("audit", "hf://acme/release", "-m", release_manifest, "--json", "-q")
-    assert result.code == 2
-    assert set(_json(result)) == {"error", "version"}
-    assert "Traceback" not in result.err
-
-
-def test_audit_unresolvable_endpoint_is_one_json_error(
-    run_cli: Run, release_manifest: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", "http://no-such-host.invalid")
+    monkeypatch.setenv(variable, value)
     result = run_cli("audit", "hf://acme/release", "-m", release_manifest, "--json", "-q")
     assert result.code == 2
     assert set(_json(result)) == {"error", "version"}
@@ -493,9 +489,7 @@ def test_diff_of_a_folder_and_a_manifest_signed_by_another_key_exits_3(
 def test_identify_honours_require_signature(
     run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
 ) -> None:
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    (registry / "sample-release.json").write_bytes(release_manifest.read_bytes())
+    registry = registry_of(release_manifest, tmp_path / "registry")
     result = run_cli("identify", release_dir, "--registry", registry, "--require-signature", "--json", "-q")
     assert result.code == 3
     assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]

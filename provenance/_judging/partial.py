@@ -115,16 +115,8 @@ def _holed_tensor(fd: int, ref: TensorFingerprint, cand: TensorFingerprint) -> b
     """A differing tensor holding whole piece-aligned blocks of zeros (file offsets, as a preallocating
     torrent client leaves them) that cannot be the release's own zeros: its sketch, when the manifest has
     one, counts fewer zeros than the blocks hold. Not a pass: the tensor is to be fetched again."""
-    if (
-        cand.view
-        or cand.blake3 is None
-        or cand.blake3 == ref.blake3
-        or (cand.dtype, cand.shape)
-        != (
-            ref.dtype,
-            ref.shape,
-        )
-    ):
+    same_kind = (cand.dtype, cand.shape) == (ref.dtype, ref.shape)
+    if cand.view or cand.blake3 is None or cand.blake3 == ref.blake3 or not same_kind:
         return False
     first = -(-cand.start // BLOCK) * BLOCK
     zero_bytes = 0

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import CliResult
 from tests.support.hubserver import FakeHub
+from tests.support.references import registry_of
 
 Run = Callable[..., CliResult]
 
@@ -51,9 +52,7 @@ def test_fingerprint_a_snapshot_without_allow_symlinks(run_cli: Run, snapshot: P
 def test_identify_a_snapshot_without_allow_symlinks(
     run_cli: Run, snapshot: Path, release_manifest: Path, tmp_path: Path
 ) -> None:
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    (registry / "sample-release.json").write_bytes(release_manifest.read_bytes())
+    registry = registry_of(release_manifest, tmp_path / "registry")
     result = run_cli("identify", snapshot, "--registry", registry, "--json", "-q")
     assert result.code == 0, result.err
     document = json.loads(result.out)

@@ -81,3 +81,10 @@ def dated(run_cli: Run, release_manifest: Path, tmp_path: Path) -> dict[str, Pat
 def v2_reference(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The release's manifest with BEP 52 pieces roots and layers of PIECE bytes."""
     return write_release_manifest(release_dir, tmp_path_factory.mktemp("v2ref") / "release.json", PIECE)
+
+
+def registry_of(manifest: Path, folder: Path) -> Path:
+    """A registry folder (for `identify --registry`) holding `manifest` alone, as sample-release.json."""
+    folder.mkdir()
+    (folder / "sample-release.json").write_bytes(manifest.read_bytes())
+    return folder
