@@ -481,18 +481,50 @@ def test_diff_of_a_folder_and_a_manifest_signed_by_another_key_exits_3(
     assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identify has no --require-signature: which registry entries an unsigned one may still be ranked "
-    "among (skip, or refuse the run) is a design choice left open",
-)
 def test_identify_honours_require_signature(
     run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
 ) -> None:
+    """Every entry unsigned (the bundled checksum lists and the user's manifest): nothing is left to rank."""
     registry = registry_of(release_manifest, tmp_path / "registry")
     result = run_cli("identify", release_dir, "--registry", registry, "--require-signature", "--json", "-q")
     assert result.code == 3
-    assert _json(result)["error"]["code"] == "signature_error"  # type: ignore[index]
+    error = _json(result)["error"]
+    assert error["code"] == "signature_error"  # type: ignore[index]
+    assert "no registry entry is signed by a trusted key" in error["message"]  # type: ignore[index]
+
+
+def test_identify_with_a_key_ranks_only_entries_that_key_signed(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    """The release signed by alice is compared; mallory's bundle of it and every unsigned entry are skipped."""
+    for who in ("alice", "mallory"):
+        assert run_cli("keygen", tmp_path / who).code == 0
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    assert run_cli("sign", release_manifest, "--key", tmp_path / "alice.key", "-o", registry / "alice.sig").code == 0
+    assert run_cli("sign", release_manifest, "--key", tmp_path / "mallory.key", "-o", registry / "m.sig").code == 0
+    (registry / "unsigned.json").write_bytes(release_manifest.read_bytes())
+    result = run_cli("identify", release_dir, "--registry", registry, "--key", tmp_path / "alice.pub", "--json", "-q")
+    assert result.code == 0
+    document = _json(result)
+    sources = [m["source"] for m in document["matches"]]  # type: ignore[attr-defined]
+    assert sources == [str(registry / "alice.sig")]
+    assert document["matches"][0]["verdict"] == "identical"  # type: ignore[index]
+    skipped = document["skipped"]
+    assert any(str(registry / "m.sig") in line for line in skipped)  # type: ignore[attr-defined]
+    assert any(str(registry / "unsigned.json") in line for line in skipped)  # type: ignore[attr-defined]
+    assert all(line.startswith("skipped ") for line in skipped)  # type: ignore[attr-defined]
+
+
+def test_identify_without_a_signature_requirement_still_ranks_unsigned_entries(
+    run_cli: Run, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    registry = registry_of(release_manifest, tmp_path / "registry")
+    result = run_cli("identify", release_dir, "--registry", registry, "--json", "-q")
+    assert result.code == 0
+    document = _json(result)
+    assert document["skipped"] == []
+    assert document["matches"][0]["verdict"] == "identical"  # type: ignore[index]
 
 
 def test_zeros_in_a_shard_do_not_hide_a_changed_config(

@@ -105,35 +105,46 @@ def identify(
     registry: Annotated[
         list[Path] | None, typer.Option("--registry", help="Another folder of reference manifests (repeatable).")
     ] = None,
+    key: KeyOption = None,
+    require_signature: RequireSignatureFlag = False,
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     allow_symlinks: SymlinkFlag = False,
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
 ) -> None:
-    """Which known release is this, or which does it derive from: ranked candidates and how they match."""
+    """Which known release is this, or which does it derive from: ranked candidates and how they match.
+
+    With --key or --require-signature only registry entries signed by a trusted key are compared; the
+    others are named as skipped."""
     from provenance import ReadOptions
     from provenance import identify as identify_path
 
+    skipped: list[str] = []
     ranked = identify_path(
         path,
         registry,
         options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
+        keys=key,
+        require_signature=require_signature,
         allow_older=allow_older,
         progress=ByteProgress(quiet),
+        skipped=skipped.append,
     )
-    _print_candidates(ranked, as_json)
+    for line in skipped:
+        say(f"warning: {line}")
+    _print_candidates(ranked, skipped, as_json)
     best = ranked[0] if ranked else None
     raise typer.Exit(0 if best is not None and best.verdict.passes else 1)
 
 
-def _print_candidates(ranked: list[Candidate], as_json: bool) -> None:
+def _print_candidates(ranked: list[Candidate], skipped: list[str], as_json: bool) -> None:
     if as_json:
         import json
 
         from cli.options import tool_version
 
-        document = {"matches": [c.as_dict() for c in ranked], "version": tool_version()}
+        document = {"matches": [c.as_dict() for c in ranked], "skipped": skipped, "version": tool_version()}
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         from cli.render.audit import render_rows

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from manifests.records import Checkpoint, Role, is_weights_file
 from manifests.reference import REGISTRY_PREFIX, registry_names
+from manifests.trust import load_trust
 from provenance._checks.common import ReadOptions, open_checked
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.scan import ProgressReporter, scan
@@ -28,7 +29,7 @@ from provenance._judging.derive import sketch_mismatches
 from provenance._judging.matching import constant
 from provenance._judging.wording import plural
 from provenance._layouts import Adapted, comparable, in_reference_layout
-from provenance.errors import ProvenanceError
+from provenance.errors import ProvenanceError, SignatureError
 from provenance.report import FileResult, FileStatus, Report, TensorResult, TensorStatus, Verdict
 
 _RANK = {
@@ -212,27 +213,46 @@ def identify(
     registries: list[Path] | None = None,
     *,
     options: ReadOptions = ReadOptions(),
+    keys: list[Path] | None = None,
+    require_signature: bool = False,
     allow_older: bool = False,
     progress: ProgressReporter | None = None,
+    skipped: Callable[[str], None] | None = None,
 ) -> list[Candidate]:
     """Which known release a checkpoint is, or derives from: the checkpoint (a folder or one file) compared
     with every registry manifest (bundled, the user's, and each `registries` folder), best first. The
     `provenance identify` operation; it exits 0 when the best candidate's verdict passes, else 1.
 
-    Signatures are checked as `verify` checks them, without requiring one, rollback included. Raises
-    SignatureError (exit 3) for a bad signature or a signed manifest older than one verified before
-    (without `allow_older`); ProvenanceError (exit 2) when a registry folder is not one, no release is
-    registered, or the checkpoint cannot be read.
+    Signatures are checked as `verify` checks them, rollback included. When a signature is required
+    (`keys`, `require_signature` or the trust policy), only entries signed by a trusted key are compared:
+    each other one is told to `skipped` (why, one line) and left out, so that no unsigned entry can rank.
+    Raises SignatureError (exit 3) when no entry is left that way, for a bad signature when none is required,
+    or for a signed manifest older than one verified before (without `allow_older`); ProvenanceError
+    (exit 2) when a registry folder is not one, no release is registered, or the checkpoint cannot be read.
     """
     specs: list[str | Path] = [f"{REGISTRY_PREFIX}{name}" for name in registry_names()]
     for folder in registries or []:
         if not folder.is_dir():
             raise ProvenanceError(f"{folder} is not a folder of manifests; give --registry DIR")
         specs += sorted(p for p in folder.iterdir() if p.suffix in (".json", ".sig") and p.is_file())
-    references = []
+    required = load_trust(keys, require=require_signature).required
+    references, left_out = [], 0
     for spec in specs:
-        reference = open_checked(spec, allow_older=allow_older)
+        try:
+            reference = open_checked(spec, keys=keys, allow_older=allow_older, require=require_signature)
+        except SignatureError as exc:
+            if not required:
+                raise
+            left_out += 1
+            if skipped is not None:
+                skipped(f"skipped {spec}: {exc}")
+            continue
         references.append((reference.manifest.release.name, reference.source, reference.manifest.checkpoint))
+    if not references and left_out:
+        raise SignatureError(
+            f"no registry entry is signed by a trusted key ({left_out} skipped); "
+            "give --key PUB for the publisher's key, or add signed manifests with --registry DIR"
+        )
     if not references:
         raise ProvenanceError("no registered release to compare with: add manifests with --registry DIR")
     return identify_checkpoint(read_for_identify(target, options=options, progress=progress), references)
