@@ -27,6 +27,7 @@ from provenance._hashing.engine import HashPlan, hash_chunks, hash_file
 from provenance._hashing.scan import INDEX_CAP, parse_index, plan_against
 from provenance._judging.compare import judge
 from provenance._judging.verdict import Judgement, decide
+from provenance._judging.wording import plural
 from provenance._sources.hub import Hub, Mirror
 from provenance._sources.hub_refs import HubFile, HubSnapshot, RepoRef
 from provenance.errors import MalformedContainer, ProvenanceError
@@ -147,7 +148,7 @@ def _partial(
         for f in {f.path: f for f in [*candidates, *wanted]}.values():
             _read_header(mirror.hub, mirror.snapshot, f, audit)
         if audit.headers:
-            audit.level(f"safetensors headers of {len(audit.headers)} file(s)")
+            audit.level(f"safetensors headers of {plural(len(audit.headers), 'file')}")
         _compare_headers(reference, unsettled, extra, audit)
     if options.spot_check:
         sampled = spot_check(mirror, reference, by_path, audit.headers, options.spot_check, options.seed, audit.suspect)
@@ -223,14 +224,14 @@ def _compare_headers(
     _same_headers(unsettled, lost, audit)
     missing = [t for t in audit.tensors if t.status is TensorStatus.MISSING]
     if missing and all(t.file in lost for t in missing) and not any(f.path.endswith(".safetensors") for f in extra):
-        audit.reasons.append(f"{len(missing)} tensor(s) missing with their shard")
+        audit.reasons.append(f"{plural(len(missing), 'tensor')} missing with their shard")
     if same:
         audit.reasons.append(
-            f"{same} tensor(s) of the files that differ or moved agree by name, dtype and shape; "
+            f"{plural(same, 'tensor')} of the files that differ or moved agree by name, dtype and shape; "
             "their values were not read"
         )
     if added:
-        audit.reasons.append(f"{len(added)} tensor(s) added: {', '.join(added[:3])}")
+        audit.reasons.append(f"{plural(len(added), 'tensor')} added: {', '.join(added[:3])}")
 
 
 def _disproved_claims(reference: Checkpoint, unsettled: list[FileFingerprint], audit: _Audit) -> list[FileFingerprint]:

@@ -24,6 +24,7 @@ from provenance._judging.collisions import find_collisions, present
 from provenance._judging.compare import file_status_of
 from provenance._judging.loading import may_pick_up
 from provenance._judging.verdict import Findings
+from provenance._judging.wording import plural
 from provenance._sources.hub import Mirror
 from provenance._sources.hub_refs import HubFile
 from provenance.report import FileResult, FileStatus, TensorResult, TensorStatus
@@ -288,16 +289,16 @@ def _changes(reference: Checkpoint, audit: MirrorAudit, lost: bool, extra: list[
     reshaped = [t for t in audit.tensors if t.status is TensorStatus.MODIFIED and t.detail != SAMPLED_TENSOR]
     if reshaped:
         shown = ", ".join(f"{t.name} ({t.detail})" for t in reshaped[:3])
-        changes.append(f"{len(reshaped)} tensor(s) with another dtype or shape than the release's: {shown}")
+        changes.append(f"{plural(len(reshaped), 'tensor')} with another dtype or shape than the release's: {shown}")
     added = [t.name for t in audit.tensors if t.status is TensorStatus.EXTRA]
     if added:  # the sentence the headers' comparison says it in
-        changes.append(f"{len(added)} tensor(s) added: {', '.join(added[:3])}")
+        changes.append(f"{plural(len(added), 'tensor')} added: {', '.join(added[:3])}")
     missing = [t.name for t in audit.tensors if t.status is TensorStatus.MISSING]
     if missing and not lost:
-        changes.append(f"{len(missing)} tensor(s) removed: {', '.join(missing[:3])}")
+        changes.append(f"{plural(len(missing), 'tensor')} removed: {', '.join(missing[:3])}")
     picked = [f.path for f in extra if may_pick_up(f.path, role_of(f.path, is_weights_file(f.path)))]
     if picked:
-        changes.append(f"the mirror adds {len(picked)} file(s) a loader may pick up: {', '.join(picked[:3])}")
+        changes.append(f"the mirror adds {plural(len(picked), 'file')} a loader may pick up: {', '.join(picked[:3])}")
     return changes
 
 
@@ -324,7 +325,8 @@ def _doubts(reference: Checkpoint, audit: MirrorAudit, extra: list[HubFile]) -> 
     added_weights = [f.path for f in extra if is_weights_file(f.path)]
     if added_weights:
         doubts.append(
-            f"the mirror adds weights file(s) whose values were not read: {', '.join(added_weights[:3])}; "
+            f"the mirror adds {plural(len(added_weights), 'weights file')} whose values were not read: "
+            f"{', '.join(added_weights[:3])}; "
             "--full decides"
         )
     if any(f.status is FileStatus.UNDECIDED for f in files):

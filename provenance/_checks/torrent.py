@@ -19,6 +19,7 @@ from provenance._checks.common import finish, open_checked
 from provenance._judging.collisions import Collisions, find_collisions
 from provenance._judging.loading import may_pick_up
 from provenance._judging.verdict import Findings, decide
+from provenance._judging.wording import plural
 from provenance._sources.torrent_file import Torrent, TorrentFile, read_torrent
 from provenance.report import FileResult, FileStatus, Report, Verdict
 
@@ -115,12 +116,16 @@ def _findings(reference: Checkpoint, torrent: Torrent, extra: list[TorrentFile],
     changes = [collisions.change] if collisions.change else []
     picked = [f.path for f in extra if may_pick_up(f.path, role_of(f.path, is_weights_file(f.path)))]
     if picked:
-        changes.append(f"the torrent adds {len(picked)} file(s) a loader may pick up: {', '.join(picked[:3])}")
+        changes.append(f"the torrent adds {plural(len(picked), 'file')} a loader may pick up: {', '.join(picked[:3])}")
     changes += [
         f"{f.name}: {f.detail}" for f in files if f.status is FileStatus.MODIFIED and f.name not in collisions.names
     ]
     missing = by_status.get(FileStatus.MISSING, [])
-    losses = [f"the torrent lacks {len(missing)} file(s) of the release: {', '.join(missing[:3])}"] if missing else []
+    losses = (
+        [f"the torrent lacks {plural(len(missing), 'file')} of the release: {', '.join(missing[:3])}"]
+        if missing
+        else []
+    )
     if all(f.detail == "empty" for f in files if f.status is FileStatus.MATCH):
         identity = "every file of the release is empty, as in the torrent"
     else:
@@ -143,19 +148,20 @@ def _doubts(reference: Checkpoint, torrent: Torrent, unknown: list[str], extra: 
     added_weights = [f.path for f in extra if role_of(f.path, is_weights_file(f.path)) is not Role.OTHER]
     if added_weights:
         doubts.append(
-            f"the torrent adds weights or index file(s) the release does not have, whose content only the "
+            f"the torrent adds {plural(len(added_weights), 'weights or index file')} the release does not have, "
+            "whose content only the "
             f"download can show: {', '.join(added_weights[:3])}"
         )
     sizeless = {f.path for f in reference.files if f.size is None}
     agree = "name, and in size where the manifest records one" if sizeless & set(unknown) else "name and size"
     if unknown and torrent.infohash_v2 is None:
         doubts.append(
-            f"{len(unknown)} file(s) agree in {agree}; a v1 torrent's hashes cannot be compared with a "
+            f"{plural(len(unknown), 'file')} agree in {agree}; a v1 torrent's hashes cannot be compared with a "
             "manifest, so only the download can prove the content: run `provenance verify` on it"
         )
     elif unknown:
         doubts.append(
-            f"{len(unknown)} file(s) agree in {agree}, but the manifest has no pieces roots: "
+            f"{plural(len(unknown), 'file')} agree in {agree}, but the manifest has no pieces roots: "
             "fingerprint the release with --torrent-v2 to decide before downloading, or verify the download"
         )
     return doubts

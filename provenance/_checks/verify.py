@@ -14,6 +14,7 @@ from provenance._hashing.scan import ProgressReporter, plan_against, scan
 from provenance._judging.compare import compare
 from provenance._judging.derive import sketch_mismatches
 from provenance._judging.partial import inspect_damage, plan_refetch
+from provenance._judging.wording import plural
 from provenance._layouts import in_reference_layout
 from provenance.errors import UnreadableInput
 from provenance.report import FileStatus, Report, Verdict
@@ -148,6 +149,6 @@ def _weak(report: Report, reference: Reference) -> tuple[str, ...]:
     if not weak:
         return ()
     return (
-        f"{len(weak)} file(s) matched by md5 alone ({', '.join(weak[:3])}): md5 collisions are practical, "
+        f"{plural(len(weak), 'file')} matched by md5 alone ({', '.join(weak[:3])}): md5 collisions are practical, "
         "so this is weak evidence; a sha256 or tensor-level manifest would be strong",
     )

@@ -20,6 +20,7 @@ from blake3 import blake3
 
 from manifests.records import Checkpoint, FileFingerprint, Role, TensorFingerprint
 from provenance._hashing.merkle import leaf_hashes, piece_root
+from provenance._judging.wording import plural
 from provenance.report import FileStatus, Refetch, Report
 
 ZERO_FILLED = "zero-filled: not downloaded yet"
@@ -211,7 +212,7 @@ def _mark(fd: int, ref: FileFingerprint, cand: FileFingerprint) -> tuple[tuple[T
         damaged = sum(1 for t in tensors if t.damage)
         differing = sum(1 for r, t in zip(ref.tensors, tensors, strict=True) if t.blake3 != r.blake3)
         whole_damage = damaged and damaged == differing and cand.container_blake3 == ref.container_blake3
-        return tensors, cand.error or (f"{damaged} tensor(s) {ZERO_FILLED}" if whole_damage else None)
+        return tensors, cand.error or (f"{plural(damaged, 'tensor')} {ZERO_FILLED}" if whole_damage else None)
     if cand.error is None and not ref.has_layout and ref.size in (None, cand.size):
         algorithms = _differing_digests(ref, cand)
         if (

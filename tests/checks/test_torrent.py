@@ -219,7 +219,7 @@ def test_missing_and_extra_files_in_a_torrent(
     added = run_cli("torrent", write_torrent(tmp_path, copy_of_release, "v2", "added"), "--manifest", v2_manifest)
     assert added.code == 1
     assert "verdict: undecided" in added.out
-    assert "adds weights or index file(s) the release does not have, whose content only the download can show: " + (
+    assert "adds 1 weights or index file the release does not have, whose content only the download can show: " + (
         "extra.safetensors"
     ) in added.out.replace("\n", " ")
 
@@ -412,7 +412,7 @@ def test_torrent_of_the_llama_layout_against_the_registry(run_cli: Run, tmp_path
     assert result.code == 1
     document = as_json(result)
     assert document["verdict"] == "modified"  # the download script is code the release's manifest does not list
-    assert document["reasons"][0] == "the torrent adds 1 file(s) a loader may pick up: llama.sh"
+    assert document["reasons"][0] == "the torrent adds 1 file a loader may pick up: llama.sh"
     files = {f["name"]: (f["status"], f.get("detail")) for f in document["files"]}
     assert files["tokenizer.model"] == ("undecided", "same size; content unknown until downloaded")
     assert files["7B/params.json"] == ("undecided", "the reference records no size; name only")
@@ -424,9 +424,9 @@ def test_torrent_of_the_llama_layout_against_the_registry(run_cli: Run, tmp_path
     document = as_json(result)
     assert (result.code, document["verdict"]) == (1, "undecided")
     assert any("in size where the manifest records one" in r for r in document["reasons"])
-    assert any(
-        r == "the torrent lacks 1 file(s) of the release: 7B/consolidated.00.pth" for r in document["reasons"]
-    ), document["reasons"]
+    assert any(r == "the torrent lacks 1 file of the release: 7B/consolidated.00.pth" for r in document["reasons"]), (
+        document["reasons"]
+    )
 
 
 def test_a_device_or_pipe_is_not_read_as_a_torrent(run_cli: Run, release_manifest: Path, tmp_path: Path) -> None:
@@ -507,4 +507,4 @@ def test_a_v2_torrent_adding_files_follows_the_extra_file_rule(
     assert (result.code, document["verdict"]) == (code, verdict)
     assert {f["name"]: f["status"] for f in document["files"]}[added] == "extra"
     if verdict == "modified":
-        assert document["reasons"] == [f"the torrent adds 1 file(s) a loader may pick up: {added}"]
+        assert document["reasons"] == [f"the torrent adds 1 file a loader may pick up: {added}"]

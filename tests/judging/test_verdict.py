@@ -71,8 +71,8 @@ def test_reasons_read_changes_facts_losses_then_what_would_decide() -> None:
 
 
 def test_a_sentence_is_said_once() -> None:
-    said = Findings(changes=("2 tensor(s) added: a, b",), facts=("2 tensor(s) added: a, b", "other"))
-    assert decide(said) == (Verdict.MODIFIED, ("2 tensor(s) added: a, b", "other"))
+    said = Findings(changes=("2 tensors added: a, b",), facts=("2 tensors added: a, b", "other"))
+    assert decide(said) == (Verdict.MODIFIED, ("2 tensors added: a, b", "other"))
 
 
 @pytest.mark.parametrize(
@@ -266,7 +266,7 @@ def test_a_mirror_lacking_a_file_and_adding_code_is_modified() -> None:
     )
     verdict, reasons = decide(findings(MIRROR_RELEASE, audit, [HubFile("modeling.py", 5, None, False)]))
     assert verdict is Verdict.MODIFIED
-    assert reasons == ("the mirror adds 1 file(s) a loader may pick up: modeling.py", "config.json is missing")
+    assert reasons == ("the mirror adds 1 file a loader may pick up: modeling.py", "config.json is missing")
 
 
 # ---------------------------------------------------------------- a torrent
@@ -287,7 +287,7 @@ TORRENT_RELEASE = Checkpoint(
 def test_a_torrent_lacking_a_file_whose_others_only_the_download_can_prove_is_undecided() -> None:
     report = compare_torrent(TORRENT_RELEASE, _torrent(TorrentFile("model.safetensors", 100, "r"), v2=False))
     assert report.verdict is Verdict.UNDECIDED
-    assert report.reasons[0] == "the torrent lacks 1 file(s) of the release: config.json"
+    assert report.reasons[0] == "the torrent lacks 1 file of the release: config.json"
     assert "only the download can prove the content" in report.reasons[1]
 
 
@@ -296,8 +296,8 @@ def test_a_torrent_lacking_a_file_and_adding_code_is_modified_and_says_both() ->
     report = compare_torrent(TORRENT_RELEASE, torrent)
     assert report.verdict is Verdict.MODIFIED
     assert report.reasons == (
-        "the torrent adds 1 file(s) a loader may pick up: run.sh",
-        "the torrent lacks 1 file(s) of the release: config.json",
+        "the torrent adds 1 file a loader may pick up: run.sh",
+        "the torrent lacks 1 file of the release: config.json",
     )
 
 
@@ -337,4 +337,4 @@ def test_a_collision_in_a_torrent_lacking_a_file_is_modified() -> None:
     report = compare_torrent(TORRENT_RELEASE, torrent)
     assert report.verdict is Verdict.MODIFIED
     assert report.reasons[0].startswith("names that differ only in case or Unicode form")
-    assert report.reasons[-1] == "the torrent lacks 1 file(s) of the release: config.json"
+    assert report.reasons[-1] == "the torrent lacks 1 file of the release: config.json"
