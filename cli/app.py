@@ -13,6 +13,7 @@ from cli.commands.audit import audit
 from cli.commands.checks import VERIFY_HELP, diff, identify, torrent, verify
 from cli.commands.demo import demo
 from cli.commands.documents import import_lists, keygen, sign
+from cli.commands.download import DOWNLOAD_HELP, download
 from cli.commands.fingerprint import fingerprint
 from cli.options import report_error, say
 from provenance import ProvenanceError
@@ -51,6 +52,7 @@ app.command()(fingerprint)
 app.command(help=VERIFY_HELP)(verify)
 app.command()(torrent)
 app.command()(audit)
+app.command(help=DOWNLOAD_HELP)(download)
 app.command()(identify)
 app.command("import")(import_lists)
 app.command()(keygen)

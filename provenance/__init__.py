@@ -10,6 +10,7 @@ ProvenanceError carries 2 (3 for a SignatureError).
     verify(path, manifest) -> Report          compare(reference, candidate) -> Report (two Checkpoints)
     diff(a, b) -> Report                      identify(path) -> list[Candidate]
     check_torrent(torrent, manifest) -> Report
+    download("hf://org/repo", manifest) -> Download   (only bytes that match are kept)
     audit_mirrors(["hf://org/repo"], manifest) -> list[MirrorResult]
     audit_cache(cache_dir) -> list[CachedSnapshot]
     demo(folder) -> DemoRun
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from provenance._checks.common import ReadOptions, read_stdin
     from provenance._checks.demo import DemoRun, demo
     from provenance._checks.diff import diff
+    from provenance._checks.download import Download, DownloadOptions, download
     from provenance._checks.fingerprint import fingerprint, fingerprint_hub
     from provenance._checks.identify import Candidate, identify
     from provenance._checks.torrent import check_torrent
@@ -83,6 +85,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "provenance._checks.audit_cache": ("audit_cache", "CachedSnapshot"),
     "provenance._checks.common": ("ReadOptions", "read_stdin"),
     "provenance._checks.demo": ("demo", "DemoRun"),
+    "provenance._checks.download": ("download", "Download", "DownloadOptions"),
     "provenance._judging.compare": ("compare",),
     # what the operations return, and how they fail
     "provenance.report": (
@@ -133,6 +136,8 @@ __all__ = [
     "Candidate",
     "Checkpoint",
     "DemoRun",
+    "Download",
+    "DownloadOptions",
     "Drift",
     "FileChanged",
     "FileFingerprint",
@@ -173,6 +178,7 @@ __all__ = [
     "compare",
     "demo",
     "diff",
+    "download",
     "drift",
     "fingerprint",
     "fingerprint_hub",

@@ -29,7 +29,7 @@ class Part:
     of: int  # how many files the whole release has
 
 
-def _matches(path: str, patterns: tuple[str, ...]) -> bool:
+def matches_any(path: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], p) for p in patterns)
 
 
@@ -57,7 +57,7 @@ def select(
         if found is None:
             return None
         target, only = found[0], (found[1],)
-    chosen = tuple(f for f in reference.files if _matches(f.path, only))
+    chosen = tuple(f for f in reference.files if matches_any(f.path, only))
     if not chosen:
         raise UnreadableInput(
             f"no file of the release matches --only {' '.join(only)}; the release's files: "
@@ -67,7 +67,7 @@ def select(
     if not target.is_dir():
         raise UnreadableInput(f"{target} is not a directory; --only picks files of a download's folder")
     root, files = list_files(target, ignore=ignore, allow_symlinks=allow_symlinks)
-    left_out = tuple(f for f in files if not _matches(f, only))
+    left_out = tuple(f for f in files if not matches_any(f, only))
     if len(left_out) == len(files):  # else the scan, every file left out, would say the folder is empty
         raise UnreadableInput(
             f"{target} holds none of the files asked about ({', '.join(f.path for f in chosen[:5])}"

@@ -83,7 +83,7 @@ def verify_against(
     )
     if part is not None:
         report = mark(dataclasses.replace(report, candidate=str(target)), part)
-    return finish(dataclasses.replace(report, warnings=(*report.warnings, *_weak(report, reference))), reference)
+    return finish(dataclasses.replace(report, warnings=(*report.warnings, *weak_matches(report, reference))), reference)
 
 
 def verify_checkpoint(
@@ -142,7 +142,7 @@ def across_layouts(report: Report, note: str) -> Report:
     return dataclasses.replace(report, reasons=(*report.reasons, note))
 
 
-def _weak(report: Report, reference: Reference) -> tuple[str, ...]:
+def weak_matches(report: Report, reference: Reference) -> tuple[str, ...]:
     """A warning when some files match only by md5, whose collisions are practical."""
     md5_only = {f.path for f in reference.manifest.checkpoint.files if not f.has_layout and set(f.digests) == {"md5"}}
     weak = [f.name for f in report.files if f.status is FileStatus.MATCH and f.name in md5_only]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from manifests.names import check_relative
+from provenance._sources.hub_failures import TooSlow, Transient, short, unreachable
 from provenance._sources.hub_refs import REPO_ID, HubFile, HubSnapshot, RepoRef
 from provenance.errors import HubError, UnsafePath
 
@@ -47,8 +48,10 @@ class Hub:
         backoff: float = 0.25,
         timeout: float = 60.0,
         total: float = TOTAL_TIMEOUT,
+        kind: str = "the hub",
     ) -> None:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.server = f"{kind} at {self.endpoint}"  # how errors name it: "the hub at ...", "the server at ..."
         self._gate = threading.BoundedSemaphore(max(1, in_flight))
         self.retries = retries
         self.backoff = backoff
@@ -75,20 +78,20 @@ class Hub:
             try:
                 with self._gate:
                     return self._within(call, deadline)
-            except _TooSlow:
+            except TooSlow:
                 raise HubError(
-                    f"{what}: the hub at {self.endpoint} did not finish answering within {self.total:g} s; retry later"
+                    f"{what}: {self.server} did not finish answering within {self.total:g} s; retry later"
                 ) from None
             except OfflineModeIsEnabled:
                 raise HubError(
                     f"{what}: offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE); unset it to read the hub "
                     f"at {self.endpoint}"
                 ) from None
-            except (httpx2.TransportError, _Transient) as exc:
-                unreachable = _unreachable(exc)
-                if unreachable is not None:
+            except (httpx2.TransportError, Transient) as exc:
+                cut_off = unreachable(exc)
+                if cut_off is not None:
                     raise HubError(
-                        f"{what}: {unreachable} the hub at {self.endpoint} ({_short(exc)}); check HF_ENDPOINT "
+                        f"{what}: {cut_off} {self.server} ({short(exc)}); check HF_ENDPOINT "
                         "and this machine's network (or DNS) settings"
                     ) from None
                 failure: Exception = exc
@@ -97,24 +100,22 @@ class Hub:
                 if status not in (408, 429, 500, 502, 503, 504):
                     if _is_not_found(exc):
                         raise  # the caller says which repository or revision is missing
-                    raise HubError(f"{what}: the hub at {self.endpoint} answered {status} ({_short(exc)})") from None
+                    raise HubError(f"{what}: {self.server} answered {status} ({short(exc)})") from None
                 failure = exc
             except httpx2.HTTPError as exc:  # redirect loops, invalid URLs: not worth retrying
-                raise HubError(f"{what}: the hub at {self.endpoint} did not answer usably ({_short(exc)})") from None
+                raise HubError(f"{what}: {self.server} did not answer usably ({short(exc)})") from None
             except (ValueError, KeyError, TypeError, RecursionError) as exc:  # an answer that cannot be parsed
                 raise HubError(
-                    f"{what}: the hub at {self.endpoint} sent an answer that is not the Hub's API ({_short(exc)})"
+                    f"{what}: {self.server} sent an answer that is not the Hub's API ({short(exc)})"
                 ) from None
             except MemoryError:
-                raise HubError(f"{what}: the hub at {self.endpoint} sent an answer too large to hold") from None
+                raise HubError(f"{what}: {self.server} sent an answer too large to hold") from None
             if attempt < self.retries:
                 if time.monotonic() + delay >= deadline:
                     break  # no time left for another attempt
                 time.sleep(delay)
                 delay *= 2
-        raise HubError(
-            f"{what}: the hub at {self.endpoint} failed {attempt + 1} times ({_short(failure)}); retry later"
-        )
+        raise HubError(f"{what}: {self.server} failed {attempt + 1} times ({short(failure)}); retry later")
 
     def _within(self, call: Callable[[], T], deadline: float) -> T:
         """Run `call` with a total time limit: in a daemon thread, abandoned if it has not finished in time.
@@ -135,7 +136,7 @@ class Hub:
 
         threading.Thread(target=run, name="hub-request", daemon=True).start()
         if not done.wait(max(0.0, deadline - time.monotonic())):
-            raise _TooSlow
+            raise TooSlow
         ok, value = outcome[0]
         if not ok:
             raise value
@@ -152,7 +153,7 @@ class Hub:
                 pending.clear()
                 deadline = time.monotonic() + self.total
             elif time.monotonic() > deadline:
-                raise _TooSlow
+                raise TooSlow
         if pending:
             yield bytes(pending)
 
@@ -182,7 +183,8 @@ class Hub:
             )
             if lfs is not None and sha256 is None:
                 raise HubError(f"{ref}: the hub gives {path} LFS metadata without a sha256")
-            files.append(HubFile(path, size, sha256, lfs is not None))
+            oid = sibling.blob_id if isinstance(sibling.blob_id, str) and _GIT_OID.fullmatch(sibling.blob_id) else None
+            files.append(HubFile(path, size, sha256, lfs is not None, oid))
         if not info.sha:
             raise HubError(f"{ref}: the hub gave no commit for this revision")
         return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
@@ -219,7 +221,7 @@ class Hub:
                 body += chunk
                 if len(body) > METADATA_CAP:
                     raise HubError(
-                        f"{what}: the hub at {self.endpoint} sent an answer over {METADATA_CAP >> 20} MiB, more than "
+                        f"{what}: {self.server} sent an answer over {METADATA_CAP >> 20} MiB, more than "
                         "any repository's metadata takes"
                     )
         finally:
@@ -238,18 +240,25 @@ class Hub:
 
     def read_range(self, snapshot: HubSnapshot, path: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a file at the snapshot's commit, by one HTTP range request."""
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        what = f"{snapshot.ref}: {path} bytes {start}-{end - 1}"
+        url = self._url(snapshot, path)
+        return self.read_url_range(snapshot.ref.repo_id, what, url, build_hf_headers(), (start, end))
+
+    def read_url_range(self, key: str, what: str, url: str, headers: dict[str, str], span: tuple[int, int]) -> bytes:
+        """Bytes [start, end) of `url` by one range request with `headers`, counted under `key`: a short or
+        cut answer is retried, a server that ignores Range is an error."""
+        start, end = span
         if end <= start:
             return b""
-        url = self._url(snapshot, path)
-        what = f"{snapshot.ref}: {path} bytes {start}-{end - 1}"
 
         def fetch() -> bytes:
             from huggingface_hub import get_session, hf_raise_for_status
-            from huggingface_hub.utils._headers import build_hf_headers
 
-            headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}"}
+            asked = {**headers, "Range": f"bytes={start}-{end - 1}"}
             session = get_session()
-            request = session.build_request("GET", url, headers=headers, timeout=self.timeout)
+            request = session.build_request("GET", url, headers=asked, timeout=self.timeout)
             response = session.send(request, stream=True, follow_redirects=True)
             try:
                 if response.status_code >= 400:
@@ -265,12 +274,33 @@ class Hub:
             finally:
                 response.close()
             if not response.headers.get("Content-Range", "").startswith(f"bytes {start}-") or len(body) != end - start:
-                raise _Transient(f"{len(body):,} bytes for a range of {end - start:,}")
+                raise Transient(f"{len(body):,} bytes for a range of {end - start:,}")
             return bytes(body)
 
-        body = self._retrying(snapshot.ref.repo_id, what, fetch)
-        self._count(snapshot.ref.repo_id, received=len(body))
+        body = self._retrying(key, what, fetch)
+        self._count(key, received=len(body))
         return body
+
+    def head_size(self, key: str, what: str, url: str, headers: dict[str, str]) -> int | None:
+        """The Content-Length a HEAD request on `url` answers (redirects followed), None for 404 or 410."""
+
+        def ask() -> int | None:
+            from huggingface_hub import get_session, hf_raise_for_status
+
+            session = get_session()
+            response = session.send(
+                session.build_request("HEAD", url, headers=headers, timeout=self.timeout), follow_redirects=True
+            )
+            response.close()
+            if response.status_code in (404, 410):
+                return None
+            hf_raise_for_status(response)
+            size = int(response.headers.get("Content-Length", ""))  # a ValueError: not an answer to HEAD
+            if not 0 <= size <= MAX_SIZE:
+                raise ValueError(f"Content-Length {size}")
+            return size
+
+        return self._retrying(key, what, ask)
 
     def stream(self, snapshot: HubSnapshot, path: str, size: int | None = None) -> Iterator[bytes]:
         """A file's bytes as they arrive, never kept; a dropped connection fails the stream (not retried
@@ -299,13 +329,13 @@ class Hub:
                 yield from self._body(response, repo_id, snapshot, path, size)
         except HubError:
             raise
-        except _TooSlow:
+        except TooSlow:
             raise HubError(
                 f"{snapshot.ref}: {path}: the server sent under {STREAM_CHUNK >> 20} MiB in {self.total:g} s; "
                 "retry later"
             ) from None
         except Exception as exc:
-            raise HubError(f"{snapshot.ref}: {path}: the download broke off ({_short(exc)}); retry later") from None
+            raise HubError(f"{snapshot.ref}: {path}: the download broke off ({short(exc)}); retry later") from None
         finally:
             response.close()
 
@@ -334,6 +364,7 @@ def _is_not_found(exc: Exception) -> bool:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_OID = re.compile(r"[0-9a-f]{40}")
 MAX_SIZE = 1 << 50  # a petabyte: anything larger in the hub's metadata is not a real file
 
 
@@ -344,36 +375,6 @@ def _checked(ref: RepoRef, path: str, size: object, sha256: object) -> tuple[int
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise HubError(f"{ref}: the hub gives {path} the sha256 {str(sha256)[:80]!r}, which is not 64 lowercase hex")
     return size, sha256
-
-
-class _TooSlow(Exception):
-    """A request, or a chunk of a stream, not finished within the total time limit: not retried."""
-
-
-class _Transient(Exception):
-    """A response that should not happen on a healthy connection (a short body): retried."""
-
-
-def _unreachable(exc: BaseException) -> str | None:
-    """Why no request can reach the hub at all, when retrying cannot help: its host name does not resolve,
-    or this machine has no route to it (no network). None for failures worth retrying."""
-    import errno
-    import socket
-
-    chain: list[BaseException] = [exc]
-    while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
-    text = " ".join(str(e) for e in chain)
-    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
-        return "cannot resolve the host name of"
-    if any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain):
-        return "this machine has no route to"
-    return None
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:160]
 
 
 @dataclass(frozen=True, slots=True, eq=False)

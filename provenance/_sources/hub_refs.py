@@ -37,6 +37,7 @@ class HubFile:
     size: int
     sha256: str | None  # what the hub's LFS metadata claims; None for files kept in git itself
     lfs: bool
+    oid: str | None = None  # the git blob id: the cache's blob name for a file kept in git itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -324,7 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # no status line at all: the client sees the connection close
             return
         try:
-            if server.role == "cdn":
+            if server.role == "hub" and repo_id is not None and not hub._authorized(repo_id, headers):
+                reply = _error(401, "GatedRepo", f"Access to model {repo_id} is restricted: you must be authenticated.")
+            elif server.role == "cdn":
                 reply = hub._cdn(method, segments, self.headers.get("Range"))
             else:
                 reply = hub._route(method, segments, parse_qs(split.query), payload, self.headers)
@@ -332,7 +334,11 @@ class _Handler(BaseHTTPRequestHandler):
             hub.errors.append(exc)
             reply = _error(500, None, f"{type(exc).__name__}: {exc}")
         body = b"" if method == "HEAD" else reply.body
-        hub._record(LoggedRequest(server.role, method, self.path, headers, reply.status), repo_id, len(body))
+        serves_file = server.role == "cdn" or "/resolve/" in split.path
+        allowed = hub._spend(len(body)) if serves_file else len(body)
+        if serves_file:
+            hub._count_file(allowed)
+        hub._record(LoggedRequest(server.role, method, self.path, headers, reply.status), repo_id, allowed)
         try:
             self.send_response(reply.status)
             reply.headers.setdefault("Content-Length", str(len(reply.body)))
@@ -348,6 +354,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(body[i : i + 1])
                     self.wfile.flush()
                     time.sleep(hub.drip)
+            elif allowed < len(body):  # the budget ran out: part of the body, then the connection closes
+                self.wfile.write(body[:allowed])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
             elif body:
                 self.wfile.write(body)
         except OSError:
@@ -363,6 +374,10 @@ class FakeHub:
         self._commits: dict[str, dict[str, Repo]] = {}  # repo_id -> commit -> Repo (old commits stay reachable)
         self._stats: dict[str, list[int]] = {}
         self.drop_next = 0
+        self.budget: int | None = None  # file body bytes left to send; then every file body is cut short
+        self.corrupt_once: dict[tuple[str, str], int] = {}  # (repo_id, path) -> offset flipped in the next body
+        self.gated: dict[str, str] = {}  # repo_id -> the token its API and resolve URLs need
+        self.file_bytes = 0  # body bytes of files sent (resolve and CDN answers), cut bodies counted as sent
         self.ignore_range = False
         self.drip = 0.0  # seconds between body bytes: 0 sends bodies at once
         self.page_size = TREE_PAGE_SIZE  # entries per page of /tree and /api/models (the client follows Link)
@@ -437,6 +452,36 @@ class FakeHub:
                 self.drop_next -= 1
                 return True
             return False
+
+    def _spend(self, size: int) -> int:
+        """How many of `size` body bytes may be sent: all of them, or what is left of the budget."""
+        with self._lock:
+            if self.budget is None:
+                return size
+            allowed = min(size, self.budget)
+            self.budget -= allowed
+            return allowed
+
+    def _count_file(self, sent: int) -> None:
+        with self._lock:
+            self.file_bytes += sent
+
+    def _authorized(self, repo_id: str, headers: dict[str, str]) -> bool:
+        token = self.gated.get(repo_id)
+        return token is None or headers.get("authorization") == f"Bearer {token}"
+
+    def _damaged(self, repo_id: str, path: str, reply: _Reply) -> _Reply:
+        """The body with one byte flipped, once, when it covers the offset `corrupt_once` names."""
+        with self._lock:
+            offset = self.corrupt_once.get((repo_id, path))
+            match = re.match(r"bytes (\d+)-", reply.headers.get("Content-Range", "bytes 0-"))
+            start = int(match.group(1)) if match else 0
+            if offset is None or reply.status not in (200, 206) or not start <= offset < start + len(reply.body):
+                return reply
+            del self.corrupt_once[(repo_id, path)]
+        body = bytearray(reply.body)
+        body[offset - start] ^= 0xFF
+        return _Reply(reply.status, reply.headers, bytes(body))
 
     def _record(self, entry: LoggedRequest, repo_id: str | None, sent: int) -> None:
         with self._lock:
@@ -597,7 +642,7 @@ class FakeHub:
             return _Reply(200, {**headers, "Content-Length": str(size)})
         reply = _ranged(repo.body(path), range_header, self.ignore_range)
         reply.headers = {**headers, **reply.headers}
-        return reply
+        return self._damaged(repo_id, path, reply)
 
     def _cdn(self, method: str, segments: list[str], range_header: str | None) -> _Reply:
         if method not in ("GET", "HEAD") or len(segments) < 5 or segments[0] != "lfs":
@@ -615,7 +660,7 @@ class FakeHub:
                 "Content-Disposition": _disposition("attachment", path),
             }
         )
-        return reply
+        return reply if method == "HEAD" else self._damaged(repo_id, path, reply)
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
