@@ -61,7 +61,7 @@ def download(
     cache_dir: CacheDirOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
-    jobs: JobsOption = 8,
+    jobs: JobsOption = 4,
     keep_rejected: KeepRejectedOption = None,
     key: KeyOption = None,
     require_signature: RequireSignatureFlag = False,

@@ -47,7 +47,7 @@ class DownloadOptions:
     cache_dir: Path | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    jobs: int = 8
+    jobs: int = 4
     keep_rejected: Path | None = None
     segment: int = SEGMENT  # bytes per range request
 

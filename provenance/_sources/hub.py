@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -19,10 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from manifests.names import check_relative
 from provenance._sources.hub_failures import TooSlow, Transient, short, unreachable
-from provenance._sources.hub_refs import REPO_ID, HubFile, HubSnapshot, RepoRef
-from provenance.errors import HubError, UnsafePath
+from provenance._sources.hub_refs import MAX_SIZE, REPO_ID, HubSnapshot, RepoRef, hub_file
+from provenance.errors import HubError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 STREAM_CHUNK = 4 << 20
@@ -157,6 +155,23 @@ class Hub:
         if pending:
             yield bytes(pending)
 
+    def _read_into(self, response: Any, size: int) -> tuple[bytearray, int]:
+        """A body of `size` bytes read into one buffer (no copy per chunk: a download's bytes are many), and
+        how many arrived (past `size`, reading stops); each STREAM_CHUNK must arrive within the time limit."""
+        body = bytearray(size)
+        filled, mark = 0, STREAM_CHUNK
+        deadline = time.monotonic() + self.total
+        for piece in response.iter_bytes():
+            if filled + len(piece) > size:
+                return body, filled + len(piece)  # more than was asked for: not kept
+            body[filled : filled + len(piece)] = piece
+            filled += len(piece)
+            if filled >= mark:
+                mark, deadline = filled + STREAM_CHUNK, time.monotonic() + self.total
+            elif time.monotonic() > deadline:
+                raise TooSlow
+        return body, filled
+
     def snapshot(self, ref: RepoRef) -> HubSnapshot:
         """The repository's files with sizes and claimed sha256, at the revision's current commit."""
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
@@ -171,20 +186,7 @@ class Hub:
             raise HubError(
                 f"{ref}: no such repository at {self.endpoint} (or it is private or gated: log in with `hf auth login`)"
             ) from None
-        files: list[HubFile] = []
-        for sibling in info.siblings or []:
-            try:
-                path = check_relative(sibling.rfilename)
-            except UnsafePath as exc:
-                raise HubError(f"{ref}: the hub lists a file with an unsafe path: {exc}") from None
-            lfs = sibling.lfs
-            size, sha256 = _checked(
-                ref, path, lfs.size if lfs is not None else sibling.size, lfs.sha256 if lfs is not None else None
-            )
-            if lfs is not None and sha256 is None:
-                raise HubError(f"{ref}: the hub gives {path} LFS metadata without a sha256")
-            oid = sibling.blob_id if isinstance(sibling.blob_id, str) and _GIT_OID.fullmatch(sibling.blob_id) else None
-            files.append(HubFile(path, size, sha256, lfs is not None, oid))
+        files = [hub_file(ref, sibling) for sibling in info.siblings or []]
         if not info.sha:
             raise HubError(f"{ref}: the hub gave no commit for this revision")
         return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
@@ -266,16 +268,12 @@ class Hub:
                 hf_raise_for_status(response)
                 if response.status_code != 206:
                     raise HubError(f"{what}: the server ignored the Range request (status {response.status_code})")
-                body = bytearray()
-                for chunk in self._read_body(response, end - start):
-                    body += chunk
-                    if len(body) > end - start:
-                        break  # more than was asked for: never held beyond one chunk
+                body, filled = self._read_into(response, end - start)
             finally:
                 response.close()
-            if not response.headers.get("Content-Range", "").startswith(f"bytes {start}-") or len(body) != end - start:
-                raise Transient(f"{len(body):,} bytes for a range of {end - start:,}")
-            return bytes(body)
+            if not response.headers.get("Content-Range", "").startswith(f"bytes {start}-") or filled != end - start:
+                raise Transient(f"{filled:,} bytes for a range of {end - start:,}")
+            return bytes(body)  # one copy, of the whole range: the type every reader of ranges takes
 
         body = self._retrying(key, what, fetch)
         self._count(key, received=len(body))
@@ -361,20 +359,6 @@ def _is_not_found(exc: Exception) -> bool:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     return isinstance(exc, RepositoryNotFoundError | RevisionNotFoundError)
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_GIT_OID = re.compile(r"[0-9a-f]{40}")
-MAX_SIZE = 1 << 50  # a petabyte: anything larger in the hub's metadata is not a real file
-
-
-def _checked(ref: RepoRef, path: str, size: object, sha256: object) -> tuple[int, str | None]:
-    """A file's size and claimed sha256 from the hub's metadata, refused unless they make sense."""
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
-        raise HubError(f"{ref}: the hub gives {path} the size {size!r}; it does not answer like the Hugging Face Hub")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
-        raise HubError(f"{ref}: the hub gives {path} the sha256 {str(sha256)[:80]!r}, which is not 64 lowercase hex")
-    return size, sha256
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -71,6 +71,7 @@ class Repo:
     commit: str
     claimed_sha256: dict[str, str] = field(default_factory=dict)
     served: dict[str, bytes] = field(default_factory=dict)
+    _sha256: dict[str, tuple[bytes, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -102,8 +103,14 @@ class Repo:
         return is_lfs_path(path, len(self.files[path]))
 
     def lfs_sha256(self, path: str) -> str:
-        """The sha256 the metadata claims: the real one unless ``claimed_sha256`` overrides it."""
-        return self.claimed_sha256.get(path) or hashlib.sha256(self.files[path]).hexdigest()
+        """The sha256 the metadata claims: the real one unless ``claimed_sha256`` overrides it (computed once
+        per content: every resolve answer carries it, and a range request must not cost a hash of the file)."""
+        data = self.files[path]
+        known = self._sha256.get(path)
+        if known is None or known[0] is not data:
+            known = (data, hashlib.sha256(data).hexdigest())
+            self._sha256[path] = known
+        return self.claimed_sha256.get(path) or known[1]
 
     def pointer(self, path: str) -> bytes:
         """The LFS pointer file committed for an LFS path."""
