@@ -88,3 +88,31 @@ def test_demo_examples_are_real_output(run_cli: Callable[..., CliResult], tmp_pa
             args = command.replace(DEMO, where).split()
             result = run_cli(*args, "-q")
             assert result.out.replace(where, DEMO) == output, command
+
+
+def test_download_example_is_real_output(
+    run_cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verified-download block, run against the hub-compatible server with the mirrors it names."""
+    from provenance._sample import build_sample_release
+    from tests.support.hubserver import FakeHub
+
+    monkeypatch.chdir(tmp_path)
+    release = build_sample_release(tmp_path / "release")
+    assert run_cli("fingerprint", "release", "--name", "sample-release", "-o", "release.manifest.json").code == 0
+    files = {p.name: p.read_bytes() for p in sorted(release.iterdir())}
+    shard = "model-00002-of-00003.safetensors"
+    changed = bytearray(files[shard])
+    changed[70_000] ^= 1
+    block = _block_after("### Verified downloads")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        hub.add_repo("acme/sample-release", files)
+        hub.add_repo("leaks/sample-release", files, served={shard: bytes(changed)})
+        codes = []
+        for shown in re.split(r"^\$ provenance ", block, flags=re.M)[1:]:
+            command, _, output = shown.partition("\n")
+            result = run_cli(*command.split(), "-q")
+            assert result.out == output, command
+            codes.append(result.code)
+    assert codes == [0, 1]

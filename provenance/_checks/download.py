@@ -24,6 +24,7 @@ from provenance._checks.received import Origin, Outcome, git_oid, receive_file
 from provenance._checks.verify import weak_matches
 from provenance._hashing.scan import ProgressReporter
 from provenance._judging.compare import compare
+from provenance._judging.wording import names, plural
 from provenance._sources.cache_layout import Destination, HubCache, LocalFolder
 from provenance._sources.http_folder import HttpFolder
 from provenance._sources.hub import Hub
@@ -208,8 +209,19 @@ def _result(
         "files_rejected": len(done.rejected),
         "rejected": list(done.rejected),
     }
-    report = dataclasses.replace(report, facts={**report.facts, "download": facts})
+    report = dataclasses.replace(report, facts={**report.facts, "download": facts}, reasons=_told(report, done))
     report = finish(
         dataclasses.replace(report, warnings=(*report.warnings, *weak_matches(report, reference))), reference
     )
     return dataclasses.replace(done, report=report)
+
+
+def _told(report: Report, done: Download) -> tuple[str, ...]:
+    """The report's reasons, and what the download did about what arrived: in the text as in the JSON."""
+    said = list(report.reasons)
+    if done.refetched:
+        again = "was" if done.refetched == 1 else "were"
+        said.append(f"{plural(done.refetched, 'range')} arrived unlike the release's and {again} fetched again")
+    if done.rejected:
+        said.append(f"not kept, as its bytes are not the release's: {names(list(done.rejected))}")
+    return tuple(said)
