@@ -37,12 +37,18 @@ SNAPSHOT = (
 )
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+PEAKS: dict[str, int] = {}  # command -> the largest peak RSS (KiB) seen, from GNU time
+
+
+def _timed(argv: list[str], env: dict[str, str], name: str) -> tuple[float, str]:
+    timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").exists() else []
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([*timer, *argv], env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:3])} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    if timer:
+        PEAKS[name] = max(PEAKS.get(name, 0), int(proc.stderr.strip().splitlines()[-1]))
     return elapsed, proc.stdout.strip()
 
 
@@ -68,14 +74,14 @@ def main() -> int:
         for _ in range(args.runs):
             cache = root / "cache"
             shutil.rmtree(cache, ignore_errors=True)
-            times["snapshot_download"].append(_timed([python, "-c", SNAPSHOT, REPO, str(cache)], env)[0])
+            times["snapshot_download"].append(_timed([python, "-c", SNAPSHOT, REPO, str(cache)], env, "snapshot")[0])
             shutil.rmtree(cache, ignore_errors=True)
-            fetched, folder = _timed([python, "-c", SNAPSHOT, REPO, str(cache)], env)
-            checked, _ = _timed([exe, "verify", folder, "-m", str(manifest), "-q"], env)
+            fetched, folder = _timed([python, "-c", SNAPSHOT, REPO, str(cache)], env, "snapshot")
+            checked, _ = _timed([exe, "verify", folder, "-m", str(manifest), "-q"], env, "verify")
             times["snapshot_download + verify"].append(fetched + checked)
             shutil.rmtree(cache, ignore_errors=True)
             argv = [exe, "download", f"hf://{REPO}", "-m", str(manifest), "--cache-dir", str(cache), "-q"]
-            times["download"].append(_timed(argv, env)[0])
+            times["download"].append(_timed(argv, env, "download")[0])
         shutil.rmtree(root / "cache", ignore_errors=True)
     base = statistics.median(times["snapshot_download"])
     print(f"release: {ckpt.name}, {total / 2**30:.2f} GiB in {len(ckpt.files())} files; median of {args.runs} runs")
@@ -84,6 +90,8 @@ def main() -> int:
     for name, runs in times.items():
         median = statistics.median(runs)
         print(f"| {name} | {median:.2f} | {total / median / 1e9:.2f} | {median / base:.2f} |")
+    if PEAKS:
+        print("peak RSS (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in PEAKS.items()))
     return 0
 
 

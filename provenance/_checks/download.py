@@ -33,6 +33,9 @@ from provenance._sources.receiving import SEGMENT
 from provenance.errors import ProvenanceError, UnreadableInput
 from provenance.report import Report
 
+# Seconds one range request may take, retries included (each 4 MiB of it too): a 16 MiB range at 140 KB/s per
+# connection. Longer than an audit's 45 s, which reads headers and samples, not whole releases.
+RANGE_TIMEOUT = 120.0
 FILES_AT_ONCE = 2  # files received side by side: their hashing takes a core each
 EVIDENCE = "every byte hashed as it arrived: BLAKE3 per tensor and of the container bytes, file SHA-256"
 EVIDENCE_FILES = "every byte hashed as it arrived: whole-file digests (no tensor-level reference)"
@@ -128,7 +131,7 @@ def _open(source: str, options: DownloadOptions) -> tuple[Origin, Destination]:
     """The source's reader and the destination its verified files go to."""
     if is_hub_spec(source):
         ref = RepoRef.parse(source)
-        hub = Hub(in_flight=options.jobs)
+        hub = Hub(in_flight=options.jobs, total=RANGE_TIMEOUT)
         snapshot = hub.snapshot(ref)
         offered = {f.path: f for f in snapshot.files}
 
@@ -149,7 +152,7 @@ def _open(source: str, options: DownloadOptions) -> tuple[Origin, Destination]:
             return origin, LocalFolder(options.local_dir)
         return origin, HubCache(_cache_dir(options.cache_dir), ref.repo_id, snapshot.commit, ref.revision or "main")
     if source.startswith(("http://", "https://")):
-        folder = HttpFolder(source, in_flight=options.jobs)
+        folder = HttpFolder(source, in_flight=options.jobs, total=RANGE_TIMEOUT)
         if options.local_dir is None:
             raise UnreadableInput(f"{folder.label} is a plain folder URL with no cache layout: give -o DIR")
         origin = Origin(

@@ -58,6 +58,7 @@ def receive_file(
     if size is None:
         return Outcome(entry.path, None, "missing")
     if size != entry.size:  # no byte of it can match: its size alone is the verdict's evidence
+        destination.discard(entry.path)
         return Outcome(entry.path, FileFingerprint(entry.path, size, entry.role), "rejected")
     plan = HashPlan(frozenset(entry.digests) | {"sha256"}, parts=entry.has_layout)
     present = destination.existing(entry.path)
@@ -79,6 +80,7 @@ def receive_file(
         shutil.move(staged, kept)
     else:
         staged.unlink(missing_ok=True)
+    destination.discard(entry.path)
     return Outcome(entry.path, fingerprint, "rejected", rounds)
 
 

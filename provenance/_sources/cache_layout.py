@@ -69,6 +69,14 @@ class HubCache:
         os.replace(fresh, link)
         return link
 
+    def discard(self, path: str) -> None:
+        """Unlink the snapshot's `path` when the release's file is not what the source serves: a copy fetched
+        before (by the hub client, unverified) must not stay where from_pretrained looks. Its blob stays: other
+        snapshots may link to it."""
+        link = self.root / path
+        if link.is_symlink():
+            link.unlink()
+
     def finish(self) -> None:
         """Point the revision's ref at the commit (a branch or tag name; a commit needs none)."""
         if _COMMIT.fullmatch(self.revision):
@@ -102,6 +110,9 @@ class LocalFolder:
             target.unlink()
         os.replace(staged, target)
         return target
+
+    def discard(self, path: str) -> None:
+        """Nothing: a folder's files are the user's, never deleted (the report names the file not kept)."""
 
     def finish(self) -> None:
         """Nothing to point: a folder's files are found by name."""

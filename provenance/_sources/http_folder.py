@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from provenance._sources.hub import Hub
+from provenance._sources.hub import TOTAL_TIMEOUT, Hub
 from provenance.errors import UnreadableInput
 
 
 class HttpFolder:
     """Files by path under one http(s) URL, read by byte ranges."""
 
-    def __init__(self, url: str, *, in_flight: int = 8) -> None:
+    def __init__(self, url: str, *, in_flight: int = 8, total: float = TOTAL_TIMEOUT) -> None:
         split = urlsplit(url)
         if split.scheme not in ("http", "https") or not split.netloc:
             raise UnreadableInput(f"{url} is not an http(s) folder URL; give https://HOST/PATH/")
@@ -25,7 +25,7 @@ class HttpFolder:
         self._base = urlunsplit((split.scheme, split.netloc, path, "", ""))
         self._query = split.query
         self.label = self._base  # what reports and errors name: never the signature in the query
-        self.hub = Hub(self._base, in_flight=in_flight, kind="the server")
+        self.hub = Hub(self._base, in_flight=in_flight, total=total, kind="the server")
 
     def url(self, path: str) -> str:
         return self._base + quote(path) + (f"?{self._query}" if self._query else "")

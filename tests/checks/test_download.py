@@ -285,3 +285,37 @@ def test_from_pretrained_offline_loads_exactly_the_verified_release(hub: FakeHub
     assert (code, document["verdict"]) == (1, "modified")
     with pytest.raises(OSError):
         LlamaForCausalLM.from_pretrained("mirror/tiny", cache_dir=tmp_path / "cache", local_files_only=True)
+
+
+def test_a_revision_given_as_a_commit_is_fetched_at_that_commit_without_a_ref(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    from huggingface_hub import snapshot_download
+
+    old = hub.add_repo(REPO, files_of(release_dir))
+    hub.add_repo(REPO, {"config.json": b"{}"})  # main moves on; the old commit stays reachable
+    cache = tmp_path / "cache"
+    code, document = _download(run_cli, f"hf://{REPO}@{old.commit}", release_manifest, "--cache-dir", cache)
+    assert (code, document["verdict"]) == (0, "identical")
+    assert not (cache / "models--org--release" / "refs").exists()
+    found = snapshot_download(REPO, revision=old.commit, cache_dir=cache, local_files_only=True)
+    assert files_of(Path(found)) == files_of(release_dir)
+
+
+def test_a_copy_the_hub_client_fetched_before_is_unlinked_when_the_mirror_is_rejected(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    """`hf download` stored the mirror's shard unchecked; the verified download rejects it and takes the
+    snapshot's link to it away, so that from_pretrained cannot load it."""
+    from huggingface_hub import snapshot_download
+
+    data = bytearray((release_dir / SHARD).read_bytes())
+    data[70_000] ^= 0x01
+    hub.add_repo(REPO, files_of(release_dir), served={SHARD: bytes(data)})
+    cache = tmp_path / "cache"
+    before = Path(snapshot_download(REPO, cache_dir=cache, endpoint=hub.endpoint))
+    assert (before / SHARD).read_bytes() == bytes(data)
+    code, document = _download(run_cli, f"hf://{REPO}", release_manifest, "--cache-dir", cache)
+    assert (code, document["verdict"]) == (1, "modified")
+    assert not (before / SHARD).exists() and not (before / SHARD).is_symlink()
+    assert (before / "config.json").read_bytes() == (release_dir / "config.json").read_bytes()
