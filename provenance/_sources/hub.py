@@ -10,6 +10,7 @@ places (HF_TOKEN, the saved login) and never appear in a report or an error.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -351,7 +352,17 @@ class Hub:
         from huggingface_hub import HfApi
 
         api = HfApi(endpoint=self.endpoint)
-        models = self._retrying("(search)", f"search {text!r}", lambda: list(api.list_models(search=text, limit=limit)))
+        # The client retries a search itself and says so on stderr ("Retrying in 1s"); ours retries and, when
+        # it gives up, says why in one line.
+        chatty = logging.getLogger("huggingface_hub.utils._http")
+        level = chatty.level
+        chatty.setLevel(logging.ERROR)
+        try:
+            models = self._retrying(
+                "(search)", f"search {text!r}", lambda: list(api.list_models(search=text, limit=limit))
+            )
+        finally:
+            chatty.setLevel(level)
         return [RepoRef(m.id) for m in models if REPO_ID.fullmatch(m.id)]
 
 

@@ -78,3 +78,17 @@ def test_audit_several_mirrors_gives_one_error_row_each(
         {"repo": "hf://acme/one", "error": f"hf://acme/one: {advice}"},
         {"repo": "hf://acme/two", "error": f"hf://acme/two: {advice}"},
     ]
+
+
+def test_a_search_on_an_unresolvable_hub_is_one_line_in_a_real_process(release_manifest: Path) -> None:
+    """The hub client logs its own retries ("Retrying in 1s") through a handler bound to the real stderr: only
+    a separate process shows whether they reach the user."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_ENDPOINT": NOWHERE, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    argv = [sys.executable, "-c", "from cli.app import main; main()", "audit", "--search", "llama"]
+    done = subprocess.run([*argv, "-m", str(release_manifest)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == f"error: search 'llama': {UNRESOLVED}\n"
