@@ -46,6 +46,15 @@ AllowOlderFlag = Annotated[
 ]
 ManifestOption = Annotated[str, typer.Option("--manifest", "-m", help=REFERENCE_HELP)]
 ShowAllFlag = Annotated[bool, typer.Option("--all", help="List matching files and tensors too.")]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        help="Run on a Dask cluster: tcp://HOST:PORT, or local:N for N worker processes here (needs [cluster]).",
+    ),
+]
 
 
 def stdout_console() -> Console:

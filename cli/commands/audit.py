@@ -13,6 +13,7 @@ from cli.options import (
     JsonFlag,
     KeyOption,
     RequireSignatureFlag,
+    SchedulerOption,
     finish,
     say,
     stdout_console,
@@ -55,6 +56,7 @@ def audit(
     allow_older: AllowOlderFlag = False,
     as_json: JsonFlag = False,
     show_all: ShowAllFlag = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Audit hub mirrors against a manifest from metadata, headers, sampled or all bytes; or the local cache."""
     from cli.render.audit import render_cache, render_mirrors
@@ -87,6 +89,7 @@ def audit(
         allow_older=allow_older,
         require_signature=require_signature,
         in_flight=max_requests,
+        scheduler=scheduler,
     )
     if len(results) == 1 and not search and results[0].report is not None:
         finish(results[0].report, as_json, show_all)

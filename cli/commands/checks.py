@@ -17,6 +17,7 @@ from cli.options import (
     ManifestOption,
     QuietFlag,
     RequireSignatureFlag,
+    SchedulerOption,
     ShowAllFlag,
     SymlinkFlag,
     finish,
@@ -62,6 +63,7 @@ def verify(
     quiet: QuietFlag = False,
     ignore: IgnoreOption = None,
     only: OnlyOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Check a download against a manifest: identical, equivalent, incomplete, modified or unrelated."""
     from provenance import ReadOptions
@@ -73,7 +75,7 @@ def verify(
         keys=key,
         allow_older=allow_older,
         require_signature=require_signature,
-        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ())),
+        options=ReadOptions(allow_symlinks=allow_symlinks, patterns=tuple(ignore or ()), scheduler=scheduler),
         progress=ByteProgress(quiet),
         only=tuple(only or ()),
     )

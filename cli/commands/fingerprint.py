@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.options import ForceFlag, QuietFlag, SymlinkFlag, say
+from cli.options import ForceFlag, QuietFlag, SchedulerOption, SymlinkFlag, say
 from cli.progress import ByteProgress
 from cli.render.text import count
 from provenance import ProvenanceError
@@ -71,6 +71,7 @@ def fingerprint(
     full: FullFlag = False,
     sketches: SketchesFlag = True,
     quant_digests: QuantDigestsOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Fingerprint a checkpoint into an unsigned manifest (OMS v1.0 statement with tensor digests)."""
     from provenance import build_manifest, is_hub_spec, refuse_overwrite
@@ -96,7 +97,7 @@ def fingerprint(
 
         checkpoint = fingerprint_path(
             path,
-            options=ReadOptions(allow_symlinks=allow_symlinks),
+            options=ReadOptions(allow_symlinks=allow_symlinks, scheduler=scheduler),
             exclude=frozenset({output}) if output is not None else frozenset(),
             piece_length=pieces,
             sketches=sketches,

@@ -29,12 +29,18 @@ def render_mirrors(
     did not pass, else 0."""
     for warning in next((r.report.warnings for r in results if r.report is not None), ()):
         say(f"warning: {warning}")
+    for r in results:
+        if r.attempts > 1:
+            say(f"note: {r.ref} ran {r.attempts} times: its worker was lost, and Dask ran it again on another")
     if as_json:
         document: dict[str, Any] = {
             "mirrors": [
-                {"repo": str(r.ref), "error": r.error}
-                if r.report is None
-                else {"repo": str(r.ref), **r.report.as_dict()}
+                (
+                    {"repo": str(r.ref), "error": r.error}
+                    if r.report is None
+                    else {"repo": str(r.ref), **r.report.as_dict()}
+                )
+                | ({"attempts": r.attempts} if r.attempts > 1 else {})
                 for r in results
             ]
         }

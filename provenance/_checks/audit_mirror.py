@@ -19,10 +19,12 @@ from blake3 import blake3
 
 from manifests.names import DEFAULT_IGNORE, is_ignored
 from manifests.records import Checkpoint, FileFingerprint, Role, ShardIndex, TensorFingerprint, is_weights_file, role_of
+from manifests.reference import Reference
 from provenance._checks.common import finish, open_checked
 from provenance._checks.mirror_evidence import MirrorAudit as _Audit  # the name the header level is written against
 from provenance._checks.mirror_evidence import findings, metadata, spot_check
 from provenance._formats.detect import reader_for
+from provenance._hashing.cluster import scheduler_from
 from provenance._hashing.engine import HashPlan, hash_chunks, hash_file
 from provenance._hashing.scan import INDEX_CAP, parse_index, plan_against
 from provenance._judging.compare import judge
@@ -300,6 +302,7 @@ class MirrorResult:
     ref: RepoRef
     report: Report | None
     error: str | None = None
+    attempts: int = 1  # on a cluster: more than 1 when its worker died and it ran again on another
 
 
 def audit_mirrors(
@@ -314,6 +317,7 @@ def audit_mirrors(
     require_signature: bool = False,
     in_flight: int = 8,
     endpoint: str | None = None,
+    scheduler: str | None = None,
 ) -> list[MirrorResult]:
     """Audit hub mirrors (`hf://ORG/REPO[@REV]` targets, plus the models a `search` finds) against the
     reference `manifest` names, from the least evidence that settles each: metadata, headers, `options`'
@@ -323,7 +327,10 @@ def audit_mirrors(
     be read gets its error in its MirrorResult, not a verdict (the command exits 2 then, else 1 when a
     verdict fails, else 0), unless it is the only one: then its error (a HubError, exit 2, when the hub
     cannot be read) is raised. Raises ProvenanceError (exit 2) when there is no mirror to audit;
-    SignatureError (exit 3) for the reference, as `verify` does.
+    SignatureError (exit 3) for the reference, as `verify` does. With `scheduler` (or
+    $DASK_SCHEDULER_ADDRESS), each mirror is one task on that Dask cluster, each with its own `in_flight`
+    bound toward the hub; the results are those of one process, in the same order, and a mirror whose
+    worker died and which ran again elsewhere says so (`attempts`).
     """
     reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
     hub = Hub(endpoint, in_flight=in_flight)
@@ -332,23 +339,31 @@ def audit_mirrors(
         refs += [r for r in hub.search(search, limit) if r not in refs]
     if not refs:
         raise ProvenanceError("no mirror to audit: give hf://ORG/REPO targets or a --search that finds some")
-    label = reference.label
+    if scheduler_from(scheduler) is not None:
+        from provenance._checks.audit_cluster import audit_on_cluster
+
+        return audit_on_cluster(scheduler, refs, reference, options, (hub.endpoint, in_flight))
 
     def one(ref: RepoRef) -> MirrorResult:
-        try:
-            report = audit_mirror(
-                hub,
-                ref,
-                reference.manifest.checkpoint,
-                ignore=reference.manifest.ignore_paths,
-                options=options,
-                reference_label=label,
-            )
-        except ProvenanceError as exc:
-            if len(refs) == 1:
-                raise
-            return MirrorResult(ref, None, str(exc))
-        return MirrorResult(ref, finish(report, reference))
+        return audit_one(hub, ref, reference, options, single=len(refs) == 1)
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(refs), in_flight))) as pool:
         return list(pool.map(one, refs))
+
+
+def audit_one(hub: Hub, ref: RepoRef, reference: Reference, options: AuditOptions, *, single: bool) -> MirrorResult:
+    """One mirror's result: its report, or (among several) why it could not be audited."""
+    try:
+        report = audit_mirror(
+            hub,
+            ref,
+            reference.manifest.checkpoint,
+            ignore=reference.manifest.ignore_paths,
+            options=options,
+            reference_label=reference.label,
+        )
+    except ProvenanceError as exc:
+        if single:
+            raise
+        return MirrorResult(ref, None, str(exc))
+    return MirrorResult(ref, finish(report, reference))

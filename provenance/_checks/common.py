@@ -23,6 +23,7 @@ class ReadOptions:
 
     allow_symlinks: bool = False  # follow file symlinks that leave the checkpoint's folder
     patterns: tuple[str, ...] = ()  # the user's --ignore globs: the files they match are set aside, and listed
+    scheduler: str | None = None  # a Dask scheduler (tcp://HOST:PORT, local:N) to hash the files on, one task each
 
 
 def open_checked(

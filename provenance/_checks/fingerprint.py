@@ -10,6 +10,7 @@ from manifests.names import DEFAULT_IGNORE, is_ignored
 from manifests.records import Checkpoint, FileFingerprint, Role, is_weights_file, role_of
 from provenance._checks.audit_mirror import stream_fingerprint
 from provenance._checks.common import ReadOptions
+from provenance._hashing.cluster import on_cluster
 from provenance._hashing.engine import HashPlan
 from provenance._hashing.quants import quant_types
 from provenance._hashing.scan import ProgressReporter, fingerprint_plan, scan
@@ -39,20 +40,23 @@ def fingerprint(
     `quant_digests` (legacy GGUF types, "Q8_0,Q4_0" or a collection) adds, per float tensor whose rows are
     whole blocks, the digest of the blocks llama.cpp's converter writes in each type: what proves a GGUF of
     the release exact. A type without a deterministic reference quantizer raises ProvenanceError (exit 2).
-    Malformed weights files raise MalformedContainer (exit 2): a manifest is never built from a broken
-    release; UnreadableInput and UnsafePath (exit 2) for paths that cannot be read or leave the checkpoint.
+    With `options.scheduler`, each file is hashed by a Dask worker (one task per file, at a path every worker
+    sees); the checkpoint is the one a single process makes. Malformed weights files raise MalformedContainer
+    (exit 2): a manifest is never built from a broken release; UnreadableInput and UnsafePath (exit 2) for
+    paths that cannot be read or leave the checkpoint.
     """
-    checkpoint = scan(
-        target,
-        fingerprint_plan(piece_length, sketches, quant_types(quant_digests)),
-        strict=True,
-        allow_symlinks=options.allow_symlinks,
-        exclude=exclude,
-        patterns=options.patterns,
-        progress=progress,
-        label="fingerprinting",
-    )
-    return checkpoint
+    plan = fingerprint_plan(piece_length, sketches, quant_types(quant_digests))
+    with on_cluster(options.scheduler):
+        return scan(
+            target,
+            plan,
+            strict=True,
+            allow_symlinks=options.allow_symlinks,
+            exclude=exclude,
+            patterns=options.patterns,
+            progress=progress,
+            label="fingerprinting",
+        )
 
 
 def fingerprint_hub(

@@ -10,6 +10,7 @@ from manifests.records import Checkpoint
 from manifests.reference import Reference
 from provenance._checks.common import ReadOptions, finish, open_checked
 from provenance._checks.part import mark, select
+from provenance._hashing.cluster import on_cluster
 from provenance._hashing.scan import ProgressReporter, plan_against, scan
 from provenance._judging.compare import compare
 from provenance._judging.derive import sketch_mismatches
@@ -43,7 +44,8 @@ def verify(
     a trusted key is required, as the policy can ask). A signed manifest older than one verified
     before for the release is refused unless `allow_older`. `patterns` (--ignore globs) set files aside.
     A single file of the release, or `only` globs, check that part alone, and the report says so.
-    Damaged weights files do not raise: they are reported `corrupt`.
+    Damaged weights files do not raise: they are reported `corrupt`. With `options.scheduler`, each file is
+    hashed by a Dask worker, at a path every worker sees: the report is the one a single process makes.
 
     Raises SignatureError (exit 3) for a bad, untrusted or rolled-back signature; ProvenanceError (exit 2;
     ManifestError, UnreadableInput, UnsafePath among them) for a reference or download that cannot be read.
@@ -54,7 +56,8 @@ def verify(
             "`provenance audit` checks a hub repository against the manifest without downloading it"
         )
     reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
-    return verify_against(target, reference, options=options, progress=progress, only=only)
+    with on_cluster(options.scheduler):
+        return verify_against(target, reference, options=options, progress=progress, only=only)
 
 
 def verify_against(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +18,7 @@ from manifests.records import FileFingerprint, Role, TensorFingerprint, role_of
 from provenance._formats.detect import reader_for
 from provenance._formats.interface import FormatReader
 from provenance._formats.unpickler import DisallowedGlobal
+from provenance._hashing.cluster import cluster_executor
 from provenance._hashing.merkle import PiecesHasher
 from provenance._hashing.parts import PARALLEL_TENSOR, PartHashers
 from provenance._hashing.plan import HashPlan, Progress, update_all, whole_file_hashers
@@ -226,6 +227,9 @@ def hash_files(
             root, path, plan, strict=strict, progress=progress, threads=cores_here, allow_symlinks=allow_symlinks
         )
 
+    remote = cluster_executor()
+    if remote is not None:  # one task per file, on the worker that takes it: the path is the same there
+        return _on_cluster(remote, root, jobs, sizes, (strict, allow_symlinks), progress)
     if workers == 1:
         for i in order:
             results[i] = run(i)
@@ -234,6 +238,29 @@ def hash_files(
             futures = {i: pool.submit(run, i) for i in order}
             for i, future in futures.items():
                 results[i] = future.result()
+    return [r for r in results if r is not None]
+
+
+def _on_cluster(
+    remote: Executor,
+    root: Path,
+    jobs: Sequence[tuple[str, HashPlan]],
+    sizes: dict[str, int],
+    flags: tuple[bool, bool],
+    progress: Progress | None,
+) -> list[FileFingerprint]:
+    """Each file hashed by a cluster worker (its cores its own), in the order of `jobs`; progress as files end."""
+    strict, allow_symlinks = flags
+    futures = {
+        remote.submit(hash_file, root, path, plan, strict=strict, threads=1, allow_symlinks=allow_symlinks): i
+        for i, (path, plan) in enumerate(jobs)
+    }
+    results: list[FileFingerprint | None] = [None] * len(jobs)
+    for future in as_completed(futures):
+        i = futures[future]
+        results[i] = future.result()
+        if progress:
+            progress(sizes[jobs[i][0]])
     return [r for r in results if r is not None]
 
 

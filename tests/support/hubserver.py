@@ -326,6 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
         segments = split.path.split("/")[1:]
         repo_id = hub._repo_id_of(server.role, segments)
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if hub.latency:
+            time.sleep(hub.latency)  # a hub farther away than 127.0.0.1: what a run's concurrency must hide
         if hub._take_drop():
             hub._record(LoggedRequest(server.role, method, self.path, headers, 0), repo_id, 0)
             self.close_connection = True  # no status line at all: the client sees the connection close
@@ -387,6 +389,7 @@ class FakeHub:
         self.file_bytes = 0  # body bytes of files sent (resolve and CDN answers), cut bodies counted as sent
         self.ignore_range = False
         self.drip = 0.0  # seconds between body bytes: 0 sends bodies at once
+        self.latency = 0.0  # seconds every answer waits before it is sent
         self.page_size = TREE_PAGE_SIZE  # entries per page of /tree and /api/models (the client follows Link)
         self.log: list[LoggedRequest] = []
         self.errors: list[Exception] = []
