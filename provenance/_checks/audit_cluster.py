@@ -42,7 +42,7 @@ def audit_on_cluster(
 ) -> list[MirrorResult]:
     """Every mirror audited as one task on the cluster `spec` names; results in the order of `refs`."""
     run = f"provenance-audit-{uuid.uuid4().hex}"
-    with on_cluster(spec) as client:
+    with on_cluster(spec, threads=hub_at[1]) as client:
         shared = client.scatter(reference, broadcast=True)
         single = len(refs) == 1
         futures: dict[Any, int] = {

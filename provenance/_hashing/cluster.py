@@ -37,14 +37,15 @@ def scheduler_from(spec: str | None) -> str | None:
 
 
 @contextlib.contextmanager
-def on_cluster(spec: str | None) -> Iterator[Any]:
+def on_cluster(spec: str | None, threads: int = 1) -> Iterator[Any]:
     """Within the block, hashing runs on the cluster `spec` names (None: in this process); yields the
-    distributed Client, or None."""
+    distributed Client, or None. `threads` per worker of a `local:N` cluster: 1 to hash (a file keeps a core
+    busy), more to audit (a mirror mostly waits on the hub)."""
     spec = scheduler_from(spec)
     if spec is None:
         yield None
         return
-    client = _connect(spec)
+    client = _connect(spec, threads)
     token = _EXECUTOR.set(client.get_executor(pure=False, retries=RETRIES))
     try:
         yield client
@@ -56,7 +57,7 @@ def on_cluster(spec: str | None) -> Iterator[Any]:
             cluster.close()
 
 
-def _connect(spec: str) -> Any:
+def _connect(spec: str, threads: int) -> Any:
     """A distributed Client for `local:N` (a LocalCluster started here) or a scheduler's address."""
     try:
         from distributed import Client, LocalCluster
@@ -67,7 +68,7 @@ def _connect(spec: str) -> Any:
         if not count.isdigit() or not 1 <= int(count) <= 256:
             raise ProvenanceError(f"--scheduler {spec}: give local:N with N the worker processes (1 to 256)")
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=int(count), threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+            n_workers=int(count), threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address=":0"
         )
         client = Client(cluster)  # type: ignore[no-untyped-call]
         client._provenance_cluster = cluster  # type: ignore[attr-defined]  # closed with the client
