@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pytest
 
 from cli.app import main
 from provenance._sample import build_sample_release
+from tests.support.hubserver import FakeHub
 
 # huggingface_hub reads these once, at import: no test may reach huggingface.co (its user-agent lookup included).
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -94,6 +95,16 @@ def copy_of_release(release_dir: Path, tmp_path: Path) -> Path:
     destination = tmp_path / "download"
     shutil.copytree(release_dir, destination)
     return destination
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """The hub-compatible server, with the real client pointed at it (HF_ENDPOINT), no telemetry, no token."""
+    with FakeHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        yield server
 
 
 @pytest.fixture(autouse=True)

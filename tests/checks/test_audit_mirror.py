@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,6 @@ def files_of(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def chunk_manifest(release_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_release_manifest(release_dir, tmp_path_factory.mktemp("audit") / "release.json", 16 << 10)
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        yield server
 
 
 def changed_tensor(release: Path) -> bytes:

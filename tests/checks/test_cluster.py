@@ -40,14 +40,6 @@ def cluster() -> Iterator[Any]:
         yield running
 
 
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        yield server
-
-
 def _without_date(manifest: str) -> str:
     return "\n".join(line for line in manifest.splitlines() if '"created"' not in line)
 
