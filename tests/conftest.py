@@ -97,6 +97,9 @@ def copy_of_release(release_dir: Path, tmp_path: Path) -> Path:
     return destination
 
 
+OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """The hub-compatible server, with the real client pointed at it (HF_ENDPOINT), no telemetry, no token."""
@@ -104,6 +107,8 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
         monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
         monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
         monkeypatch.delenv("HF_TOKEN", raising=False)
+        for name in OFFLINE_SWITCHES:  # tests of local loaders set them for the session; processes inherit them
+            monkeypatch.delenv(name, raising=False)
         yield server
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from provenance import MirrorResult, audit_mirrors
 from provenance._sample import sample_tensors, write_sharded
-from tests.conftest import CliResult
+from tests.conftest import OFFLINE_SWITCHES, CliResult
 from tests.support.hubserver import FakeHub
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra is not installed: pip install '.[cluster]'")
@@ -33,11 +33,15 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """Two worker processes, one thread each: what `local:2` starts, shared by this module's tests."""
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
-    ) as running:
-        yield running
+    """Two worker processes, one thread each: what `local:2` starts, shared by this module's tests. Started
+    online: workers inherit the environment, where tests of local loaders switch the hub client off."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in OFFLINE_SWITCHES:
+            patch.delenv(name, raising=False)
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as running:
+            yield running
 
 
 def _without_date(manifest: str) -> str:

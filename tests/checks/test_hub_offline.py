@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import OFFLINE_SWITCHES, CliResult
 
 Run = Callable[..., CliResult]
 NOWHERE = "http://nonexistent.invalid"  # .invalid never resolves (RFC 2606)
@@ -87,7 +87,8 @@ def test_a_search_on_an_unresolvable_hub_is_one_line_in_a_real_process(release_m
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_ENDPOINT": NOWHERE, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_SWITCHES}
+    env |= {"HF_ENDPOINT": NOWHERE, "HF_HUB_DISABLE_TELEMETRY": "1"}
     argv = [sys.executable, "-c", "from cli.app import main; main()", "audit", "--search", "llama"]
     done = subprocess.run([*argv, "-m", str(release_manifest)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
