@@ -8,12 +8,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.checks.test_audit_mirror import SHARD, chunk_manifest, files_of, hub
+from tests.checks.test_audit_mirror import SHARD, chunk_manifest, files_of
 from tests.conftest import CliResult
 from tests.support.hubserver import FakeHub
 
 Run = Callable[..., CliResult]
-__all__ = ["chunk_manifest", "hub"]  # the fixtures, shared with the mirror audit's tests
+__all__ = ["chunk_manifest"]  # the fixture, shared with the mirror audit's tests
 
 
 def test_cache_rows_show_paths_advice_and_the_missing_reference(
