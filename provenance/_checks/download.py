@@ -112,19 +112,33 @@ def download(
     def one(entry: FileFingerprint) -> Outcome:
         return receive_file(origin, destination, entry, (connections, options.segment), options.keep_rejected, progress)
 
-    with ThreadPoolExecutor(min(FILES_AT_ONCE, len(chosen)), thread_name_prefix="download") as pool:
-        futures = [pool.submit(one, entry) for entry in chosen]
-        outcomes, failures = [], []
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except ProvenanceError as exc:
-                failures.append(exc)
+    outcomes: list[Outcome] = []
+    failures: list[ProvenanceError] = []
+    for wave in _waves(chosen):  # two files of the same bytes share a staging name: never at once
+        with ThreadPoolExecutor(min(FILES_AT_ONCE, len(wave)), thread_name_prefix="download") as pool:
+            for future in [pool.submit(one, entry) for entry in wave]:
+                try:
+                    outcomes.append(future.result())
+                except ProvenanceError as exc:
+                    failures.append(exc)
     if any(o.kind in ("reused", "committed") for o in outcomes):
         destination.finish()
     if failures:
         raise failures[0]
     return _result(reference, wanted, len(release.files), origin, destination, outcomes)
+
+
+def _waves(entries: tuple[FileFingerprint, ...]) -> list[list[FileFingerprint]]:
+    """The files in rounds where no two have the same SHA-256 (the name their bytes are staged under)."""
+    waves: list[list[FileFingerprint]] = []
+    for entry in entries:
+        key = entry.digests.get("sha256") or entry.path
+        wave = next((w for w in waves if all((e.digests.get("sha256") or e.path) != key for e in w)), None)
+        if wave is None:
+            waves.append([entry])
+        else:
+            wave.append(entry)
+    return waves
 
 
 def _open(source: str, options: DownloadOptions) -> tuple[Origin, Destination]:

@@ -310,3 +310,26 @@ def test_a_copy_the_hub_client_fetched_before_is_unlinked_when_the_mirror_is_rej
     assert (code, document["verdict"]) == (1, "modified")
     assert not (before / SHARD).exists() and not (before / SHARD).is_symlink()
     assert (before / "config.json").read_bytes() == (release_dir / "config.json").read_bytes()
+
+
+def test_two_files_of_the_same_bytes_are_both_committed(
+    run_cli: Run, hub: FakeHub, release_dir: Path, tmp_path: Path
+) -> None:
+    """One staging name per SHA-256: a release holding a file twice (a copy under original/) must not have
+    its two downloads lock each other out."""
+    from tests.conftest import write_release_manifest
+
+    release = tmp_path / "release"
+    release.mkdir()
+    for name in ("config.json", SHARD):
+        (release / name).write_bytes((release_dir / name).read_bytes())
+    (release / "original").mkdir()
+    (release / "original" / SHARD).write_bytes((release_dir / SHARD).read_bytes())
+    manifest = write_release_manifest(release, tmp_path / "twice.json")
+    hub.add_repo(REPO, files_of(release))
+    hub.latency = 0.3  # the first copy is still arriving when the second would start
+    code, document = _download(run_cli, f"hf://{REPO}", manifest, "--cache-dir", tmp_path / "cache")
+    hub.latency = 0.0
+    assert (code, document["verdict"]) == (0, "identical")
+    assert document["download"]["files_committed"] == 3
+    assert files_of(_snapshot(tmp_path / "cache")) == files_of(release)
