@@ -333,3 +333,30 @@ def test_two_files_of_the_same_bytes_are_both_committed(
     assert (code, document["verdict"]) == (0, "identical")
     assert document["download"]["files_committed"] == 3
     assert files_of(_snapshot(tmp_path / "cache")) == files_of(release)
+
+
+def test_a_server_that_ignores_ranges_is_one_line_and_commits_nothing(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    hub.add_repo(REPO, files_of(release_dir))
+    hub.ignore_range = True
+    cache = tmp_path / "cache"
+    result = run_cli("download", f"hf://{REPO}", "-m", release_manifest, "--cache-dir", cache, "--json")
+    assert result.code == 2
+    assert "ignored the Range request" in _json(result)["error"]["message"]
+    assert not (cache / "models--org--release" / "snapshots").exists()
+
+
+def test_a_symlink_planted_in_the_folder_is_replaced_not_written_through(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    hub.add_repo(REPO, files_of(release_dir))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    (folder / "config.json").symlink_to(victim)
+    code, document = _download(run_cli, f"hf://{REPO}", release_manifest, "-o", folder)
+    assert (code, document["verdict"]) == (0, "identical")
+    assert victim.read_text() == "untouched"
+    assert not (folder / "config.json").is_symlink()
