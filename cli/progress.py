@@ -19,8 +19,9 @@ class ByteProgress:
     rich is imported only once the bar is due, so short runs and scripts do not pay for it.
     """
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, *, items: bool = False) -> None:
         self._enabled = not quiet and sys.stderr.isatty()
+        self._items = items  # counting things (mirrors), not bytes: "12/200" rather than "12 B/200 B"
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -50,17 +51,18 @@ class ByteProgress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
+        amount = (MofNCompleteColumn(),) if self._items else (DownloadColumn(), TransferSpeedColumn())
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            *amount,
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,

@@ -12,12 +12,14 @@ from cli.options import (
     AllowOlderFlag,
     JsonFlag,
     KeyOption,
+    QuietFlag,
     RequireSignatureFlag,
     SchedulerOption,
     finish,
     say,
     stdout_console,
 )
+from cli.progress import ByteProgress
 from provenance import ProvenanceError
 
 TargetsArgument = Annotated[
@@ -57,6 +59,7 @@ def audit(
     as_json: JsonFlag = False,
     show_all: ShowAllFlag = False,
     scheduler: SchedulerOption = None,
+    quiet: QuietFlag = False,
 ) -> None:
     """Audit hub mirrors against a manifest from metadata, headers, sampled or all bytes; or the local cache."""
     from cli.render.audit import render_cache, render_mirrors
@@ -90,6 +93,7 @@ def audit(
         require_signature=require_signature,
         in_flight=max_requests,
         scheduler=scheduler,
+        progress=ByteProgress(quiet, items=True),
     )
     if len(results) == 1 and not search and results[0].report is not None:
         finish(results[0].report, as_json, show_all)

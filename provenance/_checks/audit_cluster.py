@@ -16,6 +16,7 @@ from typing import Any
 from manifests.reference import Reference
 from provenance._checks.audit_mirror import AuditOptions, MirrorResult, audit_one
 from provenance._hashing.cluster import RETRIES, on_cluster
+from provenance._hashing.scan import ProgressReporter
 from provenance._sources.hub import Hub
 from provenance._sources.hub_refs import RepoRef
 
@@ -38,7 +39,12 @@ def _audit_task(
 
 
 def audit_on_cluster(
-    spec: str | None, refs: list[RepoRef], reference: Reference, options: AuditOptions, hub_at: tuple[str, int]
+    spec: str | None,
+    refs: list[RepoRef],
+    reference: Reference,
+    options: AuditOptions,
+    hub_at: tuple[str, int],
+    progress: ProgressReporter | None = None,
 ) -> list[MirrorResult]:
     """Every mirror audited as one task on the cluster `spec` names; results in the order of `refs`."""
     run = f"provenance-audit-{uuid.uuid4().hex}"
@@ -54,6 +60,8 @@ def audit_on_cluster(
         results: list[MirrorResult | None] = [None] * len(refs)
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
             results[futures[future]] = future.result()
+            if progress is not None:
+                progress.advance(1)
         started: list[int] = Queue(run, client=client).get(batch=True)  # type: ignore[no-untyped-call]
         starts = Counter(started)
     return [

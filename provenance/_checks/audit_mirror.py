@@ -26,7 +26,7 @@ from provenance._checks.mirror_evidence import findings, metadata, spot_check
 from provenance._formats.detect import reader_for
 from provenance._hashing.cluster import scheduler_from
 from provenance._hashing.engine import HashPlan, hash_chunks, hash_file
-from provenance._hashing.scan import INDEX_CAP, parse_index, plan_against
+from provenance._hashing.scan import INDEX_CAP, ProgressReporter, parse_index, plan_against
 from provenance._judging.compare import judge
 from provenance._judging.verdict import Judgement, decide
 from provenance._judging.wording import plural
@@ -318,6 +318,7 @@ def audit_mirrors(
     in_flight: int = 8,
     endpoint: str | None = None,
     scheduler: str | None = None,
+    progress: ProgressReporter | None = None,
 ) -> list[MirrorResult]:
     """Audit hub mirrors (`hf://ORG/REPO[@REV]` targets, plus the models a `search` finds) against the
     reference `manifest` names, from the least evidence that settles each: metadata, headers, `options`'
@@ -330,7 +331,7 @@ def audit_mirrors(
     SignatureError (exit 3) for the reference, as `verify` does. With `scheduler` (or
     $DASK_SCHEDULER_ADDRESS), each mirror is one task on that Dask cluster, each with its own `in_flight`
     bound toward the hub; the results are those of one process, in the same order, and a mirror whose
-    worker died and which ran again elsewhere says so (`attempts`).
+    worker died and which ran again elsewhere says so (`attempts`). `progress` counts mirrors as they end.
     """
     reference = open_checked(manifest, keys=keys, allow_older=allow_older, require=require_signature)
     hub = Hub(endpoint, in_flight=in_flight)
@@ -339,16 +340,25 @@ def audit_mirrors(
         refs += [r for r in hub.search(search, limit) if r not in refs]
     if not refs:
         raise ProvenanceError("no mirror to audit: give hf://ORG/REPO targets or a --search that finds some")
-    if scheduler_from(scheduler) is not None:
-        from provenance._checks.audit_cluster import audit_on_cluster
+    if progress is not None:
+        progress.begin(len(refs), "auditing mirrors")
+    try:
+        if scheduler_from(scheduler) is not None:
+            from provenance._checks.audit_cluster import audit_on_cluster
 
-        return audit_on_cluster(scheduler, refs, reference, options, (hub.endpoint, in_flight))
+            return audit_on_cluster(scheduler, refs, reference, options, (hub.endpoint, in_flight), progress)
 
-    def one(ref: RepoRef) -> MirrorResult:
-        return audit_one(hub, ref, reference, options, single=len(refs) == 1)
+        def one(ref: RepoRef) -> MirrorResult:
+            result = audit_one(hub, ref, reference, options, single=len(refs) == 1)
+            if progress is not None:
+                progress.advance(1)
+            return result
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(refs), in_flight))) as pool:
-        return list(pool.map(one, refs))
+        with ThreadPoolExecutor(max_workers=max(1, min(len(refs), in_flight))) as pool:
+            return list(pool.map(one, refs))
+    finally:
+        if progress is not None:
+            progress.end()
 
 
 def audit_one(hub: Hub, ref: RepoRef, reference: Reference, options: AuditOptions, *, single: bool) -> MirrorResult:

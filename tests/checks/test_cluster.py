@@ -96,6 +96,22 @@ def _mirrors(hub: FakeHub, release_dir: Path, tmp_path: Path, count: int) -> lis
     return targets
 
 
+class Counted:
+    """A progress reporter that keeps what it was told (the CLI's draws it on stderr)."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, int, str]] = []
+
+    def begin(self, total: int, label: str) -> None:
+        self.said.append(("begin", total, label))
+
+    def advance(self, amount: int) -> None:
+        self.said.append(("advance", amount, ""))
+
+    def end(self) -> None:
+        self.said.append(("end", 0, ""))
+
+
 def _rows(results: list[MirrorResult]) -> list[tuple[str, str | None, str]]:
     return [(str(r.ref), r.error, json.dumps(r.report.as_dict() if r.report else None)) for r in results]
 
@@ -104,9 +120,13 @@ def test_two_hundred_mirrors_audited_on_the_cluster_give_the_one_process_results
     hub: FakeHub, release_dir: Path, release_manifest: Path, tmp_path: Path, cluster: Any
 ) -> None:
     targets = _mirrors(hub, release_dir, tmp_path, 200)
+    counted = Counted()
     alone = audit_mirrors(targets, release_manifest, endpoint=hub.endpoint)
-    spread = audit_mirrors(targets, release_manifest, endpoint=hub.endpoint, scheduler=cluster.scheduler_address)
+    spread = audit_mirrors(
+        targets, release_manifest, endpoint=hub.endpoint, scheduler=cluster.scheduler_address, progress=counted
+    )
     assert _rows(spread) == _rows(alone)
+    assert counted.said == [("begin", 200, "auditing mirrors"), *[("advance", 1, "")] * 200, ("end", 0, "")]
     verdicts = [r.report.verdict.value if r.report else "error" for r in spread]
     assert verdicts[:10] == ["identical", "modified", "undecided"] * 3 + ["error"]
     assert all(r.attempts == 1 for r in spread)
