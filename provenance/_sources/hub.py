@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ TOTAL_TIMEOUT = 45.0
 METADATA_CAP = 64 << 20
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the body as sent
 T = TypeVar("T")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class Hub:
@@ -188,8 +190,9 @@ class Hub:
                 f"{ref}: no such repository at {self.endpoint} (or it is private or gated: log in with `hf auth login`)"
             ) from None
         files = [hub_file(ref, sibling) for sibling in info.siblings or []]
-        if not info.sha:
-            raise HubError(f"{ref}: the hub gave no commit for this revision")
+        if not isinstance(info.sha, str) or not _COMMIT.fullmatch(info.sha):
+            # the commit names a cache folder and every URL: anything but 40 hex digits could lead out of both
+            raise HubError(f"{ref}: the hub gave {str(info.sha)[:60]!r} as this revision's commit, not 40 hex digits")
         return HubSnapshot(ref, str(info.sha), tuple(sorted(files, key=lambda f: f.path)))
 
     def _model_info(self, ref: RepoRef) -> Any:

@@ -360,3 +360,16 @@ def test_a_symlink_planted_in_the_folder_is_replaced_not_written_through(
     assert (code, document["verdict"]) == (0, "identical")
     assert victim.read_text() == "untouched"
     assert not (folder / "config.json").is_symlink()
+
+
+def test_a_commit_that_is_not_one_never_names_a_cache_folder(
+    run_cli: Run, hub: FakeHub, release_dir: Path, release_manifest: Path, tmp_path: Path
+) -> None:
+    """A hostile hub answering `../../escape` as the commit: refused before any path is made of it."""
+    repo = hub.add_repo(REPO, files_of(release_dir))
+    repo.commit = "../../../escape"
+    cache = tmp_path / "cache"
+    result = run_cli("download", f"hf://{REPO}", "-m", release_manifest, "--cache-dir", cache, "--json")
+    assert result.code == 2
+    assert "not 40 hex digits" in _json(result)["error"]["message"]
+    assert not (tmp_path / "escape").exists() and not cache.exists()
